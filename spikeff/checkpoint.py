@@ -1,0 +1,60 @@
+"""Atomic checkpoints of a :class:`~spikeff.network.SpikingNet`, loadable with ``weights_only=True``.
+
+A checkpoint is a plain dict: ``{"format": "spikeff-model", "version", "network" (the
+architecture as plain types), "state_dict", "meta" (run details: dataset, time bins, ...)}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .fileio import atomic_write
+from .network import NetworkConfig, SpikingNet
+
+__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+
+FORMAT = "spikeff-model"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file is not a readable spikeff checkpoint."""
+
+
+def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | None = None) -> None:
+    """Save the network's architecture, weights and ``meta`` (plain types only) atomically."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "network": net.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "meta": meta or {},
+    }
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SpikingNet, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`; returns the network and its meta."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for foreign or corrupt files
+        raise CheckpointError(f"{path} is not a readable spikeff checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a spikeff model checkpoint (expected a dict with format={FORMAT!r}, "
+            "as written by `spikeff train`)"
+        )
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")
+    try:
+        net = SpikingNet(NetworkConfig.from_dict(payload["network"]))
+        net.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: checkpoint does not match its architecture: {e}") from e
+    return net.to(map_location), dict(payload.get("meta", {}))

@@ -1,0 +1,214 @@
+"""Command line: ``spikeff train | eval | data info``.
+
+User errors (bad data, bad checkpoints, bad options, unwritable paths, a diverging loss)
+end with one ``spikeff: error: ...`` line and exit status 2; set ``SPIKEFF_DEBUG=1`` for the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import DATASETS, DataError, describe, load_splits, make_loader
+from .ed import EDLossConfig
+from .experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate
+from .fileio import write_json
+from .network import NetworkConfig
+from .neurons import LIFParams
+from .readout import MODES
+from .trainer import TrainConfig, TrainingError, evaluate
+
+__all__ = ["main", "build_parser"]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    p.add_argument("--data-dir", type=Path, default=None, help="tonic save_to root (default: $SPIKEFF_DATA or ./data)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="frame cache (default: $SPIKEFF_CACHE or ~/.cache/spikeff)")
+    p.add_argument("--time-bins", type=int, default=None, help="T (default: the dataset's)")
+    p.add_argument("--resolution", type=int, default=None, help="dvsgesture: 32 or 64")
+    p.add_argument("--limit", type=int, default=None, help="at most this many samples per split")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of Train when there is no Test split")
+    p.add_argument("--download", action="store_true", help="download a missing dataset with tonic")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spikeff", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train layer-locally by ED compression and evaluate")
+    _add_data_args(t)
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--readout-epochs", type=int, default=5, help="head-only epochs after layer training")
+    t.add_argument("--trials", type=int, default=8, help="noisy trials per input (n)")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--head-lr", type=float, default=1e-2)
+    t.add_argument("--schedule", choices=("greedy", "simultaneous"), default="simultaneous")
+    t.add_argument("--channels", type=_ints, default=(32, 64), help="conv channels per layer, e.g. 32,64")
+    t.add_argument("--hidden", type=_ints, default=(), help="fully connected layer sizes after the convs")
+    t.add_argument("--beta", type=float, default=LIFParams.beta)
+    t.add_argument("--threshold", type=float, default=LIFParams.threshold)
+    t.add_argument("--delta", type=float, default=LIFParams.delta, help="escape-noise temperature (0 = deterministic)")
+    t.add_argument("--sigma", type=float, default=LIFParams.sigma, help="membrane noise std")
+    t.add_argument("--reset", choices=("zero", "subtract"), default="zero")
+    t.add_argument("--readout", choices=("linear", "lif"), default="linear")
+    t.add_argument("--train-mode", choices=("energy", "average"), default="energy")
+    t.add_argument("--alpha", type=float, default=EDLossConfig.alpha)
+    t.add_argument("--covariance", choices=("trial", "second_moment"), default=EDLossConfig.covariance)
+    t.add_argument("--supervised", action="store_true", help="one consistency covariance per class")
+    t.add_argument("--projection", type=_ints, default=(), help="random projection dims per layer, e.g. 30,20")
+    t.add_argument("--no-control", action="store_true", help="skip the untrained-weights control")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    t.add_argument("--num-workers", type=int, default=0)
+    t.add_argument("--out", type=Path, required=True, help="run folder for metrics.json and model.pt")
+
+    e = sub.add_parser("eval", help="re-evaluate a checkpoint on its held-out split")
+    e.add_argument("model", type=Path)
+    e.add_argument("--data-dir", type=Path, default=None)
+    e.add_argument("--cache-dir", type=Path, default=None)
+    e.add_argument("--trials", type=int, default=None)
+    e.add_argument("--seed", type=int, default=None, help="noise seed (default: the training run's)")
+    e.add_argument("--device", default="cpu")
+
+    d = sub.add_parser("data", help="dataset tools")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    info = dsub.add_parser("info", help="counts per split and class, sensor size, cache state")
+    _add_data_args(info)
+    return parser
+
+
+def _device(name: str) -> torch.device:
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
+def _writable_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise OSError(f"cannot write to --out {path}: {e.strerror or e}") from None
+    return path
+
+
+def _splits(args: argparse.Namespace, **kw: Any):
+    return load_splits(
+        args.dataset, args.data_dir, n_time_bins=args.time_bins, seed=kw.get("seed", 0),
+        val_fraction=args.val_fraction, cache_dir=args.cache_dir, download=args.download,
+        limit=args.limit, resolution=args.resolution,
+    )
+
+
+def _accuracy_table(rows: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'':<12}" + "".join(f"{m:>15}" for m in MODES)]
+    for name, acc in rows.items():
+        lines.append(f"{name:<12}" + "".join(f"{acc[m]:>15.4f}" for m in MODES))
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = _writable_dir(args.out)
+    device = _device(args.device)
+    lif = LIFParams(beta=args.beta, threshold=args.threshold, delta=args.delta, sigma=args.sigma, reset=args.reset)
+    train_cfg = TrainConfig(
+        epochs=args.epochs, readout_epochs=args.readout_epochs, trials=args.trials, lr=args.lr,
+        head_lr=args.head_lr, schedule=args.schedule, projection_dims=args.projection, train_mode=args.train_mode,
+        loss=EDLossConfig(alpha=args.alpha, covariance=args.covariance, supervised=args.supervised),
+    )
+    splits = _splits(args, seed=args.seed)
+    print(splits.summary(), flush=True)
+    net_cfg = NetworkConfig(
+        input_shape=splits.frame_shape, n_classes=splits.n_classes, conv_channels=args.channels,
+        hidden=args.hidden, lif=lif, readout=args.readout,
+    )
+
+    def report(rec: dict[str, Any]) -> None:
+        layers = sorted({k.split("/")[0] for k in rec if k.startswith("layer")})
+        parts = [f"{l}: ED cons {rec[f'{l}/ed_consistency']:.2f} div {rec[f'{l}/ed_diversity']:.2f} "
+                 f"rate {rec[f'{l}/rate']:.3f}" for l in layers]
+        print(f"epoch {rec['epoch']} ({rec['seconds']:.1f}s) | " + " | ".join(parts), flush=True)
+
+    run = train_and_evaluate(
+        splits, net_cfg, train_cfg, seed=args.seed, device=device, batch_size=args.batch_size,
+        control=not args.no_control, num_workers=args.num_workers, on_epoch=report,
+    )
+    meta = {
+        "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
+        "limit": args.limit, "val_fraction": args.val_fraction, "seed": args.seed, "trials": args.trials,
+        "test_accuracy": run.metrics["test_accuracy"],
+    }
+    save_checkpoint(out / "model.pt", run.net, meta)
+    metrics = {**run.metrics, "history": run.history}
+    write_json(out / "metrics.json", metrics)
+    rows = {"trained": run.metrics["test_accuracy"]}
+    if "control_accuracy" in run.metrics:
+        rows["control"] = run.metrics["control_accuracy"]
+    print(f"\n{splits.test_name} accuracy ({len(splits.test)} samples, {train_cfg.trials} trials):")
+    print(_accuracy_table(rows))
+    print(f"\nwrote {out / 'metrics.json'} and {out / 'model.pt'} ({run.metrics['train_seconds']:.1f}s training)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    net, meta = load_checkpoint(args.model, device)
+    if "dataset" not in meta:
+        raise CheckpointError(f"{args.model} has no dataset in its metadata; it was not written by `spikeff train`")
+    splits = load_splits(
+        meta["dataset"], args.data_dir, n_time_bins=meta.get("time_bins"), seed=meta.get("seed", 0),
+        val_fraction=meta.get("val_fraction", 0.2), cache_dir=args.cache_dir, limit=meta.get("limit"),
+        resolution=meta.get("resolution"),
+    )
+    if tuple(splits.frame_shape) != tuple(net.config.input_shape):
+        raise DataError(f"the data give frames {splits.frame_shape}, the model expects {net.config.input_shape}")
+    trials = args.trials or meta.get("trials", 8)
+    seed = meta.get("seed", 0) if args.seed is None else args.seed
+    loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
+    res = evaluate(net, loader, trials, seeded_generators(seed, device)["eval"])
+    print(f"{args.model}: {splits.test_name}, {res['n']} samples, {trials} trials")
+    print(_accuracy_table({"accuracy": res}))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    print(describe(args.dataset, args.data_dir, cache_dir=args.cache_dir, n_time_bins=args.time_bins,
+                   val_fraction=args.val_fraction, limit=args.limit, resolution=args.resolution,
+                   download=args.download))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data}[args.command]
+    try:
+        return command(args)
+    except (DataError, CheckpointError, TrainingError, ValueError, OSError) as e:
+        if os.environ.get("SPIKEFF_DEBUG"):
+            raise
+        print(f"spikeff: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""On-disk cache of per-split arrays (frames or preprocessed events), one set of .npy per split.
+
+A cache entry is ``<cache_dir>/<dataset>/<split>-<kind>-<key16>.json`` plus its ``.npy`` arrays.
+The key hashes the cache format version, the dataset, every transform's parameters, T and the
+identity (path, size, mtime) of every sample, so changed parameters or data never hit a stale
+entry; the JSON (written last, atomically) repeats version and full key and is checked on load,
+so an entry from an older version or a different build is rebuilt, never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fileio import atomic_write
+
+CACHE_FORMAT_VERSION = 1
+IN_MEMORY_LIMIT_BYTES = 2 * 2**30  # larger caches are memory-mapped instead of read into RAM
+
+
+def default_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir`` if given, else ``$SPIKEFF_CACHE``, else ``~/.cache/spikeff``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("SPIKEFF_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "spikeff"
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """``None`` if files can be created in ``directory`` (created if needed), else why not."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    directory: Path
+    stem: str
+    key: str
+
+    @classmethod
+    def create(cls, root: Path, dataset: str, split: str, kind: str, payload: dict[str, Any]) -> CacheEntry:
+        payload = {"format_version": CACHE_FORMAT_VERSION, **payload}
+        key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return cls(directory=root / dataset, stem=f"{split}-{kind}-{key[:16]}", key=key)
+
+    @property
+    def meta_path(self) -> Path:
+        return self.directory / f"{self.stem}.json"
+
+    def array_path(self, name: str) -> Path:
+        return self.directory / f"{self.stem}.{name}.npy"
+
+    def is_valid(self) -> bool:
+        return self._read_meta() is not None
+
+    def _read_meta(self) -> dict[str, Any] | None:
+        try:
+            meta = json.loads(self.meta_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if meta.get("format_version") != CACHE_FORMAT_VERSION or meta.get("key") != self.key:
+            return None
+        return meta
+
+    def load(self, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The arrays and metadata, or ``None`` when absent, stale or unreadable (then rebuild)."""
+        if not self.meta_path.exists():
+            return None
+        meta = self._read_meta()
+        if meta is None:
+            warnings.warn(
+                f"{self.meta_path}: cache from another version or parameters; rebuilding", stacklevel=3
+            )
+            return None
+        try:
+            arrays = {n: np.load(self.array_path(n), mmap_mode="r") for n in names}
+            if sum(a.nbytes for a in arrays.values()) <= IN_MEMORY_LIMIT_BYTES:
+                arrays = {n: np.array(a) for n, a in arrays.items()}
+        except (OSError, ValueError) as exc:
+            warnings.warn(
+                f"{self.directory / self.stem}.*: unreadable cache ({exc}); rebuilding", stacklevel=3
+            )
+            return None
+        return arrays, meta
+
+    def save(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Write every array, then the metadata, each via a temp file + ``os.replace``."""
+        for name, arr in arrays.items():
+            atomic_write(self.array_path(name), lambda f, a=arr: np.save(f, a, allow_pickle=False))
+        meta = {**meta, "format_version": CACHE_FORMAT_VERSION, "key": self.key}
+        atomic_write(self.meta_path, lambda f: f.write(json.dumps(meta).encode()))

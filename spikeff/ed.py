@@ -1,0 +1,163 @@
+"""Effective dimensionality (ED) and the layer-local ED-compression loss.
+
+``ED(C) = tr(C)^2 / ||C||_F^2 = (sum_i l_i)^2 / sum_i l_i^2`` for the eigenvalues ``l_i``
+of a covariance ``C`` (the participation ratio). It is 1 for a rank-1 covariance, ``d``
+for an isotropic one in ``d`` dimensions, and invariant to the scale of ``C``.
+
+A layer's responses are spike counts ``c = sum_t s[t]`` of shape ``(n, B, C, *S)``:
+``n`` noisy trials of ``B`` inputs, ``C`` channels (the features) and optional spatial
+positions ``S``, which count as extra samples, as in the paper. Per layer::
+
+    loss = alpha * ED_consistency - (1 - alpha) * ED_diversity
+
+* consistency: for each input, the covariance of its counts across the ``n`` trials
+  (and positions); its ED is minimised and averaged over the batch. In supervised
+  mode there is one covariance per class, pooling all inputs of the class.
+* diversity: the covariance across the batch of the trial-averaged counts; its ED is
+  maximised.
+
+``covariance="trial"`` (default) centres the counts: the consistency term then sees only
+the trial-to-trial variability, i.e. the neurons' own noise, and the diversity term the
+covariance across inputs. ``covariance="second_moment"`` uses the uncentred second moment,
+as the paper's reference code does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "effective_dimensionality",
+    "effective_dimensionality_eig",
+    "sample_ed",
+    "EDLossConfig",
+    "consistency_ed",
+    "diversity_ed",
+    "ed_loss",
+    "random_projection",
+]
+
+Covariance = Literal["trial", "second_moment"]
+
+
+def effective_dimensionality(cov: Tensor, eps: float = 1e-12) -> Tensor:
+    """Fast form ``tr(C)^2 / ||C||_F^2``, batched over the leading dimensions of ``cov`` ``(..., d, d)``."""
+    tr = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1)
+    return tr**2 / (cov.pow(2).sum((-2, -1)) + eps)
+
+
+def effective_dimensionality_eig(cov: Tensor, eps: float = 1e-12) -> Tensor:
+    """Exact form from the eigenvalues of the symmetric ``cov`` ``(..., d, d)``."""
+    lam = torch.linalg.eigvalsh(cov)
+    return lam.sum(-1) ** 2 / (lam.pow(2).sum(-1) + eps)
+
+
+def sample_ed(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """ED of the second moment of samples ``x`` ``(..., m, d)`` (rows are samples).
+
+    Uses whichever Gram matrix is smaller: ``x^T x`` (d x d) and ``x x^T`` (m x m) share
+    their non-zero eigenvalues, so both give the same ED. Centre ``x`` first for a covariance.
+    """
+    m, d = x.shape[-2:]
+    gram = x.transpose(-2, -1) @ x if d <= m else x @ x.transpose(-2, -1)
+    return effective_dimensionality(gram, eps)
+
+
+def random_projection(channels: int, dim: int, generator: torch.Generator) -> Tensor:
+    """A fixed random matrix ``(channels, dim)`` with orthonormal columns (``dim <= channels``)."""
+    if not 0 < dim <= channels:
+        raise ValueError(f"projection dim must be in [1, {channels}], got {dim}")
+    q, _ = torch.linalg.qr(torch.randn(channels, dim, generator=generator))
+    return q
+
+
+@dataclass(frozen=True)
+class EDLossConfig:
+    """Settings of the layer-local ED loss."""
+
+    alpha: float = 0.5
+    covariance: Covariance = "trial"
+    diversity_centered: bool = True
+    supervised: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.covariance not in ("trial", "second_moment"):
+            raise ValueError(f"covariance must be 'trial' or 'second_moment', got {self.covariance!r}")
+
+
+def _check_counts(counts: Tensor) -> None:
+    if counts.dim() < 3:
+        raise ValueError(
+            f"counts must have shape (trials, batch, channels, *spatial), got {tuple(counts.shape)}"
+        )
+
+
+def _features_last(x: Tensor) -> Tensor:
+    """``(a, b, C, *S)`` -> ``(a, b, prod(S), C)``: channels become the feature axis."""
+    return x.flatten(3).transpose(-2, -1) if x.dim() > 3 else x.unsqueeze(-2)
+
+
+def consistency_ed(
+    counts: Tensor,
+    covariance: Covariance = "trial",
+    labels: Tensor | None = None,
+) -> Tensor:
+    """Mean ED of the per-input (or, with ``labels``, per-class) covariance across trials."""
+    _check_counts(counts)
+    n, b = counts.shape[:2]
+    if labels is None:
+        if covariance == "trial":
+            if n < 2:
+                raise ValueError(f"the trial covariance needs at least 2 trials, got {n}")
+            counts = counts - counts.mean(0, keepdim=True)
+        x = _features_last(counts).transpose(0, 1).flatten(1, 2)  # (B, n*S, C)
+        return sample_ed(x).mean()
+    if labels.shape != (b,):
+        raise ValueError(f"labels must have shape ({b},), got {tuple(labels.shape)}")
+    feats = _features_last(counts)  # (n, B, S, C)
+    total = counts.new_zeros(())
+    for cls in torch.unique(labels):
+        group = feats[:, labels == cls]  # (n, b_k, S, C)
+        if covariance == "trial":
+            group = group - group.mean((0, 1), keepdim=True)
+        total = total + sample_ed(group.reshape(-1, group.shape[-1])) * (group.shape[1] / b)
+    return total
+
+
+def diversity_ed(counts: Tensor, centered: bool = True) -> Tensor:
+    """ED of the covariance (or, uncentred, the second moment) across the batch of the trial-averaged counts."""
+    _check_counts(counts)
+    mean = counts.mean(0)  # (B, C, *S)
+    if centered:
+        if mean.shape[0] < 2:
+            raise ValueError("the diversity covariance needs a batch of at least 2 inputs")
+        mean = mean - mean.mean(0, keepdim=True)
+    x = _features_last(mean.unsqueeze(0))[0].flatten(0, 1)  # (B*S, C)
+    return sample_ed(x)
+
+
+def ed_loss(
+    counts: Tensor,
+    config: EDLossConfig = EDLossConfig(),
+    labels: Tensor | None = None,
+    projection: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``alpha * ED_consistency - (1 - alpha) * ED_diversity`` for counts ``(n, B, C, *S)``.
+
+    ``projection`` ``(C, k)`` maps the channels to ``k`` dimensions first. Returns the loss
+    and the two (undetached) ED terms.
+    """
+    _check_counts(counts)
+    if config.supervised and labels is None:
+        raise ValueError("supervised consistency needs the labels of the batch")
+    if projection is not None:
+        counts = torch.movedim(torch.movedim(counts, 2, -1) @ projection, -1, 2)
+    cons = consistency_ed(counts, config.covariance, labels if config.supervised else None)
+    div = diversity_ed(counts, config.diversity_centered)
+    return config.alpha * cons - (1.0 - config.alpha) * div, cons, div

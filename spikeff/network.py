@@ -1,0 +1,181 @@
+"""Feed-forward stochastic spiking networks: synapse -> (pool) -> stochastic LIF, per layer.
+
+A layer maps time-first spikes ``(T, N, ...)`` to spikes ``(T, N', ...)``. Its synaptic op
+(conv or linear) runs on all ``T`` steps in one call; the only Python loop is the LIF scan
+over time. Conv layers are ``Conv2d(k, padding=k//2) -> AvgPool2d(p) -> LIF`` (pooling the
+currents keeps spikes binary and maps onto NIR's ``AvgPool2d``); linear layers are
+``Linear -> LIF`` on the flattened input.
+
+``n`` noisy trials of the same input run as one batch of ``n * B``, trial-major (trial
+``i`` of input ``b`` sits at ``i * B + b``). The first layer's input is shared by all
+trials, so its synaptic op runs once on ``B`` and is then expanded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .neurons import LIFParams, lif_scan
+from .readout import HeadKind, Readout
+
+__all__ = ["NetworkConfig", "SpikingLayer", "SpikingNet", "expand_trials", "spike_counts"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture. ``input_shape`` is ``(C, H, W)`` of one time bin."""
+
+    input_shape: tuple[int, int, int]
+    n_classes: int
+    conv_channels: tuple[int, ...] = (32, 64)
+    hidden: tuple[int, ...] = ()
+    kernel_size: int = 3
+    pool: int = 2
+    lif: LIFParams = field(default_factory=LIFParams)
+    readout: HeadKind = "linear"
+
+    def __post_init__(self) -> None:
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+        if not self.conv_channels and not self.hidden:
+            raise ValueError("the network needs at least one conv or hidden layer")
+        if min(self.conv_channels + self.hidden, default=1) < 1:
+            raise ValueError("layer sizes must be positive")
+        if self.kernel_size % 2 == 0 or self.pool < 1:
+            raise ValueError(f"kernel_size must be odd and pool >= 1, got {self.kernel_size}, {self.pool}")
+        size = min(self.input_shape[1:]) // self.pool ** len(self.conv_channels)
+        if size < 1:
+            raise ValueError(f"{len(self.conv_channels)} pooling layers shrink input {self.input_shape} to nothing")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NetworkConfig":
+        d = dict(d)
+        d["lif"] = LIFParams(**d["lif"])
+        for key in ("input_shape", "conv_channels", "hidden"):
+            d[key] = tuple(d[key])
+        return cls(**d)
+
+
+class SpikingLayer(nn.Module):
+    """``synapse -> pool -> stochastic LIF`` on time-first input ``(T, N, ...)``."""
+
+    def __init__(self, synapse: nn.Module, pool: nn.Module | None, lif: LIFParams) -> None:
+        super().__init__()
+        self.synapse = synapse
+        self.pool = pool
+        self.lif = lif
+
+    @property
+    def out_channels(self) -> int:
+        s = self.synapse
+        return s.out_channels if isinstance(s, nn.Conv2d) else s.out_features
+
+    def currents(self, x: Tensor) -> Tensor:
+        """Synaptic currents for all steps in one call: ``(T, N, ...) -> (T, N, ...)``."""
+        t, n = x.shape[:2]
+        if isinstance(self.synapse, nn.Linear):
+            x = x.flatten(2)
+        y = self.synapse(x.flatten(0, 1))
+        if self.pool is not None:
+            y = self.pool(y)
+        return y.unflatten(0, (t, n))
+
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, trials: int = 1, deterministic: bool = False
+    ) -> Tensor:
+        """Spikes ``(T, trials * N, ...)``; with ``trials > 1`` the input is shared by all trials."""
+        i = expand_trials(self.currents(x), trials)
+        return lif_scan(i, self.lif.deterministic() if deterministic else self.lif, generator)[0]
+
+
+def expand_trials(x: Tensor, trials: int) -> Tensor:
+    """``(T, B, ...) -> (T, trials * B, ...)``, trial-major."""
+    if trials == 1:
+        return x
+    return x.unsqueeze(1).expand(x.shape[0], trials, *x.shape[1:]).flatten(1, 2)
+
+
+def spike_counts(spikes: Tensor, trials: int) -> Tensor:
+    """``(T, trials * B, ...) -> (trials, B, ...)``: spike counts over time per trial."""
+    c = spikes.sum(0)
+    return c.unflatten(0, (trials, c.shape[0] // trials))
+
+
+class SpikingNet(nn.Module):
+    """Stack of :class:`SpikingLayer` plus a :class:`~spikeff.readout.Readout` head."""
+
+    def __init__(self, config: NetworkConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        c, h, w = config.input_shape
+        layers: list[SpikingLayer] = []
+        for out in config.conv_channels:
+            conv = nn.Conv2d(c, out, config.kernel_size, padding=config.kernel_size // 2)
+            pool = nn.AvgPool2d(config.pool) if config.pool > 1 else None
+            layers.append(SpikingLayer(conv, pool, config.lif))
+            c, h, w = out, h // config.pool, w // config.pool
+        features = c * h * w
+        for out in config.hidden:
+            layers.append(SpikingLayer(nn.Linear(features, out), None, config.lif))
+            features = out
+        self.layers = nn.ModuleList(layers)
+        self.head = Readout(features, config.n_classes, config.readout)
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Uniform fan-in init (PyTorch's default scale) drawn from ``generator``."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                bound = 1.0 / math.sqrt(m.weight[0].numel())
+                nn.init.uniform_(m.weight, -bound, bound, generator=generator)
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+
+    def layer_outputs(
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        trials: int = 1,
+        deterministic: bool = False,
+        upto: int | None = None,
+    ) -> list[Tensor]:
+        """Spikes of layers ``0..upto`` (all by default) for input ``(T, B, C, H, W)``."""
+        check_input(x, self.config)
+        out, h = [], x
+        for i, layer in enumerate(self.layers[: None if upto is None else upto + 1]):
+            h = layer(h, generator, trials if i == 0 else 1, deterministic)
+            out.append(h)
+        return out
+
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, trials: int = 1, deterministic: bool = False
+    ) -> Tensor:
+        """Head outputs ``z`` ``(trials, B, K)``."""
+        top = self.layer_outputs(x, generator, trials, deterministic)[-1]
+        lif = self.config.lif.deterministic() if deterministic else self.config.lif
+        return self.head(top, lif, generator).unflatten(0, (trials, x.shape[1]))
+
+    def with_lif(self, lif: LIFParams) -> "SpikingNet":
+        """Change the neuron parameters in place (all layers and the config); returns self."""
+        self.config = replace(self.config, lif=lif)
+        for layer in self.layers:
+            layer.lif = lif
+        return self
+
+
+def check_input(x: Tensor, config: NetworkConfig) -> None:
+    """Raise a clear error unless ``x`` is time-first ``(T, B, C, H, W)`` matching the config."""
+    if x.dim() != 5 or tuple(x.shape[2:]) != tuple(config.input_shape):
+        raise ValueError(
+            f"expected input of shape (T, B, {', '.join(map(str, config.input_shape))}) "
+            f"(time-first frames), got {tuple(x.shape)}"
+        )

@@ -1,0 +1,70 @@
+"""Readout: a head on the top layer's spikes, and the three prediction modes.
+
+For trial outputs ``z`` ``(n, B, K)`` of ``n`` noisy trials:
+
+* ``energy`` (default): ``E_k = mean_n z_k^2``, the mean spike energy of class ``k``;
+* ``average``: ``mean_n z_k``;
+* ``deterministic``: noise off (``delta = sigma = 0``), one trial, scored by ``z_k^2``.
+
+Two heads:
+
+* ``linear``: ``z = W (c / T) + b`` on the top layer's spike counts ``c``. ``z`` can be
+  negative, and a squared output scores large negative values as high.
+* ``lif``: ``z`` is the spike count of a layer of stochastic LIF neurons driven by
+  ``W s[t] + b``. Counts are non-negative, so ``E[z^2] = mean^2 + variance`` has no sign
+  ambiguity, and the energy grows with both the rate and the trial-to-trial spread.
+
+Training feeds logits to cross-entropy: ``log(E_k + eps)`` in energy mode, so that the
+predicted class probabilities are the normalised energies ``E_k / sum_j E_j`` (scale-free,
+and the argmax is the energy's), and ``mean_n z_k`` in average mode.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .neurons import LIFParams, lif_scan
+
+__all__ = ["MODES", "Mode", "HeadKind", "Readout", "scores"]
+
+Mode = Literal["energy", "average", "deterministic"]
+HeadKind = Literal["linear", "lif"]
+MODES: tuple[Mode, ...] = ("energy", "average", "deterministic")
+
+
+def scores(z: Tensor, mode: Mode) -> Tensor:
+    """Class scores ``(B, K)`` from trial outputs ``z`` ``(n, B, K)``."""
+    if z.dim() != 3:
+        raise ValueError(f"trial outputs must have shape (trials, batch, classes), got {tuple(z.shape)}")
+    if mode == "average":
+        return z.mean(0)
+    if mode in ("energy", "deterministic"):
+        return z.pow(2).mean(0)
+    raise ValueError(f"unknown readout mode {mode!r}; expected one of {MODES}")
+
+
+class Readout(nn.Module):
+    """Linear or spiking head on time-first spikes ``(T, N, ...)``; returns ``z`` ``(N, K)``."""
+
+    def __init__(self, in_features: int, n_classes: int, kind: HeadKind = "linear") -> None:
+        super().__init__()
+        if kind not in ("linear", "lif"):
+            raise ValueError(f"readout must be 'linear' or 'lif', got {kind!r}")
+        self.kind = kind
+        self.fc = nn.Linear(in_features, n_classes)
+
+    def forward(self, spikes: Tensor, lif: LIFParams, generator: torch.Generator | None = None) -> Tensor:
+        if self.kind == "linear":
+            return self.fc(spikes.flatten(2).mean(0))
+        currents = self.fc(spikes.flatten(2))
+        out, _ = lif_scan(currents, lif, generator)
+        return out.sum(0)
+
+    @staticmethod
+    def logits(z: Tensor, mode: Mode, eps: float = 1e-6) -> Tensor:
+        """Training logits for cross-entropy; their argmax is that of ``scores(z, mode)``."""
+        s = scores(z, mode)
+        return torch.log(s + eps) if mode == "energy" else s

@@ -1,0 +1,227 @@
+"""Layer-local training by ED compression, readout fitting and evaluation.
+
+Every layer learns from its own ED loss (:mod:`spikeff.ed`) on its own spike counts. Its
+input is detached, so no gradient crosses layers; within a layer the gradient flows
+through time by the surrogate. Each layer's loss is backpropagated and stepped before the
+next layer runs, so only one layer's graph is alive at a time.
+
+Schedules:
+
+* ``greedy`` (the paper's): every epoch makes one pass per layer, training layer ``k``
+  with layers ``< k`` frozen (run without a graph); the head learns in the last pass.
+* ``simultaneous``: one pass per epoch; every layer and the head learn on every batch.
+
+The readout head is trained with cross-entropy on the detached top-layer spikes, so it
+too is local.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .ed import EDLossConfig, ed_loss, random_projection
+from .network import SpikingNet, spike_counts
+from .readout import MODES, Mode, scores
+
+__all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "evaluate", "fit_readout"]
+
+Batch = tuple[Tensor, Tensor]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings."""
+
+    epochs: int = 3
+    readout_epochs: int = 5
+    trials: int = 8
+    lr: float = 1e-3
+    head_lr: float = 1e-2
+    schedule: Literal["greedy", "simultaneous"] = "simultaneous"
+    loss: EDLossConfig = field(default_factory=EDLossConfig)
+    projection_dims: tuple[int, ...] = ()
+    train_mode: Literal["energy", "average"] = "energy"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.readout_epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}, {self.readout_epochs}")
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if self.trials < 2 and self.loss.covariance == "trial" and not self.loss.supervised:
+            raise ValueError(
+                "the trial-to-trial covariance needs --trials >= 2 (or use covariance='second_moment')"
+            )
+        if self.schedule not in ("greedy", "simultaneous"):
+            raise ValueError(f"schedule must be 'greedy' or 'simultaneous', got {self.schedule!r}")
+        if self.train_mode not in ("energy", "average"):
+            raise ValueError(f"train_mode must be 'energy' or 'average', got {self.train_mode!r}")
+
+
+def _device_of(net: SpikingNet) -> torch.device:
+    return next(net.parameters()).device
+
+
+def _head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tensor, trials: int,
+               mode: Mode, generator: torch.Generator) -> Tensor:
+    z = net.head(top.detach(), net.config.lif, generator).unflatten(0, (trials, y.shape[0]))
+    loss = F.cross_entropy(net.head.logits(z, mode), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+class LayerTrainer:
+    """Trains a :class:`SpikingNet` layer by layer. One instance holds one run's optimizers."""
+
+    def __init__(self, net: SpikingNet, config: TrainConfig, generator: torch.Generator) -> None:
+        self.net, self.config, self.generator = net, config, generator
+        self.layer_opts = [torch.optim.Adam(layer.parameters(), lr=config.lr) for layer in net.layers]
+        self.head_opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
+        dims = config.projection_dims
+        if dims and len(dims) != len(net.layers):
+            raise ValueError(f"projection_dims needs one entry per layer ({len(net.layers)}), got {dims}")
+        proj_gen = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+        self.projections = [
+            random_projection(layer.out_channels, d, proj_gen).to(_device_of(net)) if d else None
+            for layer, d in zip(net.layers, dims or [0] * len(net.layers))
+        ]
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+
+    def _layer_step(self, k: int, inp: Tensor, y: Tensor, trials_in: int) -> tuple[Tensor, dict[str, float]]:
+        """Forward layer ``k`` on detached ``inp``, step its optimizer; return its (detached) spikes."""
+        cfg, layer = self.config, self.net.layers[k]
+        spikes = layer(inp.detach(), self.generator, trials_in)
+        counts = spike_counts(spikes, cfg.trials)
+        loss, cons, div = ed_loss(counts, cfg.loss, y, self.projections[k])
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"non-finite ED loss in layer {k + 1} at epoch {self.epoch + 1}; "
+                "try a lower --lr or a different noise level (--delta)"
+            )
+        self.layer_opts[k].zero_grad(set_to_none=True)
+        loss.backward()
+        self.layer_opts[k].step()
+        stats = {"loss": loss.item(), "ed_consistency": cons.item(), "ed_diversity": div.item(),
+                 "rate": spikes.detach().mean().item()}
+        return spikes.detach(), stats
+
+    def _pass(self, batches: Iterable[Batch], train: list[int], head: bool, desc: str) -> dict[str, Any]:
+        cfg, net = self.config, self.net
+        device = _device_of(net)
+        last = max(train)
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for x, y in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            h, trials_in = x, cfg.trials
+            for k in range(last + 1):
+                if k in train:
+                    h, stats = self._layer_step(k, h, y, trials_in)
+                    for key, v in stats.items():
+                        sums[f"layer{k + 1}/{key}"] = sums.get(f"layer{k + 1}/{key}", 0.0) + v
+                else:
+                    with torch.no_grad():
+                        h = net.layers[k](h, self.generator, trials_in)
+                trials_in = 1
+            if head:
+                loss = _head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator)
+                sums["head/loss"] = sums.get("head/loss", 0.0) + loss.item()
+            n_batches += 1
+        if n_batches == 0:
+            raise TrainingError("the training set yielded no batches")
+        return {k: v / n_batches for k, v in sums.items()}
+
+    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, Any]:
+        """One epoch under the configured schedule; returns and records per-layer mean stats."""
+        n_layers = len(self.net.layers)
+        self.net.train()
+        t0 = time.perf_counter()
+        ep = f"epoch {self.epoch + 1}/{self.config.epochs}"
+        if self.config.schedule == "simultaneous":
+            record = self._pass(batches, list(range(n_layers)), True, ep)
+        else:
+            record = {}
+            for k in range(n_layers):
+                record.update(self._pass(batches, [k], k == n_layers - 1, f"{ep} layer {k + 1}"))
+        self.epoch += 1
+        record["epoch"] = self.epoch
+        record["seconds"] = time.perf_counter() - t0
+        self.history.append(record)
+        return record
+
+    def fit(self, batches: Iterable[Batch], on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Train for ``config.epochs`` epochs (``batches`` is re-iterated each pass)."""
+        while self.epoch < self.config.epochs:
+            record = self.train_epoch(batches)
+            if on_epoch is not None:
+                on_epoch(record)
+        return self.history
+
+
+def fit_readout(
+    net: SpikingNet, batches: Iterable[Batch], config: TrainConfig, generator: torch.Generator, epochs: int
+) -> list[float]:
+    """Train only the head for ``epochs`` passes with every layer frozen.
+
+    Used after layer training, and with the same budget for the untrained control.
+    """
+    device = _device_of(net)
+    opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
+    losses = []
+    for epoch in range(epochs):
+        total, n = 0.0, 0
+        for x, y in tqdm(batches, desc=f"readout {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True):
+            x, y = x.to(device), y.to(device)
+            with torch.no_grad():
+                top = net.layer_outputs(x, generator, config.trials)[-1]
+            total += _head_step(net, opt, top, y, config.trials, config.train_mode, generator).item()
+            n += 1
+        losses.append(total / max(n, 1))
+    return losses
+
+
+@torch.no_grad()
+def evaluate(
+    net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator,
+    modes: tuple[Mode, ...] = MODES,
+) -> dict[str, Any]:
+    """Accuracy in each readout mode, and the mean spike rate per layer (stochastic trials)."""
+    net.eval()
+    device = _device_of(net)
+    correct = {m: 0 for m in modes}
+    rates: list[float] = []
+    total = 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        if {"energy", "average"} & set(modes):
+            spikes = net.layer_outputs(x, generator, trials)
+            z = net.head(spikes[-1], net.config.lif, generator).unflatten(0, (trials, x.shape[1]))
+            batch_rates = [s.mean().item() for s in spikes]
+            rates = [r + b * y.shape[0] for r, b in zip(rates or [0.0] * len(spikes), batch_rates)]
+            for m in ("energy", "average"):
+                if m in modes:
+                    correct[m] += (scores(z, m).argmax(1) == y).sum().item()
+        if "deterministic" in modes:
+            z = net(x, trials=1, deterministic=True)
+            correct["deterministic"] += (scores(z, "deterministic").argmax(1) == y).sum().item()
+        total += y.shape[0]
+    if total == 0:
+        raise TrainingError("the evaluation set is empty")
+    out: dict[str, Any] = {m: correct[m] / total for m in modes}
+    out["n"] = total
+    out["layer_rates"] = [r / total for r in rates]
+    return out
