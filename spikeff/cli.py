@@ -20,10 +20,11 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataError, describe, load_splits, make_loader
 from .ed import EDLossConfig
-from .experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate
+from .experiment import EVAL_BATCH_SIZE, load_state, seeded_generators, train_and_evaluate
 from .fileio import write_json
 from .network import NetworkConfig
 from .neurons import LIFParams
+from .nir import NIRExportError, NIRImportError, add_export_parser, cmd_export
 from .readout import MODES
 from .trainer import TrainConfig, TrainingError, evaluate
 
@@ -78,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     t.add_argument("--num-workers", type=int, default=0)
-    t.add_argument("--out", type=Path, required=True, help="run folder for metrics.json and model.pt")
+    t.add_argument("--out", type=Path, default=None, help="run folder for metrics.json and model.pt")
+    t.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                   help="continue the interrupted run in DIR with its own settings")
 
     e = sub.add_parser("eval", help="re-evaluate a checkpoint on its held-out split")
     e.add_argument("model", type=Path)
@@ -92,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="counts per split and class, sensor size, cache state")
     _add_data_args(info)
+    add_export_parser(sub)
     return parser
 
 
@@ -127,7 +131,19 @@ def _accuracy_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+STATE_FILE = "train_state.pt"
+
+
+def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    resume = None
+    if args.resume is not None:
+        resume = load_state(args.resume / STATE_FILE)
+        argv = list(resume["meta"]["argv"])
+        args = build_parser().parse_args(argv)
+        args.out = args.resume = Path(resume["meta"]["out"])
+        print(f"resuming {args.out} at epoch {resume['trainer']['epoch']} ({resume['phase']} phase)", flush=True)
+    elif args.out is None:
+        raise ValueError("spikeff train needs --out DIR (or --resume DIR)")
     out = _writable_dir(args.out)
     device = _device(args.device)
     lif = LIFParams(beta=args.beta, threshold=args.threshold, delta=args.delta, sigma=args.sigma, reset=args.reset)
@@ -152,6 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = train_and_evaluate(
         splits, net_cfg, train_cfg, seed=args.seed, device=device, batch_size=args.batch_size,
         control=not args.no_control, num_workers=args.num_workers, on_epoch=report,
+        state_path=out / STATE_FILE, resume=resume, state_meta={"argv": list(argv), "out": str(out)},
     )
     meta = {
         "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
@@ -161,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_checkpoint(out / "model.pt", run.net, meta)
     metrics = {**run.metrics, "history": run.history}
     write_json(out / "metrics.json", metrics)
+    (out / STATE_FILE).unlink(missing_ok=True)
     rows = {"trained": run.metrics["test_accuracy"]}
     if "control_accuracy" in run.metrics:
         rows["control"] = run.metrics["control_accuracy"]
@@ -199,11 +217,13 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data}[args.command]
     try:
-        return command(args)
-    except (DataError, CheckpointError, TrainingError, ValueError, OSError) as e:
+        if args.command == "train":
+            return cmd_train(args, argv)
+        return {"eval": cmd_eval, "data": cmd_data, "export": cmd_export}[args.command](args)
+    except (DataError, CheckpointError, TrainingError, NIRExportError, NIRImportError, ValueError, OSError) as e:
         if os.environ.get("SPIKEFF_DEBUG"):
             raise
         print(f"spikeff: error: {e}", file=sys.stderr)

@@ -4,6 +4,12 @@ Train the layers by ED compression, fit the readout with the layers frozen, eval
 three readout modes on the held-out split, and do the same for the control: the same
 network with its untrained initial weights and the same readout budget. The numbers are
 those of the last epoch; nothing is selected on the held-out split.
+
+With a ``state_path`` the run is resumable: a state file (model, initial weights, optimizers,
+position in the schedule, every generator and the loader's shuffling state) is written
+atomically after every epoch (and every greedy layer pass) and between the phases
+``layers -> readout -> control``. A resumed run continues where the file left off and gives
+the same numbers as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -12,15 +18,20 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from .data import Splits, make_loader
+from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .trainer import LayerTrainer, TrainConfig, evaluate, fit_readout
 
-__all__ = ["EVAL_BATCH_SIZE", "RunResult", "seeded_generators", "train_and_evaluate"]
+__all__ = ["EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "train_and_evaluate", "load_state"]
+
+STATE_FORMAT = "spikeff-train-state"
 
 # Fixed so that `spikeff eval` draws the same noise as the run that wrote the checkpoint.
 EVAL_BATCH_SIZE = 64
@@ -41,6 +52,30 @@ def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Genera
     }
 
 
+def _loader_state(loader: DataLoader) -> dict[str, Any]:
+    return {"generator": loader.generator.get_state(), "epoch": getattr(loader.sampler, "epoch", None)}
+
+
+def _set_loader_state(loader: DataLoader, state: dict[str, Any]) -> None:
+    loader.generator.set_state(state["generator"])
+    if state["epoch"] is not None:
+        loader.sampler.set_epoch(state["epoch"])
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a run's state file (``weights_only=True``); raise ``ValueError`` if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no run state to resume (the run finished, or never wrote one)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable spikeff run state ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a spikeff run state (expected format={STATE_FORMAT!r})")
+    return state
+
+
 def train_and_evaluate(
     splits: Splits,
     net_config: NetworkConfig,
@@ -53,8 +88,15 @@ def train_and_evaluate(
     control: bool = True,
     num_workers: int = 0,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    state_path: str | Path | None = None,
+    resume: dict[str, Any] | None = None,
+    state_meta: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Train, fit the readout, evaluate; optionally the untrained control too."""
+    """Train, fit the readout, evaluate; optionally the untrained control too.
+
+    ``state_path`` makes the run resumable (see the module doc); ``resume`` is a state read by
+    :func:`load_state`; ``state_meta`` (plain types) is stored in the state file as is.
+    """
     device = torch.device(device)
     gens = seeded_generators(seed, device)
     net = SpikingNet(net_config, gens["init"]).to(device)
@@ -63,12 +105,46 @@ def train_and_evaluate(
     test_loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed, num_workers=num_workers)
     trials = eval_trials or train_config.trials
 
-    t0 = time.perf_counter()
     trainer = LayerTrainer(net, train_config, gens["train"])
-    history = trainer.fit(train_loader, on_epoch)
-    fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
-    train_seconds = time.perf_counter() - t0
-    result = evaluate(net, test_loader, trials, gens["eval"])
+    phase, train_seconds, result = "layers", 0.0, None
+    if resume is not None:
+        net.load_state_dict(resume["model"])
+        initial = resume["initial"]
+        trainer.load_state_dict(resume["trainer"])
+        _set_loader_state(train_loader, resume["loader"])
+        for name, g in gens.items():
+            g.set_state(resume["generators"][name])
+        phase, train_seconds, result = resume["phase"], resume["train_seconds"], resume["result"]
+    t0 = time.perf_counter()
+
+    def save(next_phase: str) -> None:
+        if state_path is None:
+            return
+        payload = {
+            "format": STATE_FORMAT, "version": 1, "phase": next_phase, "meta": state_meta or {},
+            "model": net.state_dict(), "initial": initial, "trainer": trainer.state_dict(),
+            "loader": _loader_state(train_loader),
+            "generators": {name: g.get_state() for name, g in gens.items()},
+            "train_seconds": train_seconds + (time.perf_counter() - t0 if next_phase != "control" else 0.0),
+            "result": result,
+        }
+        atomic_write(state_path, lambda f: torch.save(payload, f))
+
+    def epoch_done(record: dict[str, Any]) -> None:
+        save("layers")
+        if on_epoch is not None:
+            on_epoch(record)
+
+    if phase == "layers":
+        trainer.fit(train_loader, epoch_done, on_stage=lambda: save("layers"))
+        save("readout")
+        phase = "readout"
+    if phase == "readout":
+        fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
+        train_seconds += time.perf_counter() - t0
+        result = evaluate(net, test_loader, trials, gens["eval"])
+        save("control")
+    history = trainer.history
 
     metrics: dict[str, Any] = {
         "dataset": splits.spec.name,

@@ -99,7 +99,31 @@ class LayerTrainer:
             for layer, d in zip(net.layers, dims or [0] * len(net.layers))
         ]
         self.epoch = 0
+        self.stage = 0  # greedy: the next layer pass within the current epoch
+        self._partial: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: optimizers, position in the schedule, noise generator, history."""
+        return {
+            "epoch": self.epoch,
+            "stage": self.stage,
+            "partial": dict(self._partial),
+            "history": list(self.history),
+            "layer_opts": [o.state_dict() for o in self.layer_opts],
+            "head_opt": self.head_opt.state_dict(),
+            "generator": self.generator.get_state(),
+            "projections": self.projections,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.stage = int(state["epoch"]), int(state["stage"])
+        self._partial, self.history = dict(state["partial"]), list(state["history"])
+        for opt, sd in zip(self.layer_opts, state["layer_opts"]):
+            opt.load_state_dict(sd)
+        self.head_opt.load_state_dict(state["head_opt"])
+        self.generator.set_state(state["generator"])
+        self.projections = list(state["projections"])
 
     def _layer_step(self, k: int, inp: Tensor, y: Tensor, trials_in: int) -> tuple[Tensor, dict[str, float]]:
         """Forward layer ``k`` on detached ``inp``, step its optimizer; return its (detached) spikes."""
@@ -119,7 +143,7 @@ class LayerTrainer:
                  "rate": spikes.detach().mean().item()}
         return spikes.detach(), stats
 
-    def _pass(self, batches: Iterable[Batch], train: list[int], head: bool, desc: str) -> dict[str, Any]:
+    def _pass(self, batches: Iterable[Batch], train: list[int], *, head: bool, desc: str) -> dict[str, Any]:
         cfg, net = self.config, self.net
         device = _device_of(net)
         last = max(train)
@@ -145,28 +169,41 @@ class LayerTrainer:
             raise TrainingError("the training set yielded no batches")
         return {k: v / n_batches for k, v in sums.items()}
 
-    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, Any]:
-        """One epoch under the configured schedule; returns and records per-layer mean stats."""
+    def train_epoch(self, batches: Iterable[Batch], on_stage: Callable[[], None] | None = None) -> dict[str, Any]:
+        """One epoch under the configured schedule; returns and records per-layer mean stats.
+
+        In greedy mode ``on_stage`` is called after each layer's pass but the last (e.g. to
+        checkpoint); an interrupted epoch resumes at the next layer.
+        """
         n_layers = len(self.net.layers)
         self.net.train()
-        t0 = time.perf_counter()
         ep = f"epoch {self.epoch + 1}/{self.config.epochs}"
-        if self.config.schedule == "simultaneous":
-            record = self._pass(batches, list(range(n_layers)), True, ep)
-        else:
-            record = {}
-            for k in range(n_layers):
-                record.update(self._pass(batches, [k], k == n_layers - 1, f"{ep} layer {k + 1}"))
+        record = self._partial
+        passes = [list(range(n_layers))] if self.config.schedule == "simultaneous" else [[k] for k in range(n_layers)]
+        for p in passes[self.stage:]:
+            t0 = time.perf_counter()
+            desc = ep if len(passes) == 1 else f"{ep} layer {p[0] + 1}"
+            record.update(self._pass(batches, p, head=p[-1] == n_layers - 1, desc=desc))
+            record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - t0
+            if p[-1] < n_layers - 1:
+                self.stage += 1
+                if on_stage is not None:
+                    on_stage()
+        self.stage, self._partial = 0, {}
         self.epoch += 1
         record["epoch"] = self.epoch
-        record["seconds"] = time.perf_counter() - t0
         self.history.append(record)
         return record
 
-    def fit(self, batches: Iterable[Batch], on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Train for ``config.epochs`` epochs (``batches`` is re-iterated each pass)."""
+    def fit(
+        self,
+        batches: Iterable[Batch],
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        on_stage: Callable[[], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train until ``config.epochs`` epochs are done (``batches`` is re-iterated each pass)."""
         while self.epoch < self.config.epochs:
-            record = self.train_epoch(batches)
+            record = self.train_epoch(batches, on_stage)
             if on_epoch is not None:
                 on_epoch(record)
         return self.history

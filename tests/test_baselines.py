@@ -1,0 +1,101 @@
+"""BPTT (snntorch) and Forward-Forward baselines: same shapes, same neurons, op counts, training runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikeff.baselines import BPTTConfig, FFConfig, FFNet, SnnTorchNet, train_bptt, train_ff
+from spikeff.baselines.bptt import _leaky, run_leaky
+from spikeff.baselines.ff import goodness
+from spikeff.network import NetworkConfig, SpikingNet
+from spikeff.neurons import LIFParams, lif_scan
+
+
+def cfg(readout: str = "linear", reset: str = "zero") -> NetworkConfig:
+    return NetworkConfig((2, 8, 8), 2, conv_channels=(4,), hidden=(6,), lif=LIFParams(reset=reset), readout=readout)
+
+
+def toy_batches(n_batches: int = 4, b: int = 8, t: int = 4, seed: int = 0):
+    """Class 0: events in the left half; class 1: in the right half."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        y = torch.arange(b) % 2
+        x = (torch.rand(t, b, 2, 8, 8, generator=g) < 0.5).float()
+        mask = torch.zeros(b, 1, 1, 8)
+        mask[y == 0, ..., :4] = 1
+        mask[y == 1, ..., 4:] = 1
+        out.append((x * mask, y))
+    return out
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_snntorch_leaky_is_spikeffs_deterministic_lif(reset):
+    c = cfg(reset=reset)
+    currents = torch.rand(12, 3, 5, generator=torch.Generator().manual_seed(1)) * 0.9
+    ref, _ = lif_scan(currents, c.lif.deterministic())
+    assert torch.equal(run_leaky(_leaky(c), currents), ref)
+
+
+@pytest.mark.parametrize("readout", ["linear", "lif"])
+def test_snntorch_net_has_spikeffs_shapes_weights_and_spikes(readout):
+    c = cfg(readout)
+    ours = SpikingNet(c, torch.Generator().manual_seed(3))
+    theirs = SnnTorchNet(c, torch.Generator().manual_seed(3))
+    for layer, syn in zip(ours.layers, theirs.synapses):
+        assert torch.equal(layer.synapse.weight, syn.weight)
+    assert torch.equal(ours.head.fc.weight, theirs.head.weight)
+    x, _ = toy_batches(1)[0]
+    with torch.no_grad():
+        z, spikes, head_spikes = theirs(x)
+        ref = ours.layer_outputs(x, deterministic=True)
+        zref = ours(x, deterministic=True)[0]
+    for a, b in zip(spikes, ref):
+        assert torch.equal(a, b)
+    assert z.shape == (8, 2) and torch.allclose(z, zref)
+    assert (head_spikes is None) == (readout == "linear")
+
+
+def test_bptt_trains_and_counts_ops():
+    data = toy_batches()
+    res = train_bptt(cfg(), BPTTConfig(epochs=6, lr=1e-2), data, data, generator=torch.Generator().manual_seed(0))
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+    assert res.accuracy > 0.5
+    assert len(res.ops.synops) == 3 and res.ops.random_draws == 0.0
+    assert res.ops.neuron_updates == (4 * 4 * 4 * 4, 4 * 6)  # T x C x H x W after pooling; T x hidden
+    assert res.passes == 6 and res.train_seconds > 0
+
+
+def test_ff_label_embedding_goodness_and_prediction_passes():
+    c = cfg()
+    net = FFNet(c, FFConfig(label_scale=2.0), torch.Generator().manual_seed(0))
+    x, y = toy_batches(1)[0]
+    e = net.embed(x, y)
+    assert e.shape == (4, 8, 4, 8, 8)
+    assert torch.equal(e[:, :, :2], x)
+    assert torch.all(e[:, y == 0, 2] == 2.0) and torch.all(e[:, y == 0, 3] == 0.0)
+    assert net.layers[0].synapse.in_channels == 2 + 2
+    s = torch.zeros(3, 2, 4)
+    s[:, 0, 0] = 1  # neuron 0 of sample 0 spikes 3 times
+    assert goodness(s).tolist() == [9 / 4, 0.0]
+    pred, spikes = net.predict(x)
+    assert pred.shape == (8,) and spikes[0].shape[1] == 2 * 8  # one pass per label, label-major
+
+
+def test_ff_trains_with_wrong_label_negatives_and_counts_label_ops():
+    data = toy_batches()
+    c = cfg()
+    res = train_ff(c, FFConfig(epochs=4, lr=1e-2), data, data, generator=torch.Generator().manual_seed(0))
+    assert set(res.history[0]) >= {"layer1/loss", "layer1/goodness_gap", "layer2/loss"}
+    assert 0.0 <= res.accuracy <= 1.0
+    neurons1 = 4 * 4 * 4  # after pooling
+    assert res.ops.extra["label_bias_adds"] == pytest.approx(2 * 4 * neurons1)  # labels x T x neurons
+    assert res.ops.neuron_updates[0] == pytest.approx(2 * 4 * neurons1)
+
+
+def test_baseline_configs_reject_bad_values():
+    with pytest.raises(ValueError, match="epochs"):
+        BPTTConfig(epochs=-1)
+    with pytest.raises(ValueError, match="positive"):
+        FFConfig(threshold=0.0)

@@ -1,0 +1,119 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from spikeff.checkpoint import CheckpointError, load_checkpoint
+from spikeff.cli import main
+from spikeff.experiment import load_state
+
+TINY = ["--limit", "40", "--epochs", "1", "--readout-epochs", "1", "--channels", "4", "--trials", "2",
+        "--time-bins", "4", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    out = root / "run"
+    rc = main(["train", "--dataset", "digits", "--cache-dir", str(root / "cache"), "--out", str(out), *TINY])
+    assert rc == 0
+    return root, out
+
+
+def test_train_writes_metrics_and_checkpoint(run_dir, capsys):
+    _, out = run_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("dataset", "test_accuracy", "control_accuracy", "epochs", "trials", "seed", "train_seconds"):
+        assert key in metrics
+    assert set(metrics["test_accuracy"]) == {"energy", "average", "deterministic"}
+    assert metrics["dataset"] == "digits" and metrics["trials"] == 2
+    payload = torch.load(out / "model.pt", weights_only=True)
+    assert payload["format"] == "spikeff-model"
+    net, meta = load_checkpoint(out / "model.pt")
+    assert meta["dataset"] == "digits" and len(net.layers) == 1
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_eval_reproduces_training_metrics(run_dir, capsys):
+    root, out = run_dir
+    capsys.readouterr()
+    assert main(["eval", str(out / "model.pt"), "--cache-dir", str(root / "cache")]) == 0
+    printed = capsys.readouterr().out
+    acc = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    assert " ".join(f"{acc[m]:.4f}" for m in ("energy", "average", "deterministic")) in " ".join(printed.split())
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rc = main(["train", "--dataset", "digits", "--out", str(blocker / "run"), *TINY])
+    assert rc == 2
+    assert "cannot write to --out" in capsys.readouterr().err
+
+
+def test_not_a_checkpoint(tmp_path, capsys):
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weights": torch.ones(2)}, bogus)
+    with pytest.raises(CheckpointError, match="not a spikeff model checkpoint"):
+        load_checkpoint(bogus)
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
+    assert main(["eval", str(tmp_path / "junk.pt")]) == 2
+    assert "not a readable spikeff checkpoint" in capsys.readouterr().err
+
+
+def test_trials_below_two_is_a_clear_error(tmp_path, capsys):
+    rc = main(["train", "--dataset", "digits", "--out", str(tmp_path / "r"), *TINY[:-6], "--trials", "1"])
+    assert rc == 2
+    assert "trials >= 2" in capsys.readouterr().err
+
+
+def _train_cmd(out, cache, epochs):
+    return [sys.executable, "-m", "spikeff", "train", "--dataset", "digits", "--cache-dir", str(cache),
+            "--out", str(out), "--limit", "60", "--epochs", str(epochs), "--readout-epochs", "1",
+            "--channels", "4,4", "--trials", "2", "--time-bins", "4", "--batch-size", "4",
+            "--schedule", "greedy", "--no-control"]
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    """Kill a training process mid-run, resume it, and get the uninterrupted run's result."""
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    cache = tmp_path / "cache"
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(ref, cache, 4), check=True, env=env, capture_output=True)
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(run, cache, 4), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run / "train_state.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and load_state(state)["trainer"]["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "model.pt").exists()
+    saved = load_state(state)
+    assert saved["trainer"]["epoch"] >= 1  # no more than the interrupted epoch is lost
+
+    res = subprocess.run([sys.executable, "-m", "spikeff", "train", "--resume", str(run)], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "resuming" in res.stdout
+    a, _ = load_checkpoint(ref / "model.pt")
+    b, _ = load_checkpoint(run / "model.pt")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    ma = json.loads((ref / "metrics.json").read_text())["test_accuracy"]
+    mb = json.loads((run / "metrics.json").read_text())["test_accuracy"]
+    assert ma == mb
+    assert not state.exists()
+
+
+def test_resume_without_state_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "no run state to resume" in capsys.readouterr().err

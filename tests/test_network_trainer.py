@@ -1,0 +1,128 @@
+import copy
+
+import pytest
+import torch
+
+from spikeff.ed import EDLossConfig
+from spikeff.network import NetworkConfig, SpikingNet, expand_trials, spike_counts
+from spikeff.neurons import LIFParams
+from spikeff.readout import Readout, scores
+from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, evaluate
+
+
+def tiny_net(seed: int = 0, readout: str = "linear", hidden=(6,)) -> SpikingNet:
+    cfg = NetworkConfig((2, 8, 8), 3, conv_channels=(4,), hidden=hidden, lif=LIFParams(delta=0.3), readout=readout)
+    return SpikingNet(cfg, torch.Generator().manual_seed(seed))
+
+
+def tiny_batches(n_batches: int = 2, b: int = 6, t: int = 5):
+    g = torch.Generator().manual_seed(11)
+    return [((torch.rand(t, b, 2, 8, 8, generator=g) < 0.4).float() * 3, torch.arange(b) % 3) for _ in range(n_batches)]
+
+
+def test_trials_share_input_and_are_trial_major():
+    x = torch.arange(6.0).view(1, 3, 2)
+    y = expand_trials(x, 4)
+    assert y.shape == (1, 12, 2)
+    assert torch.equal(y[0, 3:6], x[0]) and torch.equal(y[0, 9:12], x[0])
+    counts = spike_counts(torch.ones(5, 12, 2), 4)
+    assert counts.shape == (4, 3, 2) and torch.all(counts == 5)
+
+
+def test_trials_in_one_batch_equal_separate_first_layer_currents():
+    net = tiny_net()
+    x, _ = tiny_batches(1)[0]
+    layer = net.layers[0]
+    spikes = layer(x, torch.Generator().manual_seed(0), trials=3, deterministic=True)
+    single = layer(x, deterministic=True)
+    assert torch.equal(spikes.unflatten(1, (3, x.shape[1]))[:, 2], single)
+
+
+def test_no_gradient_crosses_layers():
+    """Layer 1's gradients do not depend on layer 2's loss."""
+    grads = []
+    for alpha2 in (0.5, 0.9):
+        net = tiny_net()
+        trainer = LayerTrainer(net, TrainConfig(trials=3), torch.Generator().manual_seed(5))
+        x, y = tiny_batches(1)[0]
+        h1, _ = trainer._layer_step(0, x, y, 3)
+        g1 = [p.grad.clone() for p in net.layers[0].parameters()]
+        # A different loss on layer 2 must leave layer 1's grads untouched.
+        trainer.config = TrainConfig(trials=3, loss=EDLossConfig(alpha=alpha2))
+        trainer._layer_step(1, h1, y, 1)
+        assert all(torch.equal(a, p.grad) for a, p in zip(g1, net.layers[0].parameters()))
+        grads.append(([p.grad.clone() for p in net.layers[1].parameters()], g1))
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
+    assert not all(torch.equal(a, b) for a, b in zip(grads[0][0], grads[1][0]))
+
+
+def test_layer_input_is_detached():
+    net = tiny_net()
+    x, y = tiny_batches(1)[0]
+    x.requires_grad_(True)
+    trainer = LayerTrainer(net, TrainConfig(trials=2), torch.Generator().manual_seed(0))
+    trainer._layer_step(0, x, y, 2)
+    assert x.grad is None
+
+
+@pytest.mark.parametrize("schedule", ["greedy", "simultaneous"])
+def test_schedules_train_every_layer_and_head(schedule):
+    net = tiny_net()
+    before = copy.deepcopy(net.state_dict())
+    trainer = LayerTrainer(net, TrainConfig(epochs=1, trials=2, schedule=schedule), torch.Generator().manual_seed(0))
+    hist = trainer.fit(tiny_batches())
+    after = net.state_dict()
+    for name in ("layers.0.synapse.weight", "layers.1.synapse.weight", "head.fc.weight"):
+        assert not torch.equal(before[name], after[name]), name
+    assert {"layer1/ed_consistency", "layer2/ed_diversity", "head/loss"} <= set(hist[0])
+
+
+def test_training_is_reproducible():
+    def run():
+        net = tiny_net()
+        LayerTrainer(net, TrainConfig(epochs=1, trials=2), torch.Generator().manual_seed(3)).fit(tiny_batches())
+        return net.state_dict()
+    a, b = run(), run()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_names_layer_and_epoch():
+    net = tiny_net()
+    with torch.no_grad():
+        net.layers[1].synapse.weight.fill_(float("nan"))
+    trainer = LayerTrainer(net, TrainConfig(epochs=1, trials=2), torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingError, match="layer 2 at epoch 1"):
+        trainer.fit(tiny_batches(1))
+
+
+def test_readout_modes():
+    z = torch.tensor([[[1.0, -3.0]], [[1.0, 1.0]]])  # (n=2, B=1, K=2)
+    assert torch.equal(scores(z, "energy"), torch.tensor([[1.0, 5.0]]))
+    assert torch.equal(scores(z, "average"), torch.tensor([[1.0, -1.0]]))
+    assert Readout.logits(z, "energy").argmax(1).item() == 1
+    with pytest.raises(ValueError, match="mode"):
+        scores(z, "max")
+    with pytest.raises(ValueError, match="trials, batch, classes"):
+        scores(z[0], "energy")
+
+
+@pytest.mark.parametrize("readout", ["linear", "lif"])
+def test_evaluate_reports_all_modes(readout):
+    net = tiny_net(readout=readout)
+    res = evaluate(net, tiny_batches(), trials=3, generator=torch.Generator().manual_seed(0))
+    assert set(res) >= {"energy", "average", "deterministic", "layer_rates"}
+    assert all(0.0 <= res[m] <= 1.0 for m in ("energy", "average", "deterministic"))
+    if readout == "lif":  # spike-count outputs are non-negative
+        z = net(tiny_batches(1)[0][0], torch.Generator().manual_seed(0), trials=2)
+        assert torch.all(z >= 0)
+
+
+def test_bad_input_shapes_and_configs():
+    net = tiny_net()
+    with pytest.raises(ValueError, match=r"\(T, B, 2, 8, 8\)"):
+        net(torch.rand(6, 2, 8, 8))
+    with pytest.raises(ValueError, match="trials >= 2"):
+        TrainConfig(trials=1)
+    TrainConfig(trials=1, loss=EDLossConfig(covariance="second_moment"))
+    with pytest.raises(ValueError, match="shrink"):
+        NetworkConfig((2, 4, 4), 3, conv_channels=(4, 4, 4))
