@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .baselines import BPTTConfig, FFConfig
 from .data import DATASETS, DataError, Splits, load_splits, make_loader
 from .energy import COST_MODELS, CostModel, InputOps, OpCounts, count_ops, get_cost_model
 from .experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate
 from .fileio import atomic_write, write_json
 from .network import NetworkConfig, SpikingNet
-from .neurons import LIFParams, lif_scan
+from .neurons import lif_scan
 from .readout import MODES
 from .trainer import TrainConfig, TrainingError
 
@@ -57,7 +58,7 @@ __all__ = ["METHODS", "BenchSettings", "measure_spikeff", "run_method", "run_ben
 METHODS = ("spikeff", "bptt", "ff", "random")
 TRIALS_CURVE = (1, 2, 4, 8, 16)
 NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.4)
-QUICK = {"limit": 200, "epochs": 1, "readout_epochs": 1, "channels": (8, 16), "seeds": 2,
+QUICK = {"limit": 128, "epochs": 1, "readout_epochs": 1, "channels": (8, 16), "seeds": 2,
          "trials_curve": (1, 4, 16), "noise_levels": (0.0, 0.1, 0.4)}
 
 
@@ -86,8 +87,9 @@ class BenchSettings:
     noise_levels: tuple[float, ...] | None = None
     input_ops: InputOps = "events"
     cost_models: tuple[str, ...] = tuple(COST_MODELS)
-    bptt_lr: float = 2e-3
-    ff_lr: float = 1e-3
+    baseline_epochs: int | None = None
+    bptt_lr: float = BPTTConfig.lr
+    ff_lr: float = FFConfig.lr
     isolate: bool = True
 
     def __post_init__(self) -> None:
@@ -96,6 +98,8 @@ class BenchSettings:
             raise ValueError(f"unknown methods {bad}; choose from {list(METHODS)}")
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose from {sorted(DATASETS)}")
+        if self.baseline_epochs is not None and self.baseline_epochs < 0:
+            raise ValueError(f"--baseline-epochs must be >= 0, got {self.baseline_epochs}")
         if self.seeds is not None and self.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
         if self.trials_curve is not None and (not self.trials_curve or min(self.trials_curve) < 1):
@@ -190,7 +194,8 @@ def measure_spikeff(
 def _peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # a high-water mark of the whole process
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def _ops_record(ops: OpCounts, models: Sequence[CostModel]) -> dict[str, Any]:
@@ -255,10 +260,10 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
 
 def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.device,
                   models: list[CostModel]) -> dict[str, Any]:
-    from .baselines import BPTTConfig, FFConfig, train_bptt, train_ff
+    from .baselines import train_bptt, train_ff
 
     net_cfg, train_cfg = s.network_config(splits), s.train_config()
-    passes = train_cfg.epochs + train_cfg.readout_epochs
+    passes = train_cfg.epochs + train_cfg.readout_epochs if s.baseline_epochs is None else s.baseline_epochs
     test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     seeds_out = []
     for seed in tqdm(range(s.seeds), desc=f"{method} seeds", dynamic_ncols=True):
@@ -454,10 +459,14 @@ NOTES = [
     "and score are n_classes MACs per trial.",
     "Neuron updates = neurons x T x trials (FF: x n_classes label passes); stochastic neurons draw one random "
     "number per update (priced 0 in the presets).",
-    "Baselines get as many passes over the training set as spikeff's layer epochs + readout epochs; BPTT and FF "
+    "Baselines get as many passes over the training set as spikeff's layer epochs + readout epochs (unless "
+    "--baseline-epochs); BPTT and FF "
     "use deterministic LIF neurons; hyperparameters are fixed, nothing is selected on the test split.",
     "samples_per_second = training samples x passes / train_seconds; trial_samples_per_second multiplies by the "
     "trials per sample (spikeff: n; FF: 2, positive and negative; BPTT: 1).",
+    "spikeff's accuracy is train_and_evaluate's; its op counts, the trials curve and the noise curve come from "
+    "separate evaluation passes over the same test split with their own seeded noise.",
+    "Wall-clock timings depend on the load of the machine; on a shared CPU they are noisy.",
     "Peak memory: CUDA max allocated, or on CPU the process peak RSS (ru_maxrss, a high-water mark); with "
     "isolation each method runs in a fresh process. random shares spikeff's process.",
 ]
@@ -504,6 +513,7 @@ def _plots(report: dict[str, Any], raster: dict[str, Any] | None, out: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figs: dict[str, str] = {}
 
@@ -548,7 +558,8 @@ def _plots(report: dict[str, Any], raster: dict[str, Any] | None, out: Path) -> 
                 if term in ed[layer]:
                     ax.errorbar(ed["epoch"], ed[layer][term]["mean"], yerr=ed[layer][term]["std"], marker="o",
                                 capsize=3, label=layer)
-            ax.set(xlabel="epoch", ylabel=f"ED {term}", title=f"ED {term} per layer")
+            ax.set(xlabel="epoch", ylabel=f"ED {term}", title=f"ED {term} per layer (mean over batches)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend()
         save(fig, "ed_per_layer.png")
@@ -588,13 +599,17 @@ def _markdown(report: dict[str, Any]) -> str:
         "E = energy per inference under each cost model (see `report.json` → `cost_models`).",
         "",
     ]
-    for key, title in (("trials_curve", "Accuracy vs trials (spikeff)"), ("noise_curve", "Accuracy vs noise (spikeff)")):
+    model = next(iter(report["cost_models"]))
+    for key, title, x_name in (("trials_curve", "Accuracy vs trials (spikeff)", "trials n"),
+                               ("noise_curve", "Accuracy vs noise (spikeff)", "delta")):
         c = report.get(key)
         if c:
             lines += [f"## {title}", "", c.get("method", c.get("note", "")), "",
-                      "| x | energy | average |", "|---|---|---|"]
-            lines += [f"| {x:g} | {e:.3f} ± {es:.3f} | {a:.3f} ± {as_:.3f} |" for x, e, es, a, as_ in
-                      zip(c["x"], c["energy"]["mean"], c["energy"]["std"], c["average"]["mean"], c["average"]["std"])]
+                      f"| {x_name} | energy mode | average mode | synops/inf | E {model} |", "|---|---|---|---|---|"]
+            lines += [f"| {x:g} | {e:.3f} ± {es:.3f} | {a:.3f} ± {as_:.3f} | {so:.3g} | {_fmt_e(en)} |"
+                      for x, e, es, a, as_, so, en in zip(c["x"], c["energy"]["mean"], c["energy"]["std"],
+                                                         c["average"]["mean"], c["average"]["std"],
+                                                         c["synops_per_inference"], c["energy_pj_per_inference"][model])]
             lines.append("")
     if report.get("figures"):
         lines += ["## Figures", ""] + [f"- [{k}]({v})" for k, v in report["figures"].items()] + [""]
@@ -680,8 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-ops", choices=("events", "dense"), default="events",
                    help="first-layer input: events as ACs (default) or dense frame MACs")
     g.add_argument("--cost-models", nargs="+", choices=sorted(COST_MODELS), default=list(COST_MODELS))
-    g.add_argument("--bptt-lr", type=float, default=2e-3)
-    g.add_argument("--ff-lr", type=float, default=1e-3)
+    g.add_argument("--baseline-epochs", type=int, default=None,
+                   help="BPTT and FF epochs (default: spikeff's epochs + readout epochs)")
+    g.add_argument("--bptt-lr", type=float, default=BPTTConfig.lr)
+    g.add_argument("--ff-lr", type=float, default=FFConfig.lr)
     g.add_argument("--no-isolate", action="store_true", help="run all methods in this process (peak memory is shared)")
     return p
 
@@ -693,7 +710,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         epochs=args.epochs, readout_epochs=args.readout_epochs, channels=args.channels, hidden=args.hidden,
         time_bins=args.time_bins, batch_size=args.batch_size, split_seed=args.split_seed,
         val_fraction=args.val_fraction, trials_curve=args.trials_curve, noise_levels=args.noise_levels,
-        input_ops=args.input_ops, cost_models=tuple(args.cost_models), bptt_lr=args.bptt_lr, ff_lr=args.ff_lr,
+        input_ops=args.input_ops, cost_models=tuple(args.cost_models), baseline_epochs=args.baseline_epochs,
+        bptt_lr=args.bptt_lr, ff_lr=args.ff_lr,
         isolate=not args.no_isolate,
     )
 

@@ -19,6 +19,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataError, describe, load_splits, make_loader
+from .distributed import barrier, init_from_env, shutdown
 from .ed import EDLossConfig
 from .experiment import EVAL_BATCH_SIZE, load_state, seeded_generators, train_and_evaluate
 from .fileio import write_json
@@ -141,19 +142,26 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         argv = list(resume["meta"]["argv"])
         args = build_parser().parse_args(argv)
         args.out = args.resume = Path(resume["meta"]["out"])
-        print(f"resuming {args.out} at epoch {resume['trainer']['epoch']} ({resume['phase']} phase)", flush=True)
     elif args.out is None:
         raise ValueError("spikeff train needs --out DIR (or --resume DIR)")
-    out = _writable_dir(args.out)
-    device = _device(args.device)
+    # Under torchrun (WORLD_SIZE > 1): join the group; only rank 0 prints and writes files.
+    ctx = init_from_env(_device(args.device))
+    if resume is not None and ctx.is_main:
+        print(f"resuming {args.out} at epoch {resume['trainer']['epoch']} ({resume['phase']} phase)", flush=True)
+    out = _writable_dir(args.out) if ctx.is_main else args.out
+    device = ctx.device
     lif = LIFParams(beta=args.beta, threshold=args.threshold, delta=args.delta, sigma=args.sigma, reset=args.reset)
     train_cfg = TrainConfig(
         epochs=args.epochs, readout_epochs=args.readout_epochs, trials=args.trials, lr=args.lr,
         head_lr=args.head_lr, schedule=args.schedule, projection_dims=args.projection, train_mode=args.train_mode,
         loss=EDLossConfig(alpha=args.alpha, covariance=args.covariance, supervised=args.supervised),
     )
+    if not ctx.is_main:
+        barrier(ctx)  # rank 0 downloads and caches the data first
     splits = _splits(args, seed=args.seed)
-    print(splits.summary(), flush=True)
+    if ctx.is_main:
+        barrier(ctx)
+        print(splits.summary(), flush=True)
     net_cfg = NetworkConfig(
         input_shape=splits.frame_shape, n_classes=splits.n_classes, conv_channels=args.channels,
         hidden=args.hidden, lif=lif, readout=args.readout,
@@ -167,9 +175,12 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     run = train_and_evaluate(
         splits, net_cfg, train_cfg, seed=args.seed, device=device, batch_size=args.batch_size,
-        control=not args.no_control, num_workers=args.num_workers, on_epoch=report,
+        control=not args.no_control, num_workers=args.num_workers, on_epoch=report if ctx.is_main else None,
         state_path=out / STATE_FILE, resume=resume, state_meta={"argv": list(argv), "out": str(out)},
+        parallel=ctx,
     )
+    if not ctx.is_main:
+        return 0
     meta = {
         "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
         "limit": args.limit, "val_fraction": args.val_fraction, "seed": args.seed, "trials": args.trials,
@@ -221,7 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
-            return cmd_train(args, argv)
+            try:
+                return cmd_train(args, argv)
+            finally:
+                shutdown()
         return {"eval": cmd_eval, "data": cmd_data, "export": cmd_export}[args.command](args)
     except (DataError, CheckpointError, TrainingError, NIRExportError, NIRImportError, ValueError, OSError) as e:
         if os.environ.get("SPIKEFF_DEBUG"):

@@ -24,6 +24,7 @@ as the paper's reference code does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -130,16 +131,32 @@ def consistency_ed(
     return total
 
 
-def diversity_ed(counts: Tensor, centered: bool = True) -> Tensor:
-    """ED of the covariance (or, uncentred, the second moment) across the batch of the trial-averaged counts."""
+Reduce = Callable[[Tensor], Tensor]
+
+
+def diversity_ed(counts: Tensor, centered: bool = True, reduce: Reduce | None = None) -> Tensor:
+    """ED of the covariance (or, uncentred, the second moment) across the batch of the trial-averaged counts.
+
+    Built from batch sums, so the batch may be split across processes: ``reduce`` (e.g. a
+    differentiable all-reduce sum, :mod:`spikeff.distributed`) is applied to every sum, the
+    per-position batch sum with the batch size first (for the mean that centres), then the
+    ``C x C`` second moment of the centred means. Centring by the global mean before the
+    second sum avoids the cancellation of ``sum m m^T - N mu mu^T`` in float32. With
+    ``reduce=None`` the batch is the whole batch.
+    """
     _check_counts(counts)
-    mean = counts.mean(0)  # (B, C, *S)
+    x = _features_last(counts.mean(0).unsqueeze(0))[0]  # (B, S, C)
     if centered:
-        if mean.shape[0] < 2:
+        stats = torch.cat([x.sum(0).flatten(), x.new_full((1,), x.shape[0])])
+        if reduce is not None:
+            stats = reduce(stats)
+        n = stats[-1]
+        if n.item() < 2:
             raise ValueError("the diversity covariance needs a batch of at least 2 inputs")
-        mean = mean - mean.mean(0, keepdim=True)
-    x = _features_last(mean.unsqueeze(0))[0].flatten(0, 1)  # (B*S, C)
-    return sample_ed(x)
+        x = x - (stats[:-1] / n).view(x.shape[1:])
+    x = x.flatten(0, 1)  # (B*S, C)
+    second = x.transpose(0, 1) @ x
+    return effective_dimensionality(second if reduce is None else reduce(second))
 
 
 def ed_loss(
@@ -147,17 +164,31 @@ def ed_loss(
     config: EDLossConfig = EDLossConfig(),
     labels: Tensor | None = None,
     projection: Tensor | None = None,
+    reduce: Reduce | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``alpha * ED_consistency - (1 - alpha) * ED_diversity`` for counts ``(n, B, C, *S)``.
 
     ``projection`` ``(C, k)`` maps the channels to ``k`` dimensions first. Returns the loss
     and the two (undetached) ED terms.
+
+    ``reduce`` (a differentiable sum over the processes that each hold a part of the batch,
+    see :mod:`spikeff.distributed`) makes both terms those of the global batch: the
+    diversity statistics are summed before the covariance is formed, and the per-input
+    consistency EDs, computed locally, are averaged over the global batch (exact for
+    unequal parts too). Supervised consistency pools inputs across the batch and is not
+    supported with ``reduce``.
     """
     _check_counts(counts)
     if config.supervised and labels is None:
         raise ValueError("supervised consistency needs the labels of the batch")
     if projection is not None:
         counts = torch.movedim(torch.movedim(counts, 2, -1) @ projection, -1, 2)
+    if reduce is not None and config.supervised:
+        raise ValueError("supervised consistency cannot be split across processes (use one process)")
     cons = consistency_ed(counts, config.covariance, labels if config.supervised else None)
-    div = diversity_ed(counts, config.diversity_centered)
+    if reduce is not None:
+        b = counts.shape[1]
+        total = reduce(torch.stack([cons * b, cons.new_tensor(float(b))]))
+        cons = total[0] / total[1]
+    div = diversity_ed(counts, config.diversity_centered, reduce)
     return config.alpha * cons - (1.0 - config.alpha) * div, cons, div

@@ -204,7 +204,7 @@ def fanout_map(synapse: nn.Module, in_shape: Sequence[int]) -> Tensor:
 
 def synaptic_ops(input_counts: Tensor, synapse: nn.Module) -> float:
     """ACs for input spike counts (one inference, summed over time and trials): ``(C, H, W)`` or ``(F,)``."""
-    counts = input_counts.detach().double()
+    counts = input_counts.detach().double().cpu()
     if isinstance(synapse, nn.Conv2d):
         if counts.dim() != 3:
             raise ValueError(f"a conv layer needs input counts (C, H, W), got {tuple(counts.shape)}")

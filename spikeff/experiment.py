@@ -25,6 +25,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from .data import Splits, make_loader
+from .distributed import (
+    DataParallel, DistContext, ShardedBatches, broadcast_parameters, check_shardable, gather_objects, rank_seed,
+)
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .trainer import LayerTrainer, TrainConfig, evaluate, fit_readout
@@ -91,37 +94,63 @@ def train_and_evaluate(
     state_path: str | Path | None = None,
     resume: dict[str, Any] | None = None,
     state_meta: dict[str, Any] | None = None,
+    parallel: DistContext | None = None,
 ) -> RunResult:
     """Train, fit the readout, evaluate; optionally the untrained control too.
 
     ``state_path`` makes the run resumable (see the module doc); ``resume`` is a state read by
     :func:`load_state`; ``state_meta`` (plain types) is stored in the state file as is.
+
+    ``parallel`` (:func:`spikeff.distributed.init_from_env`) trains the layers data-parallel:
+    each rank takes its part of every batch and draws its own noise (rank ``r`` > 0 reseeds
+    the training generator with ``rank_seed``); only rank 0 writes the state file, fits the
+    readout and evaluates; the other ranks return after layer training with empty metrics.
     """
     device = torch.device(device)
+    ctx = parallel or DistContext(0, 1, device)
     gens = seeded_generators(seed, device)
     net = SpikingNet(net_config, gens["init"]).to(device)
+    sync = None
+    if ctx.distributed:
+        check_shardable(len(splits.train), batch_size, ctx.world)
+        broadcast_parameters(net)  # seeded init agrees anyway; this makes it certain
+        sync = DataParallel(ctx.world)
     initial = copy.deepcopy(net.state_dict())
     train_loader = make_loader(splits.train, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     test_loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed, num_workers=num_workers)
     trials = eval_trials or train_config.trials
 
-    trainer = LayerTrainer(net, train_config, gens["train"])
+    trainer = LayerTrainer(net, train_config, gens["train"], sync)
+    if ctx.rank > 0:  # after the trainer drew its projections, identical on all ranks
+        gens["train"].manual_seed(rank_seed(gens["train"].initial_seed(), ctx.rank))
+    batches = train_loader if sync is None else ShardedBatches(train_loader, ctx.rank, ctx.world)
     phase, train_seconds, result = "layers", 0.0, None
     if resume is not None:
+        if resume.get("world", 1) != ctx.world:
+            raise ValueError(
+                f"the run state was written by {resume.get('world', 1)} process(es); resume it with as many"
+            )
         net.load_state_dict(resume["model"])
         initial = resume["initial"]
         trainer.load_state_dict(resume["trainer"])
         _set_loader_state(train_loader, resume["loader"])
         for name, g in gens.items():
             g.set_state(resume["generators"][name])
+        if ctx.distributed:
+            gens["train"].set_state(resume["rank_generators"][ctx.rank])
         phase, train_seconds, result = resume["phase"], resume["train_seconds"], resume["result"]
     t0 = time.perf_counter()
 
     def save(next_phase: str) -> None:
         if state_path is None:
             return
+        # Collective: every rank's noise state, while all ranks still train (not at "control").
+        rank_gens = gather_objects(gens["train"].get_state(), ctx) if ctx.distributed and next_phase != "control" else None
+        if not ctx.is_main:
+            return
         payload = {
             "format": STATE_FORMAT, "version": 1, "phase": next_phase, "meta": state_meta or {},
+            "world": ctx.world, "rank_generators": rank_gens,
             "model": net.state_dict(), "initial": initial, "trainer": trainer.state_dict(),
             "loader": _loader_state(train_loader),
             "generators": {name: g.get_state() for name, g in gens.items()},
@@ -136,9 +165,11 @@ def train_and_evaluate(
             on_epoch(record)
 
     if phase == "layers":
-        trainer.fit(train_loader, epoch_done, on_stage=lambda: save("layers"))
+        trainer.fit(batches, epoch_done, on_stage=lambda: save("layers"))
         save("readout")
         phase = "readout"
+    if not ctx.is_main:
+        return RunResult(net, {}, trainer.history)
     if phase == "readout":
         fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
         train_seconds += time.perf_counter() - t0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,9 @@ from tqdm.auto import tqdm
 from .ed import EDLossConfig, ed_loss, random_projection
 from .network import SpikingNet, spike_counts
 from .readout import MODES, Mode, scores
+
+if TYPE_CHECKING:
+    from .distributed import DataParallel
 
 __all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "evaluate", "fit_readout"]
 
@@ -74,11 +77,16 @@ def _device_of(net: SpikingNet) -> torch.device:
 
 
 def _head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tensor, trials: int,
-               mode: Mode, generator: torch.Generator) -> Tensor:
+               mode: Mode, generator: torch.Generator, sync: DataParallel | None = None) -> Tensor:
     z = net.head(top.detach(), net.config.lif, generator).unflatten(0, (trials, y.shape[0]))
-    loss = F.cross_entropy(net.head.logits(z, mode), y)
+    if sync is None:
+        loss = F.cross_entropy(net.head.logits(z, mode), y)
+    else:  # the mean over the global batch; gradients averaged over the ranks
+        loss = sync.mean(F.cross_entropy(net.head.logits(z, mode), y, reduction="sum"), y.shape[0])
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if sync is not None:
+        sync.average_gradients(net.head.parameters())
     opt.step()
     return loss.detach()
 
@@ -86,8 +94,12 @@ def _head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tens
 class LayerTrainer:
     """Trains a :class:`SpikingNet` layer by layer. One instance holds one run's optimizers."""
 
-    def __init__(self, net: SpikingNet, config: TrainConfig, generator: torch.Generator) -> None:
-        self.net, self.config, self.generator = net, config, generator
+    def __init__(
+        self, net: SpikingNet, config: TrainConfig, generator: torch.Generator, sync: DataParallel | None = None
+    ) -> None:
+        """``sync`` (:class:`spikeff.distributed.DataParallel`) trains on batches split across
+        processes: global-batch losses and gradients averaged over the ranks before each step."""
+        self.net, self.config, self.generator, self.sync = net, config, generator, sync
         self.layer_opts = [torch.optim.Adam(layer.parameters(), lr=config.lr) for layer in net.layers]
         self.head_opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
         dims = config.projection_dims
@@ -130,7 +142,8 @@ class LayerTrainer:
         cfg, layer = self.config, self.net.layers[k]
         spikes = layer(inp.detach(), self.generator, trials_in)
         counts = spike_counts(spikes, cfg.trials)
-        loss, cons, div = ed_loss(counts, cfg.loss, y, self.projections[k])
+        loss, cons, div = ed_loss(counts, cfg.loss, y, self.projections[k],
+                                  reduce=None if self.sync is None else self.sync.reduce)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"non-finite ED loss in layer {k + 1} at epoch {self.epoch + 1}; "
@@ -138,6 +151,8 @@ class LayerTrainer:
             )
         self.layer_opts[k].zero_grad(set_to_none=True)
         loss.backward()
+        if self.sync is not None:
+            self.sync.average_gradients(layer.parameters())
         self.layer_opts[k].step()
         stats = {"loss": loss.item(), "ed_consistency": cons.item(), "ed_diversity": div.item(),
                  "rate": spikes.detach().mean().item()}
@@ -162,7 +177,7 @@ class LayerTrainer:
                         h = net.layers[k](h, self.generator, trials_in)
                 trials_in = 1
             if head:
-                loss = _head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator)
+                loss = _head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator, self.sync)
                 sums["head/loss"] = sums.get("head/loss", 0.0) + loss.item()
             n_batches += 1
         if n_batches == 0:

@@ -40,7 +40,7 @@ class BPTTConfig:
     """Optimisation settings of the BPTT baseline."""
 
     epochs: int = 8
-    lr: float = 2e-3
+    lr: float = 5e-3
 
     def __post_init__(self) -> None:
         if self.epochs < 0:

@@ -47,7 +47,7 @@ class FFConfig:
     """Settings of the Forward-Forward baseline."""
 
     epochs: int = 8
-    lr: float = 1e-3
+    lr: float = 3e-3
     threshold: float = 1.0
     label_scale: float = 1.0
     stochastic: bool = False

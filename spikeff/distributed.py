@@ -1,0 +1,242 @@
+"""Data-parallel layer-local training over processes with :mod:`torch.distributed`.
+
+Launch with ``torchrun --nproc_per_node=K -m spikeff train ...``; backend ``nccl`` on CUDA,
+``gloo`` on CPU. The scheme (see ``docs/distributed.md``):
+
+* every rank iterates the same seeded global batches and keeps its contiguous part of each
+  (:func:`shard_batch`), so the global batch is the single-process batch;
+* the ED loss of a layer is that of the global batch: the diversity statistics and the
+  consistency sum go through a differentiable all-reduce (:meth:`DataParallel.reduce`,
+  ``torch.distributed.nn.functional.all_reduce``, whose backward sums the upstream
+  gradients over the ranks);
+* after each layer's (and the head's) ``backward`` the gradients are averaged over the
+  ranks (:meth:`DataParallel.average_gradients`) before the optimizer steps. Every rank's
+  loss is the global loss ``L``; its gradient through the all-reduce is ``world * dL/d(own
+  part)``, so the average over ranks is exactly ``dL/dtheta``, for unequal parts too.
+
+Every rank draws its own trial noise (:func:`rank_seed`), so a run depends on the seed and
+the world size. Only rank 0 (:attr:`DistContext.is_main`) prints and writes files.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+__all__ = [
+    "DistContext",
+    "DataParallel",
+    "ShardedBatches",
+    "init_from_env",
+    "shutdown",
+    "rank_seed",
+    "shard_bounds",
+    "shard_batch",
+    "check_shardable",
+    "broadcast_parameters",
+    "gather_objects",
+    "barrier",
+]
+
+Batch = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the group: ``rank`` of ``world`` processes, and its device."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only one that prints and writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def init_from_env(device: str | torch.device = "cpu", timeout: timedelta | None = None) -> DistContext:
+    """Read ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (as set by torchrun) and join the process group.
+
+    Without ``WORLD_SIZE`` (or with 1) nothing is initialised and a single-process context is
+    returned. ``device="cuda"`` becomes ``cuda:LOCAL_RANK`` with backend ``nccl``; on CPU the
+    backend is ``gloo``. The rendezvous is ``env://`` (``MASTER_ADDR``, ``MASTER_PORT``).
+    """
+    world = _env_int("WORLD_SIZE", 1)
+    dev = torch.device(device)
+    if world <= 1:
+        return DistContext(0, 1, dev)
+    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if dev.type == "cuda":
+        if dev.index is not None:
+            raise ValueError(f"--device {dev}: under torchrun give --device cuda; each process uses cuda:LOCAL_RANK")
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: CUDA is not available on this machine")
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    elif dev.type == "cpu":
+        backend = "gloo"
+    else:
+        raise ValueError(f"data-parallel training supports cpu and cuda devices, got {dev}")
+    if not dist.is_available():
+        raise RuntimeError("this PyTorch build has no torch.distributed")
+    if not dist.is_initialized():
+        kwargs = {"device_id": dev} if backend == "nccl" else {}
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout, **kwargs)
+    if dist.get_world_size() != world or dist.get_rank() != rank:
+        raise RuntimeError(
+            f"process group is rank {dist.get_rank()} of {dist.get_world_size()}, environment says {rank} of {world}"
+        )
+    return DistContext(rank, world, dev)
+
+
+def shutdown() -> None:
+    """Leave the process group, if one was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Seed of rank ``rank``'s noise generator derived from the single-process ``seed``.
+
+    Rank 0 keeps ``seed``; rank ``r`` adds ``r * 2**32``, which never meets a seed below
+    ``2**32`` (all of :func:`spikeff.experiment.seeded_generators`' for seeds below 4e6).
+    """
+    if rank < 0:
+        raise ValueError(f"rank must be >= 0, got {rank}")
+    return int(seed) + (int(rank) << 32)
+
+
+def shard_bounds(batch: int, rank: int, world: int) -> tuple[int, int]:
+    """``[start, stop)`` of rank ``rank``'s contiguous part of a batch of ``batch`` inputs.
+
+    Parts differ in size by at most one (``torch.tensor_split``'s rule); every part must be
+    non-empty.
+    """
+    if batch < world:
+        raise ValueError(
+            f"a batch of {batch} inputs cannot be split over {world} processes; "
+            f"every batch (the last one too) needs at least {world} inputs"
+        )
+    q, r = divmod(batch, world)
+    start = rank * q + min(rank, r)
+    return start, start + q + (rank < r)
+
+
+def shard_batch(x: Tensor, y: Tensor, rank: int, world: int) -> Batch:
+    """This rank's part of a time-first batch: ``x`` ``(T, B, ...)`` along dim 1, ``y`` ``(B,)``."""
+    if x.dim() < 2 or y.shape[:1] != x.shape[1:2]:
+        raise ValueError(f"expected x (T, B, ...) and y (B,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    start, stop = shard_bounds(y.shape[0], rank, world)
+    return x[:, start:stop], y[start:stop]
+
+
+class ShardedBatches:
+    """Re-iterable view of ``batches`` (e.g. a DataLoader) yielding this rank's part of each batch.
+
+    Every rank must iterate the same global batches (same seed), which makes the union of
+    the parts the single-process batch.
+    """
+
+    def __init__(self, batches: Iterable[Batch], rank: int, world: int) -> None:
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __iter__(self) -> Iterator[Batch]:
+        for x, y in self.batches:
+            yield shard_batch(x, y, self.rank, self.world)
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+
+class DataParallel:
+    """The trainer's hooks for data parallelism over the default process group.
+
+    ``reduce`` is a differentiable all-reduce sum (pass it to :func:`spikeff.ed.ed_loss`);
+    ``average_gradients`` all-reduces the gradients of a parameter group and divides by the
+    world size (call it after ``backward``, before ``step``).
+    """
+
+    def __init__(self, world: int | None = None) -> None:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("DataParallel needs an initialised process group (see init_from_env)")
+        self.world = dist.get_world_size() if world is None else world
+
+    def reduce(self, t: Tensor) -> Tensor:
+        """Sum of ``t`` over the ranks; its backward sums the upstream gradients over the ranks."""
+        with warnings.catch_warnings():
+            # Deprecated in favour of a private API since torch 2.11; still the public way.
+            warnings.simplefilter("ignore", FutureWarning)
+            from torch.distributed.nn.functional import all_reduce
+
+            return all_reduce(t)
+
+    def mean(self, local_sum: Tensor, n_local: int) -> Tensor:
+        """Global mean from each rank's (differentiable) sum over its ``n_local`` items."""
+        total = self.reduce(torch.stack([local_sum, local_sum.new_tensor(float(n_local)).detach()]))
+        return total[0] / total[1]
+
+    def average_gradients(self, params: Iterable[nn.Parameter]) -> None:
+        """Replace each ``p.grad`` by its mean over the ranks (one flat all-reduce)."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat.div_(self.world)
+        for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(part.view_as(g))
+
+
+@torch.no_grad()
+def broadcast_parameters(module: nn.Module, src: int = 0) -> None:
+    """Copy ``src``'s parameters and buffers to every rank (initial weights must agree)."""
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src)
+
+
+def gather_objects(obj: object, ctx: DistContext) -> list[object]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` on one process."""
+    if not ctx.distributed:
+        return [obj]
+    out: list[object] = [None] * ctx.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def check_shardable(n: int, batch_size: int, world: int) -> None:
+    """Raise ``ValueError`` unless every batch of ``n`` inputs in batches of ``batch_size`` splits over ``world`` ranks."""
+    last = n % batch_size
+    if batch_size < world or 0 < last < world:
+        raise ValueError(
+            f"{n} training inputs in batches of {batch_size} give a batch of {min(batch_size, last or batch_size)} "
+            f"inputs, too few to split over {world} processes; change --batch-size or --limit"
+        )
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (no-op on one process)."""
+    if ctx.distributed:
+        dist.barrier()
