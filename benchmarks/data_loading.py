@@ -15,7 +15,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import tonic
 import torch
 
+from spikeff.bench import device_name, git_commit
 from spikeff.data import load_splits, make_loader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,16 +43,6 @@ def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return time.perf_counter() - t0, out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -89,12 +79,7 @@ def main() -> None:
         print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()))
 
     med = {k: statistics.median(v) for k, v in rows.items()}
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (subprocess.CalledProcessError, OSError):
-        commit = "none (no commit yet)"
+    commit = git_commit(REPO)["commit"]
     cmd = "python benchmarks/data_loading.py " + " ".join(sys.argv[1:])
 
     def fmt(k: str) -> str:
@@ -104,7 +89,7 @@ def main() -> None:
 
 - command: `{cmd.strip()}` (from the repo root, venv active)
 - git commit: {commit}
-- device: {cpu_model()}, {os.cpu_count()} CPU cores, no GPU
+- device: {device_name('cpu')}, no GPU
 - date: {date.today().isoformat()}
 - software: Python {platform.python_version()}, torch {torch.__version__}, tonic {tonic.__version__}
 - setup: T={args.n_time_bins} bins, frames (T, B, 2, 34, 34) float32, batch {args.batch_size}, \

@@ -379,7 +379,8 @@ def _ed_history(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _commit(repo: Path) -> dict[str, Any]:
+def git_commit(repo: str | Path = ".") -> dict[str, Any]:
+    """Short commit hash of ``repo`` and whether tracked files differ from it."""
     def git(*a: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, timeout=10).stdout.strip()
 
@@ -421,7 +422,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
         "dataset": s.dataset,
         "device": str(torch.device(s.device)),
         "device_name": device_name(s.device),
-        **_commit(Path(__file__).resolve().parents[1]),
+        **git_commit(Path(__file__).resolve().parents[1]),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": command,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},

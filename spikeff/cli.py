@@ -57,13 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train layer-locally by ED compression and evaluate")
     _add_data_args(t)
     t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--readout-epochs", type=int, default=5, help="head-only epochs after layer training")
+    t.add_argument("--readout-epochs", type=int, default=3, help="head-only epochs after layer training")
     t.add_argument("--trials", type=int, default=8, help="noisy trials per input (n)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--head-lr", type=float, default=1e-2)
     t.add_argument("--schedule", choices=("greedy", "simultaneous"), default="simultaneous")
-    t.add_argument("--channels", type=_ints, default=(32, 64), help="conv channels per layer, e.g. 32,64")
+    t.add_argument("--channels", type=_ints, default=(16, 32), help="conv channels per layer, e.g. 16,32")
     t.add_argument("--hidden", type=_ints, default=(), help="fully connected layer sizes after the convs")
     t.add_argument("--beta", type=float, default=LIFParams.beta)
     t.add_argument("--threshold", type=float, default=LIFParams.threshold)
@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--readout", choices=("linear", "lif"), default="linear")
     t.add_argument("--train-mode", choices=("energy", "average"), default="energy")
     t.add_argument("--alpha", type=float, default=EDLossConfig.alpha)
-    t.add_argument("--covariance", choices=("trial", "second_moment"), default=EDLossConfig.covariance)
+    t.add_argument("--covariance", choices=("trial", "second_moment"), default=EDLossConfig.covariance,
+                   help="consistency: trial-to-trial covariance or uncentred second moment")
+    t.add_argument("--diversity", choices=("signal", "covariance", "second_moment"), default=EDLossConfig.diversity,
+                   help="diversity: noise-corrected signal covariance, covariance or second moment of trial means")
     t.add_argument("--supervised", action="store_true", help="one consistency covariance per class")
     t.add_argument("--projection", type=_ints, default=(), help="random projection dims per layer, e.g. 30,20")
     t.add_argument("--no-control", action="store_true", help="skip the untrained-weights control")
@@ -154,7 +157,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     train_cfg = TrainConfig(
         epochs=args.epochs, readout_epochs=args.readout_epochs, trials=args.trials, lr=args.lr,
         head_lr=args.head_lr, schedule=args.schedule, projection_dims=args.projection, train_mode=args.train_mode,
-        loss=EDLossConfig(alpha=args.alpha, covariance=args.covariance, supervised=args.supervised),
+        loss=EDLossConfig(alpha=args.alpha, covariance=args.covariance, diversity=args.diversity,
+                          supervised=args.supervised),
     )
     if not ctx.is_main:
         barrier(ctx)  # rank 0 downloads and caches the data first

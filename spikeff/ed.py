@@ -16,10 +16,24 @@ positions ``S``, which count as extra samples, as in the paper. Per layer::
 * diversity: the covariance across the batch of the trial-averaged counts; its ED is
   maximised.
 
-``covariance="trial"`` (default) centres the counts: the consistency term then sees only
-the trial-to-trial variability, i.e. the neurons' own noise, and the diversity term the
-covariance across inputs. ``covariance="second_moment"`` uses the uncentred second moment,
-as the paper's reference code does.
+Consistency, ``covariance=``:
+
+* ``"trial"`` (default): centred across trials, the trial-to-trial (noise) covariance:
+  the neurons' own variability.
+* ``"second_moment"``: uncentred, as the paper's reference code does.
+
+Diversity, ``diversity=``:
+
+* ``"signal"`` (default): the covariance of the trial means across inputs minus the
+  trial noise that a mean over ``n`` trials keeps, ``C_noise / n``: an unbiased estimate
+  of the signal covariance. Without the correction, a few noisy trials inflate the
+  diversity ED with isotropic noise, and the loss can be lowered by silencing neurons
+  until noise dominates (measured: see ``benchmarks/results/``).
+* ``"covariance"``: the plain covariance of the trial means.
+* ``"second_moment"``: their uncentred second moment, as the paper's reference code does.
+
+So by default a layer minimises the dimensionality of its noise and maximises that of its
+signal.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ __all__ = [
 ]
 
 Covariance = Literal["trial", "second_moment"]
+Diversity = Literal["signal", "covariance", "second_moment"]
 
 
 def effective_dimensionality(cov: Tensor, eps: float = 1e-12) -> Tensor:
@@ -82,7 +97,7 @@ class EDLossConfig:
 
     alpha: float = 0.5
     covariance: Covariance = "trial"
-    diversity_centered: bool = True
+    diversity: Diversity = "signal"
     supervised: bool = False
 
     def __post_init__(self) -> None:
@@ -90,6 +105,8 @@ class EDLossConfig:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.covariance not in ("trial", "second_moment"):
             raise ValueError(f"covariance must be 'trial' or 'second_moment', got {self.covariance!r}")
+        if self.diversity not in ("signal", "covariance", "second_moment"):
+            raise ValueError(f"diversity must be 'signal', 'covariance' or 'second_moment', got {self.diversity!r}")
 
 
 def _check_counts(counts: Tensor) -> None:
@@ -134,8 +151,8 @@ def consistency_ed(
 Reduce = Callable[[Tensor], Tensor]
 
 
-def diversity_ed(counts: Tensor, centered: bool = True, reduce: Reduce | None = None) -> Tensor:
-    """ED of the covariance (or, uncentred, the second moment) across the batch of the trial-averaged counts.
+def diversity_ed(counts: Tensor, kind: Diversity = "signal", reduce: Reduce | None = None) -> Tensor:
+    """ED of the signal covariance, covariance or second moment of the trial-averaged counts across the batch.
 
     Built from batch sums, so the batch may be split across processes: ``reduce`` (e.g. a
     differentiable all-reduce sum, :mod:`spikeff.distributed`) is applied to every sum, the
@@ -146,7 +163,7 @@ def diversity_ed(counts: Tensor, centered: bool = True, reduce: Reduce | None = 
     """
     _check_counts(counts)
     x = _features_last(counts.mean(0).unsqueeze(0))[0]  # (B, S, C)
-    if centered:
+    if kind != "second_moment":
         stats = torch.cat([x.sum(0).flatten(), x.new_full((1,), x.shape[0])])
         if reduce is not None:
             stats = reduce(stats)
@@ -156,6 +173,13 @@ def diversity_ed(counts: Tensor, centered: bool = True, reduce: Reduce | None = 
         x = x - (stats[:-1] / n).view(x.shape[1:])
     x = x.flatten(0, 1)  # (B*S, C)
     second = x.transpose(0, 1) @ x
+    if kind == "signal":
+        # A mean over n trials keeps 1/n of the trial noise: subtract it.
+        n = counts.shape[0]
+        if n < 2:
+            raise ValueError(f"the signal covariance needs at least 2 trials, got {n}")
+        dev = _features_last(counts - counts.mean(0, keepdim=True)).flatten(0, 2)  # (n*B*S, C)
+        second = second - (dev.transpose(0, 1) @ dev) / (n * (n - 1))
     return effective_dimensionality(second if reduce is None else reduce(second))
 
 
@@ -190,5 +214,5 @@ def ed_loss(
         b = counts.shape[1]
         total = reduce(torch.stack([cons * b, cons.new_tensor(float(b))]))
         cons = total[0] / total[1]
-    div = diversity_ed(counts, config.diversity_centered, reduce)
+    div = diversity_ed(counts, config.diversity, reduce)
     return config.alpha * cons - (1.0 - config.alpha) * div, cons, div

@@ -32,7 +32,7 @@ class NetworkConfig:
 
     input_shape: tuple[int, int, int]
     n_classes: int
-    conv_channels: tuple[int, ...] = (32, 64)
+    conv_channels: tuple[int, ...] = (16, 32)
     hidden: tuple[int, ...] = ()
     kernel_size: int = 3
     pool: int = 2
@@ -133,12 +133,20 @@ class SpikingNet(nn.Module):
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Uniform fan-in init (PyTorch's default scale) drawn from ``generator``."""
+        """Uniform fan-in init (PyTorch's default scale) drawn from ``generator``.
+
+        A spiking head's bias starts at ``theta * (1 - beta)``, whose steady-state potential
+        is the threshold: sparse top-layer spikes alone would leave it silent, with no
+        energy and no gradient.
+        """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 bound = 1.0 / math.sqrt(m.weight[0].numel())
                 nn.init.uniform_(m.weight, -bound, bound, generator=generator)
                 nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        if self.config.readout == "lif":
+            with torch.no_grad():
+                self.head.fc.bias.fill_(self.config.lif.threshold * (1.0 - self.config.lif.beta))
 
     def layer_outputs(
         self,

@@ -48,7 +48,7 @@ class TrainConfig:
     """Optimisation settings."""
 
     epochs: int = 3
-    readout_epochs: int = 5
+    readout_epochs: int = 3
     trials: int = 8
     lr: float = 1e-3
     head_lr: float = 1e-2
@@ -62,9 +62,12 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}, {self.readout_epochs}")
         if self.trials < 1:
             raise ValueError(f"trials must be >= 1, got {self.trials}")
-        if self.trials < 2 and self.loss.covariance == "trial" and not self.loss.supervised:
+        if self.trials < 2 and (
+            (self.loss.covariance == "trial" and not self.loss.supervised) or self.loss.diversity == "signal"
+        ):
             raise ValueError(
-                "the trial-to-trial covariance needs --trials >= 2 (or use covariance='second_moment')"
+                "the trial-to-trial and signal covariances need --trials >= 2 "
+                "(or use covariance='second_moment' and diversity='covariance')"
             )
         if self.schedule not in ("greedy", "simultaneous"):
             raise ValueError(f"schedule must be 'greedy' or 'simultaneous', got {self.schedule!r}")

@@ -27,8 +27,8 @@ from spikeff.trainer import LayerTrainer, TrainConfig
 WORLD = 2
 RTOL, ATOL = 1e-10, 1e-13
 
-# (covariance, diversity_centered, batch, spatial positions): odd batches split unequally.
-ED_CASES = [("trial", True, 6, (3,)), ("second_moment", False, 7, ()), ("trial", True, 5, (2, 2))]
+# (covariance, diversity, batch, spatial positions): odd batches split unequally.
+ED_CASES = [("trial", "signal", 6, (3,)), ("second_moment", "second_moment", 7, ()), ("trial", "covariance", 5, (2, 2))]
 
 
 def _free_port() -> int:
@@ -47,10 +47,10 @@ def _ed_problem(case: tuple) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _ed_loss_and_grad(x: torch.Tensor, w: torch.Tensor, case: tuple, sync: DataParallel | None):
-    cov, centered, _, _ = case
+    cov, diversity, _, _ = case
     w = w.clone().requires_grad_(True)
     counts = torch.nn.functional.softplus(torch.einsum("cd,nbd...->nbc...", w, x))
-    cfg = EDLossConfig(alpha=0.3, covariance=cov, diversity_centered=centered)
+    cfg = EDLossConfig(alpha=0.3, covariance=cov, diversity=diversity)
     loss, cons, div = ed_loss(counts, cfg, reduce=None if sync is None else sync.reduce)
     loss.backward()
     if sync is not None:

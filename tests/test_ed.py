@@ -80,7 +80,23 @@ def test_diversity_is_across_inputs_of_trial_means():
     counts = torch.randn(6, 10, 3, generator=g, dtype=torch.float64)
     m = counts.mean(0)
     m = m - m.mean(0)
-    assert diversity_ed(counts).item() == pytest.approx(effective_dimensionality_eig(m.T @ m).item())
+    assert diversity_ed(counts, "covariance").item() == pytest.approx(effective_dimensionality_eig(m.T @ m).item())
+    raw = counts.mean(0)
+    assert diversity_ed(counts, "second_moment").item() == pytest.approx(
+        effective_dimensionality_eig(raw.T @ raw).item())
+
+
+def test_signal_covariance_removes_trial_noise():
+    # Inputs differ along 2 of 6 channels; trial noise is isotropic over all 6 and large.
+    g = torch.Generator().manual_seed(8)
+    n, b = 4, 4000
+    signal = torch.zeros(b, 6, dtype=torch.float64)
+    signal[:, :2] = torch.randn(b, 2, generator=g, dtype=torch.float64)
+    counts = signal + 2.0 * torch.randn(n, b, 6, generator=g, dtype=torch.float64)
+    assert diversity_ed(counts, "covariance").item() > 4.0  # inflated by noise
+    assert diversity_ed(counts, "signal").item() == pytest.approx(2.0, abs=0.15)
+    with pytest.raises(ValueError, match="2 trials"):
+        diversity_ed(counts[:1], "signal")
 
 
 def test_supervised_consistency_pools_each_class():

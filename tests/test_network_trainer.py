@@ -112,9 +112,9 @@ def test_evaluate_reports_all_modes(readout):
     res = evaluate(net, tiny_batches(), trials=3, generator=torch.Generator().manual_seed(0))
     assert set(res) >= {"energy", "average", "deterministic", "layer_rates"}
     assert all(0.0 <= res[m] <= 1.0 for m in ("energy", "average", "deterministic"))
-    if readout == "lif":  # spike-count outputs are non-negative
+    if readout == "lif":  # spike-count outputs are non-negative, and the head is not silent at init
         z = net(tiny_batches(1)[0][0], torch.Generator().manual_seed(0), trials=2)
-        assert torch.all(z >= 0)
+        assert torch.all(z >= 0) and z.sum() > 0
 
 
 def test_bad_input_shapes_and_configs():
@@ -123,6 +123,8 @@ def test_bad_input_shapes_and_configs():
         net(torch.rand(6, 2, 8, 8))
     with pytest.raises(ValueError, match="trials >= 2"):
         TrainConfig(trials=1)
-    TrainConfig(trials=1, loss=EDLossConfig(covariance="second_moment"))
+    with pytest.raises(ValueError, match="trials >= 2"):
+        TrainConfig(trials=1, loss=EDLossConfig(covariance="second_moment"))
+    TrainConfig(trials=1, loss=EDLossConfig(covariance="second_moment", diversity="covariance"))
     with pytest.raises(ValueError, match="shrink"):
         NetworkConfig((2, 4, 4), 3, conv_channels=(4, 4, 4))
