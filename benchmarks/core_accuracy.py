@@ -56,8 +56,9 @@ def main() -> int:
         f"- held-out split: {m0['test_split']} ({m0['n_test']} samples; {m0['n_train']} training samples)",
         f"- epochs {m0['epochs']} + {m0['readout_epochs']} readout epochs, {m0['trials']} trials, "
         f"T={m0['time_bins']}, batch {m0['batch_size']}, network {m0['network']['conv_channels']} conv "
-        f"+ {m0['network']['hidden']} hidden, readout {m0['network']['readout']}, "
-        f"loss {m0['train_config']['loss']}",
+        f"+ {m0['network']['hidden']} hidden, readout {m0['network']['readout']}",
+        f"- train config: {m0['train_config']}",
+        f"- neurons: {m0['network']['lif']}",
         "- numbers are those of the last epoch; nothing was selected on the held-out split",
         "",
         "| readout mode | trained: median (min..max) | control: median (min..max) | trained - control, per seed |",
