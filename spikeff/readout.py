@@ -56,9 +56,14 @@ class Readout(nn.Module):
         self.kind = kind
         self.fc = nn.Linear(in_features, n_classes)
 
+    @staticmethod
+    def features(spikes: Tensor) -> Tensor:
+        """The linear head's input: spike counts / T, ``(T, N, ...) -> (N, D)``."""
+        return spikes.flatten(2).mean(0)
+
     def forward(self, spikes: Tensor, lif: LIFParams, generator: torch.Generator | None = None) -> Tensor:
         if self.kind == "linear":
-            return self.fc(spikes.flatten(2).mean(0))
+            return self.fc(self.features(spikes))
         currents = self.fc(spikes.flatten(2))
         out, _ = lif_scan(currents, lif, generator)
         return out.sum(0)

@@ -232,20 +232,48 @@ def fit_readout(
 ) -> list[float]:
     """Train only the head for ``epochs`` passes with every layer frozen.
 
-    Used after layer training, and with the same budget for the untrained control.
+    Used after layer training, and with the same budget for the untrained control. A linear
+    head sees only the top layer's spike counts, so the frozen layers run once: one draw of
+    ``n`` trials per training input is kept (as float16 on the CPU; counts / T are exact)
+    and every epoch reshuffles it. A spiking head needs the spike trains and streams them.
     """
     device = _device_of(net)
     opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
+    if epochs == 0:
+        return []
+    if net.head.kind != "linear":
+        losses = []
+        for epoch in range(epochs):
+            total, n = 0.0, 0
+            for x, y in tqdm(batches, desc=f"readout {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True):
+                x, y = x.to(device), y.to(device)
+                with torch.no_grad():
+                    top = net.layer_outputs(x, generator, config.trials)[-1]
+                total += _head_step(net, opt, top, y, config.trials, config.train_mode, generator).item()
+                n += 1
+            losses.append(total / max(n, 1))
+        return losses
+
+    feats, labels, batch_size = [], [], 1
+    with torch.no_grad():
+        for x, y in tqdm(batches, desc="readout features", leave=False, dynamic_ncols=True):
+            top = net.layer_outputs(x.to(device), generator, config.trials)[-1]
+            feats.append(net.head.features(top).unflatten(0, (config.trials, y.shape[0])).to("cpu", torch.float16))
+            labels.append(y)
+            batch_size = max(batch_size, y.shape[0])
+    features, targets = torch.cat(feats, 1), torch.cat(labels)
+    order_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
     losses = []
-    for epoch in range(epochs):
+    for _ in range(epochs):
         total, n = 0.0, 0
-        for x, y in tqdm(batches, desc=f"readout {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True):
-            x, y = x.to(device), y.to(device)
-            with torch.no_grad():
-                top = net.layer_outputs(x, generator, config.trials)[-1]
-            total += _head_step(net, opt, top, y, config.trials, config.train_mode, generator).item()
-            n += 1
-        losses.append(total / max(n, 1))
+        for idx in torch.randperm(targets.shape[0], generator=order_gen).split(batch_size):
+            z = net.head.fc(features[:, idx].to(device, torch.float32))
+            loss = F.cross_entropy(net.head.logits(z, config.train_mode), targets[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item(), n + 1
+        losses.append(total / n)
     return losses
 
 

@@ -128,3 +128,16 @@ def test_bad_input_shapes_and_configs():
     TrainConfig(trials=1, loss=EDLossConfig(covariance="second_moment", diversity="covariance"))
     with pytest.raises(ValueError, match="shrink"):
         NetworkConfig((2, 4, 4), 3, conv_channels=(4, 4, 4))
+
+
+@pytest.mark.parametrize("readout", ["linear", "lif"])
+def test_fit_readout_trains_only_the_head(readout):
+    from spikeff.trainer import fit_readout
+
+    net = tiny_net(readout=readout)
+    before = copy.deepcopy(net.state_dict())
+    losses = fit_readout(net, tiny_batches(), TrainConfig(trials=2), torch.Generator().manual_seed(0), epochs=2)
+    after = net.state_dict()
+    assert len(losses) == 2 and all(l == l for l in losses)
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("head."))
+    assert not torch.equal(before["head.fc.weight"], after["head.fc.weight"])
