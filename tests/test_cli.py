@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch
 from spikeff.checkpoint import CheckpointError, load_checkpoint
 from spikeff.cli import main
 from spikeff.experiment import load_state
+from helpers import wait_for_first_epoch
 
 TINY = ["--limit", "40", "--epochs", "1", "--readout-epochs", "1", "--channels", "4", "--trials", "2",
         "--time-bins", "4", "--batch-size", "16"]
@@ -89,12 +89,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(_train_cmd(run, cache, 4), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = run / "train_state.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if state.exists() and load_state(state)["trainer"]["epoch"] >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be interrupted; make it longer"
+    wait_for_first_epoch(proc, state)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "model.pt").exists()

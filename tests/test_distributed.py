@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from spikeff.experiment import load_state
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import LIFParams
 from spikeff.trainer import LayerTrainer, TrainConfig
+from helpers import wait_for_first_epoch
 
 WORLD = 2
 RTOL, ATOL = 1e-10, 1e-13
@@ -200,12 +200,7 @@ def test_torchrun_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     subprocess.run(cmd(ref), check=True, env=env, capture_output=True, timeout=300)
     proc = subprocess.Popen(cmd(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = run / "train_state.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if state.exists() and load_state(state)["trainer"]["epoch"] >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be interrupted; make it longer"
+    wait_for_first_epoch(proc, state)
     for pid in _children(proc.pid):  # the workers (torchrun starts them in sessions of their own)
         os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=60)  # torchrun gives up once its workers died
