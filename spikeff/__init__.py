@@ -1,5 +1,28 @@
-"""spikeff: spiking networks trained layer-locally."""
+"""spikeff: spiking networks trained layer-locally by stochastic ED compression."""
 
+from .ed import EDLossConfig, ed_loss, effective_dimensionality
+from .network import NetworkConfig, SpikingNet
+from .neurons import LIFParams, LIFState, StochasticLIF, lif_scan, lif_step
 from .nir import export_nir, from_nir
+from .trainer import LayerTrainer, TrainConfig, evaluate, fit_readout
 
-__all__ = ["export_nir", "from_nir"]
+__version__ = "0.1.0"
+
+__all__ = [
+    "EDLossConfig",
+    "LIFParams",
+    "LIFState",
+    "LayerTrainer",
+    "NetworkConfig",
+    "SpikingNet",
+    "StochasticLIF",
+    "TrainConfig",
+    "ed_loss",
+    "effective_dimensionality",
+    "evaluate",
+    "export_nir",
+    "fit_readout",
+    "from_nir",
+    "lif_scan",
+    "lif_step",
+]
