@@ -16,7 +16,7 @@ neurons loop over time, as in spikeff, so the two are timed on the same footing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,22 +109,34 @@ class SnnTorchNet(nn.Module):
 
 
 @torch.no_grad()
-def evaluate_bptt(net: SnnTorchNet, batches: Iterable[Batch], input_ops: InputOps = "events") -> tuple[float, OpCounts]:
-    """Accuracy and mean op counts per inference (one deterministic pass per input)."""
-    net.eval()
-    device = next(net.parameters()).device
+def evaluate_batches(
+    batches: Iterable[Batch], device: torch.device, infer: Callable[[Tensor, Tensor], tuple[Tensor, OpCounts]]
+) -> tuple[float, OpCounts]:
+    """Accuracy and batch-size-weighted mean op counts; ``infer(x, y)`` gives predictions and ops."""
     correct = total = 0
     ops, sizes = [], []
     for x, y in batches:
         x, y = x.to(device), y.to(device)
-        z, spikes, head_spikes = net(x)
-        correct += (z.argmax(1) == y).sum().item()
+        pred, c = infer(x, y)
+        correct += (pred == y).sum().item()
         total += y.shape[0]
-        ops.append(count_ops(x, spikes, list(net.synapses), head=net.head, head_spikes=head_spikes, input_ops=input_ops))
+        ops.append(c)
         sizes.append(y.shape[0])
     if total == 0:
         raise ValueError("the evaluation set is empty")
     return correct / total, OpCounts.mean(ops, sizes)
+
+
+def evaluate_bptt(net: SnnTorchNet, batches: Iterable[Batch], input_ops: InputOps = "events") -> tuple[float, OpCounts]:
+    """Accuracy and mean op counts per inference (one deterministic pass per input)."""
+    net.eval()
+
+    def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
+        z, spikes, head_spikes = net(x)
+        ops = count_ops(x, spikes, list(net.synapses), head=net.head, head_spikes=head_spikes, input_ops=input_ops)
+        return z.argmax(1), ops
+
+    return evaluate_batches(batches, next(net.parameters()).device, infer)
 
 
 def train_bptt(

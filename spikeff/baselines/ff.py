@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..energy import InputOps, OpCounts, count_ops
 from ..network import NetworkConfig, SpikingNet, check_input
-from .bptt import BaselineResult
+from .bptt import BaselineResult, evaluate_batches
 
 __all__ = ["FFConfig", "FFNet", "goodness", "train_ff", "evaluate_ff"]
 
@@ -100,29 +100,21 @@ class FFNet(nn.Module):
         return g.argmax(0), spikes
 
 
-@torch.no_grad()
 def evaluate_ff(
     net: FFNet, batches: Iterable[Batch], generator: torch.Generator | None = None, input_ops: InputOps = "events"
 ) -> tuple[float, OpCounts]:
     """Accuracy and mean op counts per inference (all ``n_classes`` label passes)."""
-    device = next(net.parameters()).device
-    correct = total = 0
-    ops, sizes = [], []
     k = net.config.n_classes
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
+
+    def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
         pred, spikes = net.predict(x, generator)
-        correct += (pred == y).sum().item()
-        total += y.shape[0]
         c = count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=k, shared_input=True,
                       input_ops=input_ops, stochastic=net.ff.stochastic)
         label_adds = spikes[0].numel() / y.shape[0]  # one add per first-layer neuron, bin and label pass
         synops = (c.synops[0] + label_adds,) + c.synops[1:]
-        ops.append(replace(c, synops=synops, extra={"label_bias_adds": label_adds}))
-        sizes.append(y.shape[0])
-    if total == 0:
-        raise ValueError("the evaluation set is empty")
-    return correct / total, OpCounts.mean(ops, sizes)
+        return pred, replace(c, synops=synops, extra={"label_bias_adds": label_adds})
+
+    return evaluate_batches(batches, next(net.parameters()).device, infer)
 
 
 def train_ff(
