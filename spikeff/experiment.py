@@ -63,10 +63,16 @@ def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Genera
 
 
 def _loader_state(loader: DataLoader) -> dict[str, Any]:
-    return {"generator": loader.generator.get_state(), "epoch": getattr(loader.sampler, "epoch", None)}
+    return {
+        "generator": loader.generator.get_state(), "epoch": getattr(loader.sampler, "epoch", None),
+        # Persistent workers draw their seed from the generator only when first started.
+        "started": loader.persistent_workers and getattr(loader, "_iterator", None) is not None,
+    }
 
 
 def _set_loader_state(loader: DataLoader, state: dict[str, Any]) -> None:
+    if state.get("started") and loader.persistent_workers:
+        iter(loader)  # start the workers now, so that the next pass draws only its order, as it did
     loader.generator.set_state(state["generator"])
     if state["epoch"] is not None:
         loader.sampler.set_epoch(state["epoch"])
