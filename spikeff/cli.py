@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=None, help="run folder for metrics.json and model.pt")
     t.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the interrupted run in DIR with its own settings")
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                   help="also save the run state mid-epoch once M minutes passed since the last save (0: off)")
 
     e = sub.add_parser("eval", help="re-evaluate a checkpoint on its held-out split")
     e.add_argument("model", type=Path)
@@ -147,11 +149,18 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         args.out = args.resume = Path(resume["meta"]["out"])
     elif args.out is None:
         raise ValueError("spikeff train needs --out DIR (or --resume DIR)")
+    if not args.checkpoint_minutes >= 0:
+        raise ValueError(f"--checkpoint-minutes must be >= 0 (0 turns the timed saves off), got {args.checkpoint_minutes}")
     # Under torchrun (WORLD_SIZE > 1): join the group; only rank 0 prints and writes files.
     ctx = init_from_env(_device(args.device))
     if resume is not None and ctx.is_main:
-        print(f"resuming {args.out} at epoch {resume['trainer']['epoch']} ({resume['phase']} phase)", flush=True)
+        where = resume["trainer"].get("position", {}).get("batches")
+        at = f", {where} batches into pass {resume['trainer']['stage'] + 1}" if where else ""
+        print(f"resuming {args.out} at epoch {resume['trainer']['epoch']}{at} ({resume['phase']} phase)", flush=True)
     out = _writable_dir(args.out) if ctx.is_main else args.out
+    if resume is not None and ctx.is_main:
+        for stale in out.glob(f".{STATE_FILE}.*.tmp"):  # a write cut short by the kill
+            stale.unlink(missing_ok=True)
     device = ctx.device
     lif = LIFParams(beta=args.beta, threshold=args.threshold, delta=args.delta, sigma=args.sigma, reset=args.reset)
     train_cfg = TrainConfig(
@@ -181,7 +190,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         splits, net_cfg, train_cfg, seed=args.seed, device=device, batch_size=args.batch_size,
         control=not args.no_control, num_workers=args.num_workers, on_epoch=report if ctx.is_main else None,
         state_path=out / STATE_FILE, resume=resume, state_meta={"argv": list(argv), "out": str(out)},
-        parallel=ctx,
+        parallel=ctx, checkpoint_seconds=60.0 * args.checkpoint_minutes,
     )
     if not ctx.is_main:
         return 0

@@ -41,6 +41,7 @@ __all__ = [
     "shard_batch",
     "check_shardable",
     "broadcast_parameters",
+    "broadcast_flag",
     "gather_objects",
     "barrier",
 ]
@@ -215,6 +216,15 @@ def broadcast_parameters(module: nn.Module, src: int = 0) -> None:
     """Copy ``src``'s parameters and buffers to every rank (initial weights must agree)."""
     for t in list(module.parameters()) + list(module.buffers()):
         dist.broadcast(t.data, src)
+
+
+def broadcast_flag(flag: bool, ctx: DistContext, src: int = 0) -> bool:
+    """Rank ``src``'s ``flag`` on every rank (so that all take the same branch); ``flag`` on one process."""
+    if not ctx.distributed:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.int32, device=ctx.device)
+    dist.broadcast(t, src)
+    return bool(t.item())
 
 
 def gather_objects(obj: object, ctx: DistContext) -> list[object]:

@@ -7,16 +7,21 @@ those of the last epoch; nothing is selected on the held-out split.
 
 With a ``state_path`` the run is resumable: a state file (model, initial weights, optimizers,
 position in the schedule, every generator and the loader's shuffling state) is written
-atomically after every epoch (and every greedy layer pass) and between the phases
-``layers -> readout -> control``. A resumed run continues where the file left off and gives
-the same numbers as an uninterrupted one.
+atomically after every epoch (and every greedy layer pass), between the phases
+``layers -> readout -> control`` and, with ``checkpoint_seconds``, after the first batch
+that ends that long after the last save. A resumed run continues where the file left off
+and gives the same numbers as an uninterrupted one.
+
+Mid-pass, the file holds the trainer's position (batches done in the pass, the sums of
+their statistics) and the loader's state *at the start of the pass*: on resume the loader
+draws the same order again and the trainer drops the batches already trained.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,8 @@ from torch.utils.data import DataLoader
 
 from .data import Splits, make_loader
 from .distributed import (
-    DataParallel, DistContext, ShardedBatches, broadcast_parameters, check_shardable, gather_objects, rank_seed,
+    DataParallel, DistContext, ShardedBatches, broadcast_flag, broadcast_parameters, check_shardable,
+    gather_objects, rank_seed,
 )
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
@@ -35,6 +41,7 @@ from .trainer import LayerTrainer, TrainConfig, evaluate, fit_readout
 __all__ = ["EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "train_and_evaluate", "load_state"]
 
 STATE_FORMAT = "spikeff-train-state"
+STATE_VERSION = 2  # 2: mid-pass positions
 
 # Fixed so that `spikeff eval` draws the same noise as the run that wrote the checkpoint.
 EVAL_BATCH_SIZE = 64
@@ -56,13 +63,34 @@ def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Genera
 
 
 def _loader_state(loader: DataLoader) -> dict[str, Any]:
-    return {"generator": loader.generator.get_state(), "epoch": getattr(loader.sampler, "epoch", None)}
+    return {
+        "generator": loader.generator.get_state(), "epoch": getattr(loader.sampler, "epoch", None),
+        # Persistent workers draw their seed from the generator only when first started.
+        "started": loader.persistent_workers and getattr(loader, "_iterator", None) is not None,
+    }
 
 
 def _set_loader_state(loader: DataLoader, state: dict[str, Any]) -> None:
+    if state.get("started") and loader.persistent_workers:
+        iter(loader)  # start the workers now, so that the next pass draws only its order, as it did
     loader.generator.set_state(state["generator"])
     if state["epoch"] is not None:
         loader.sampler.set_epoch(state["epoch"])
+
+
+class _PassStart:
+    """Re-iterable ``batches`` that notes ``loader``'s state whenever a pass over them begins."""
+
+    def __init__(self, batches: Any, loader: DataLoader) -> None:
+        self.batches, self.loader = batches, loader
+        self.state = _loader_state(loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        self.state = _loader_state(self.loader)
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -76,6 +104,8 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
         raise ValueError(f"{path} is not a readable spikeff run state ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path} is not a spikeff run state (expected format={STATE_FORMAT!r})")
+    if state.get("version", 1) > STATE_VERSION:
+        raise ValueError(f"{path} was written by a newer spikeff (state version {state['version']} > {STATE_VERSION})")
     return state
 
 
@@ -95,17 +125,23 @@ def train_and_evaluate(
     resume: dict[str, Any] | None = None,
     state_meta: dict[str, Any] | None = None,
     parallel: DistContext | None = None,
+    checkpoint_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
     """Train, fit the readout, evaluate; optionally the untrained control too.
 
     ``state_path`` makes the run resumable (see the module doc); ``resume`` is a state read by
     :func:`load_state`; ``state_meta`` (plain types) is stored in the state file as is.
+    ``checkpoint_seconds`` (> 0) also saves the state after any batch ending at least that
+    long (by ``clock``) after the last save; under ``parallel`` rank 0's clock decides.
 
     ``parallel`` (:func:`spikeff.distributed.init_from_env`) trains the layers data-parallel:
     each rank takes its part of every batch and draws its own noise (rank ``r`` > 0 reseeds
     the training generator with ``rank_seed``); only rank 0 writes the state file, fits the
     readout and evaluates; the other ranks return after layer training with empty metrics.
     """
+    if checkpoint_seconds is not None and checkpoint_seconds < 0:
+        raise ValueError(f"checkpoint_seconds must be >= 0 (0 or None: no timed saves), got {checkpoint_seconds}")
     device = torch.device(device)
     ctx = parallel or DistContext(0, 1, device)
     gens = seeded_generators(seed, device)
@@ -123,7 +159,8 @@ def train_and_evaluate(
     trainer = LayerTrainer(net, train_config, gens["train"], sync)
     if ctx.rank > 0:  # after the trainer drew its projections, identical on all ranks
         gens["train"].manual_seed(rank_seed(gens["train"].initial_seed(), ctx.rank))
-    batches = train_loader if sync is None else ShardedBatches(train_loader, ctx.rank, ctx.world)
+    batches = _PassStart(train_loader if sync is None else ShardedBatches(train_loader, ctx.rank, ctx.world),
+                         train_loader)
     phase, train_seconds, result = "layers", 0.0, None
     if resume is not None:
         if resume.get("world", 1) != ctx.world:
@@ -140,19 +177,25 @@ def train_and_evaluate(
             gens["train"].set_state(resume["rank_generators"][ctx.rank])
         phase, train_seconds, result = resume["phase"], resume["train_seconds"], resume["result"]
     t0 = time.perf_counter()
+    last_save = clock()
 
     def save(next_phase: str) -> None:
-        if state_path is None:
-            return
+        nonlocal last_save
+        if state_path is not None:
+            write_state(next_phase)
+            last_save = clock()
+
+    def write_state(next_phase: str) -> None:
         # Collective: every rank's noise state, while all ranks still train (not at "control").
         rank_gens = gather_objects(gens["train"].get_state(), ctx) if ctx.distributed and next_phase != "control" else None
         if not ctx.is_main:
             return
         payload = {
-            "format": STATE_FORMAT, "version": 1, "phase": next_phase, "meta": state_meta or {},
+            "format": STATE_FORMAT, "version": STATE_VERSION, "phase": next_phase, "meta": state_meta or {},
             "world": ctx.world, "rank_generators": rank_gens,
             "model": net.state_dict(), "initial": initial, "trainer": trainer.state_dict(),
-            "loader": _loader_state(train_loader),
+            # Mid-pass: where this pass's loader started, so that resuming draws the same order.
+            "loader": batches.state if trainer.batches_done else _loader_state(train_loader),
             "generators": {name: g.get_state() for name, g in gens.items()},
             "train_seconds": train_seconds + (time.perf_counter() - t0 if next_phase != "control" else 0.0),
             "result": result,
@@ -164,8 +207,14 @@ def train_and_evaluate(
         if on_epoch is not None:
             on_epoch(record)
 
+    def batch_done() -> None:
+        # A collective under DDP: every rank calls it after every batch and follows rank 0.
+        if broadcast_flag(clock() - last_save >= checkpoint_seconds, ctx):
+            save("layers")
+
+    timed = state_path is not None and checkpoint_seconds is not None and checkpoint_seconds > 0
     if phase == "layers":
-        trainer.fit(batches, epoch_done, on_stage=lambda: save("layers"))
+        trainer.fit(batches, epoch_done, on_stage=lambda: save("layers"), on_batch=batch_done if timed else None)
         save("readout")
         phase = "readout"
     if not ctx.is_main:

@@ -17,6 +17,7 @@ too is local.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -116,14 +117,23 @@ class LayerTrainer:
         self.epoch = 0
         self.stage = 0  # greedy: the next layer pass within the current epoch
         self._partial: dict[str, Any] = {}
+        # Within the current pass: batches done, their statistic sums, seconds spent; {} between passes.
+        self._position: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
 
+    @property
+    def batches_done(self) -> int:
+        """Batches already trained in the current pass (0 between passes)."""
+        return int(self._position.get("batches", 0))
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: optimizers, position in the schedule, noise generator, history."""
+        """Everything needed to resume: optimizers, position in the schedule (down to the batch
+        within a pass), noise generator, history."""
         return {
             "epoch": self.epoch,
             "stage": self.stage,
             "partial": dict(self._partial),
+            "position": {**self._position, "sums": dict(self._position.get("sums", {}))},
             "history": list(self.history),
             "layer_opts": [o.state_dict() for o in self.layer_opts],
             "head_opt": self.head_opt.state_dict(),
@@ -134,6 +144,8 @@ class LayerTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.stage = int(state["epoch"]), int(state["stage"])
         self._partial, self.history = dict(state["partial"]), list(state["history"])
+        position = state.get("position", {})
+        self._position = {**position, "sums": dict(position["sums"])} if position.get("batches") else {}
         for opt, sd in zip(self.layer_opts, state["layer_opts"]):
             opt.load_state_dict(sd)
         self.head_opt.load_state_dict(state["head_opt"])
@@ -161,13 +173,31 @@ class LayerTrainer:
                  "rate": spikes.detach().mean().item()}
         return spikes.detach(), stats
 
-    def _pass(self, batches: Iterable[Batch], train: list[int], *, head: bool, desc: str) -> dict[str, Any]:
+    def _pass(
+        self, batches: Iterable[Batch], train: list[int], *, head: bool, desc: str,
+        on_batch: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """One pass over ``batches``; returns the mean stats and the pass's seconds.
+
+        A pass interrupted after ``batches_done`` batches continues with the next one: the
+        batches already trained are read and dropped (no forward pass, no noise drawn), so
+        ``batches`` must yield the same sequence again (the caller restores the loader).
+        """
         cfg, net = self.config, self.net
         device = _device_of(net)
         last = max(train)
-        sums: dict[str, float] = {}
-        n_batches = 0
-        for x, y in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True):
+        start = self.batches_done
+        sums: dict[str, float] = dict(self._position.get("sums", {}))
+        seconds = float(self._position.get("seconds", 0.0))
+        it = iter(batches)
+        skipped = sum(1 for _ in itertools.islice(it, start))
+        if skipped < start:
+            raise TrainingError(
+                f"the run state is at batch {start} of a pass, but the training set now yields only {skipped} batches"
+            )
+        n_batches, t0 = start, time.perf_counter()
+        total = len(batches) if hasattr(batches, "__len__") else None
+        for x, y in tqdm(it, desc=desc, leave=False, dynamic_ncols=True, initial=start, total=total):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             h, trials_in = x, cfg.trials
             for k in range(last + 1):
@@ -183,15 +213,26 @@ class LayerTrainer:
                 loss = _head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator, self.sync)
                 sums["head/loss"] = sums.get("head/loss", 0.0) + loss.item()
             n_batches += 1
+            self._position = {"batches": n_batches, "sums": sums, "seconds": seconds + time.perf_counter() - t0}
+            if on_batch is not None:
+                on_batch()
+        self._position = {}
         if n_batches == 0:
             raise TrainingError("the training set yielded no batches")
-        return {k: v / n_batches for k, v in sums.items()}
+        return {**{k: v / n_batches for k, v in sums.items()}, "seconds": seconds + time.perf_counter() - t0}
 
-    def train_epoch(self, batches: Iterable[Batch], on_stage: Callable[[], None] | None = None) -> dict[str, Any]:
+    def train_epoch(
+        self,
+        batches: Iterable[Batch],
+        on_stage: Callable[[], None] | None = None,
+        on_batch: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """One epoch under the configured schedule; returns and records per-layer mean stats.
 
         In greedy mode ``on_stage`` is called after each layer's pass but the last (e.g. to
-        checkpoint); an interrupted epoch resumes at the next layer.
+        checkpoint); an interrupted epoch resumes at the next layer. ``on_batch`` is called
+        after every batch, when :meth:`state_dict` holds the position inside the pass (e.g.
+        for timed checkpoints); an interrupted pass resumes at the next batch.
         """
         n_layers = len(self.net.layers)
         self.net.train()
@@ -199,10 +240,11 @@ class LayerTrainer:
         record = self._partial
         passes = [list(range(n_layers))] if self.config.schedule == "simultaneous" else [[k] for k in range(n_layers)]
         for p in passes[self.stage:]:
-            t0 = time.perf_counter()
             desc = ep if len(passes) == 1 else f"{ep} layer {p[0] + 1}"
-            record.update(self._pass(batches, p, head=p[-1] == n_layers - 1, desc=desc))
-            record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - t0
+            stats = self._pass(batches, p, head=p[-1] == n_layers - 1, desc=desc, on_batch=on_batch)
+            seconds = stats.pop("seconds")
+            record.update(stats)
+            record["seconds"] = record.get("seconds", 0.0) + seconds
             if p[-1] < n_layers - 1:
                 self.stage += 1
                 if on_stage is not None:
@@ -218,10 +260,11 @@ class LayerTrainer:
         batches: Iterable[Batch],
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         on_stage: Callable[[], None] | None = None,
+        on_batch: Callable[[], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Train until ``config.epochs`` epochs are done (``batches`` is re-iterated each pass)."""
         while self.epoch < self.config.epochs:
-            record = self.train_epoch(batches, on_stage)
+            record = self.train_epoch(batches, on_stage, on_batch)
             if on_epoch is not None:
                 on_epoch(record)
         return self.history

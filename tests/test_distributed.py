@@ -15,14 +15,14 @@ import torch.multiprocessing as mp
 
 from spikeff.checkpoint import load_checkpoint
 from spikeff.distributed import (
-    DataParallel, ShardedBatches, check_shardable, rank_seed, shard_batch, shard_bounds,
+    DataParallel, DistContext, ShardedBatches, broadcast_flag, check_shardable, rank_seed, shard_batch, shard_bounds,
 )
 from spikeff.ed import EDLossConfig, ed_loss
 from spikeff.experiment import load_state
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import LIFParams
 from spikeff.trainer import LayerTrainer, TrainConfig
-from helpers import wait_for_first_epoch
+from helpers import interrupt_mid_pass, wait_for_first_epoch
 
 WORLD = 2
 RTOL, ATOL = 1e-10, 1e-13
@@ -102,6 +102,8 @@ def _worker(rank: int, port: int, out: str) -> None:
             res[f"ed{i}"] = _ed_loss_and_grad(x[:, start:stop], w, case, sync)
         for b in (6, 5):
             res[f"trainer{b}"] = _trainer_step(_trainer_batch(b), sync, rank)
+        ctx = DistContext(rank, WORLD)
+        res["flags"] = torch.tensor([broadcast_flag(rank == 0, ctx), broadcast_flag(rank == 1, ctx)])
         torch.save(res, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -112,6 +114,11 @@ def ranks(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("dist")
     mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def test_every_rank_follows_rank0s_flag(ranks):
+    for r in ranks:
+        assert r["flags"].tolist() == [True, False]
 
 
 def test_all_reduce_backward_sums_upstream_gradients(ranks):
@@ -186,25 +193,33 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_torchrun_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
-    """Every rank's noise state is in rank 0's state file: a resumed 2-process run gives the same numbers."""
+@pytest.mark.parametrize("where", ["epoch", "mid-pass"])
+def test_torchrun_resume_after_sigkill_matches_uninterrupted_run(tmp_path, where):
+    """Every rank's noise state is in rank 0's state file: a resumed 2-process run gives the same numbers,
+    from an epoch boundary and from a timed save inside a pass (all ranks save on rank 0's clock)."""
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     cache = tmp_path / "cache"
 
-    def cmd(out):
+    def cmd(out, *extra):
         return _torchrun("--dataset", "digits", "--cache-dir", str(cache), "--out", str(out), "--limit", "60",
                          "--epochs", "4", "--readout-epochs", "1", "--channels", "4,4", "--trials", "2",
-                         "--time-bins", "4", "--batch-size", "4", "--schedule", "greedy", "--no-control")
+                         "--time-bins", "4", "--batch-size", "4", "--schedule", "greedy", "--no-control", *extra)
 
     ref, run = tmp_path / "ref", tmp_path / "run"
     subprocess.run(cmd(ref), check=True, env=env, capture_output=True, timeout=300)
-    proc = subprocess.Popen(cmd(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = run / "train_state.pt"
-    wait_for_first_epoch(proc, state)
-    for pid in _children(proc.pid):  # the workers (torchrun starts them in sessions of their own)
-        os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=60)  # torchrun gives up once its workers died
-    saved = load_state(state)
+    if where == "epoch":
+        proc = subprocess.Popen(cmd(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_first_epoch(proc, state)
+        for pid in _children(proc.pid):  # the workers (torchrun starts them in sessions of their own)
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=60)  # torchrun gives up once its workers died
+        saved = load_state(state)
+    else:
+        proc = subprocess.Popen(cmd(run, "--checkpoint-minutes", "0.0001"), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        saved = interrupt_mid_pass(proc, lambda: _children(proc.pid), state)
+        assert saved["trainer"]["position"]["batches"] > 0
     assert saved["world"] == WORLD and len(saved["rank_generators"]) == WORLD
     res = subprocess.run(_torchrun("--resume", str(run)), env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
