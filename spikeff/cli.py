@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train layer-locally by ED compression and evaluate")
     _add_data_args(t)
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--readout-epochs", type=int, default=3, help="head-only epochs after layer training")
+    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    t.add_argument("--readout-epochs", type=int, default=TrainConfig.readout_epochs,
+                   help="head-only epochs after layer training (cached features; cheap for the linear head)")
     t.add_argument("--trials", type=int, default=8, help="noisy trials per input (n)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)

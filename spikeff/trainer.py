@@ -18,6 +18,7 @@ too is local.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class TrainConfig:
     """Optimisation settings."""
 
     epochs: int = 3
-    readout_epochs: int = 3
+    readout_epochs: int = 10
     trials: int = 8
     lr: float = 1e-3
     head_lr: float = 1e-2
@@ -270,12 +271,18 @@ class LayerTrainer:
         return self.history
 
 
+def _cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps)))
+
+
 def fit_readout(
     net: SpikingNet, batches: Iterable[Batch], config: TrainConfig, generator: torch.Generator, epochs: int
 ) -> list[float]:
     """Train only the head for ``epochs`` passes with every layer frozen.
 
-    Used after layer training, and with the same budget for the untrained control. A linear
+    The learning rate decays from ``config.head_lr`` to zero over the passes (cosine), so
+    the head ends converged rather than wherever the last large step left it. Used after
+    layer training, and with the same budget for the untrained control. A linear
     head sees only the top layer's spike counts, so the frozen layers run once: one draw of
     ``n`` trials per training input is kept (as float16 on the CPU; counts / T are exact)
     and every epoch reshuffles it. A spiking head needs the spike trains and streams them.
@@ -285,6 +292,7 @@ def fit_readout(
     if epochs == 0:
         return []
     if net.head.kind != "linear":
+        sched = _cosine(opt, epochs * len(batches))
         losses = []
         for epoch in range(epochs):
             total, n = 0.0, 0
@@ -293,6 +301,7 @@ def fit_readout(
                 with torch.no_grad():
                     top = net.layer_outputs(x, generator, config.trials)[-1]
                 total += _head_step(net, opt, top, y, config.trials, config.train_mode, generator).item()
+                sched.step()
                 n += 1
             losses.append(total / max(n, 1))
         return losses
@@ -306,6 +315,7 @@ def fit_readout(
             batch_size = max(batch_size, y.shape[0])
     features, targets = torch.cat(feats, 1), torch.cat(labels)
     order_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+    sched = _cosine(opt, epochs * math.ceil(targets.shape[0] / batch_size))
     losses = []
     for _ in range(epochs):
         total, n = 0.0, 0
@@ -315,6 +325,7 @@ def fit_readout(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             total, n = total + loss.item(), n + 1
         losses.append(total / n)
     return losses
