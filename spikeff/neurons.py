@@ -339,6 +339,9 @@ class CompiledLIFScan:
     def __deepcopy__(self, memo: dict) -> "CompiledLIFScan":
         return self  # no tensors; copies of a network share the compiled kernels
 
+    def __reduce__(self):
+        return type(self), ()  # compiled functions do not pickle; an unpickled net compiles afresh
+
     def __repr__(self) -> str:
         return f"CompiledLIFScan(fallback_reason={self.fallback_reason!r})"
 

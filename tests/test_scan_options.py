@@ -1,5 +1,7 @@
 """The network's execution options: the compiled LIF scan and bf16 synaptic ops."""
 
+import pickle
+
 import pytest
 import torch
 
@@ -45,6 +47,8 @@ def test_scan_is_shared_by_layers_and_head():
     assert isinstance(net.layers[0].scan, CompiledLIFScan)
     assert net.layers[0].scan is net.layers[1].scan is net.head.scan
     assert tiny_net().layers[0].scan is lif_scan
+    copy = pickle.loads(pickle.dumps(net))
+    assert isinstance(copy.layers[0].scan, CompiledLIFScan) and copy.layers[0].scan is copy.head.scan
 
 
 @pytest.mark.slow
