@@ -53,7 +53,7 @@ PRESETS = {
     # N-MNIST-sized conv layers at the default batch (32 inputs x 8 trials), and one wider layer.
     "cpu": [(10, 256, 16, 17, 17), (10, 256, 32, 8, 8), (10, 256, 32, 17, 17)],
     # GPU-sized: 8 trials x 256 inputs, 32 x 17 x 17 channels, and a larger one.
-    "gpu": [(10, 2048, 32, 17, 17), (10, 2048, 64, 17, 17), (20, 2048, 64, 16, 16)],
+    "gpu": [(10, 2048, 32, 17, 17), (10, 2048, 64, 17, 17), (20, 1024, 64, 16, 16)],
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
