@@ -2,13 +2,14 @@
 
 from .ed import EDLossConfig, ed_loss, effective_dimensionality
 from .network import NetworkConfig, SpikingNet
-from .neurons import LIFParams, LIFState, StochasticLIF, lif_scan, lif_step
+from .neurons import CompiledLIFScan, LIFParams, LIFState, StochasticLIF, lif_scan, lif_scan_fused, lif_step
 from .nir import export_nir, from_nir
 from .trainer import LayerTrainer, TrainConfig, evaluate, fit_readout
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompiledLIFScan",
     "EDLossConfig",
     "LIFParams",
     "LIFState",
@@ -24,5 +25,6 @@ __all__ = [
     "fit_readout",
     "from_nir",
     "lif_scan",
+    "lif_scan_fused",
     "lif_step",
 ]

@@ -48,8 +48,8 @@ from .data import DATASETS, DataError, Splits, load_splits, make_loader
 from .energy import COST_MODELS, CostModel, InputOps, OpCounts, count_ops, get_cost_model
 from .experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate
 from .fileio import atomic_write, write_json
-from .network import NetworkConfig, SpikingNet
-from .neurons import lif_scan
+from .network import PRECISIONS, NetworkConfig, Precision, SpikingNet
+from .neurons import SCAN_BACKENDS, ScanBackend
 from .readout import MODES
 from .trainer import TrainConfig, TrainingError
 
@@ -91,6 +91,8 @@ class BenchSettings:
     bptt_lr: float = BPTTConfig.lr
     ff_lr: float = FFConfig.lr
     isolate: bool = True
+    scan: ScanBackend = "eager"
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
@@ -110,6 +112,9 @@ class BenchSettings:
             raise ValueError(f"input_ops must be 'events' or 'dense', got {self.input_ops!r}")
         for name in self.cost_models:
             get_cost_model(name)
+        if self.scan not in SCAN_BACKENDS or self.precision not in PRECISIONS:
+            raise ValueError(f"scan must be one of {SCAN_BACKENDS} and precision one of {PRECISIONS}, "
+                             f"got {self.scan!r}, {self.precision!r}")
 
     def resolved(self) -> "BenchSettings":
         """Fill the ``--quick`` values for everything not given."""
@@ -130,7 +135,8 @@ class BenchSettings:
             kw["conv_channels"] = self.channels
         if self.hidden is not None:
             kw["hidden"] = self.hidden
-        return NetworkConfig(input_shape=tuple(splits.frame_shape), n_classes=splits.n_classes, **kw)
+        return NetworkConfig(input_shape=tuple(splits.frame_shape), n_classes=splits.n_classes, scan=self.scan,
+                             precision=self.precision, **kw)
 
     def splits(self) -> Splits:
         return load_splits(
@@ -175,7 +181,7 @@ def measure_spikeff(
         if net.head.kind == "linear":
             z, head_spikes = net.head.fc(top.flatten(2).mean(0)), None
         else:
-            head_spikes = lif_scan(net.head.fc(top.flatten(2)), lif, generator)[0]
+            head_spikes = net.head.scan(net.head.fc(top.flatten(2)), lif, generator)[0]
             z = head_spikes.sum(0)
         z = z.unflatten(0, (n, y.shape[0]))
         for m in modes:
@@ -701,6 +707,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bptt-lr", type=float, default=BPTTConfig.lr)
     g.add_argument("--ff-lr", type=float, default=FFConfig.lr)
     g.add_argument("--no-isolate", action="store_true", help="run all methods in this process (peak memory is shared)")
+    g.add_argument("--scan", choices=SCAN_BACKENDS, default="eager",
+                   help="spikeff's LIF scan: eager (reference) or compiled (torch.compile); baselines are unaffected")
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="spikeff's synaptic ops in fp32 or under bf16 autocast; baselines are unaffected")
     return p
 
 
@@ -713,7 +723,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         val_fraction=args.val_fraction, trials_curve=args.trials_curve, noise_levels=args.noise_levels,
         input_ops=args.input_ops, cost_models=tuple(args.cost_models), baseline_epochs=args.baseline_epochs,
         bptt_lr=args.bptt_lr, ff_lr=args.ff_lr,
-        isolate=not args.no_isolate,
+        isolate=not args.no_isolate, scan=args.scan, precision=args.precision,
     )
 
 

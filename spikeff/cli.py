@@ -23,8 +23,8 @@ from .distributed import barrier, init_from_env, shutdown
 from .ed import EDLossConfig
 from .experiment import EVAL_BATCH_SIZE, load_state, seeded_generators, train_and_evaluate
 from .fileio import write_json
-from .network import NetworkConfig
-from .neurons import LIFParams
+from .network import PRECISIONS, NetworkConfig
+from .neurons import SCAN_BACKENDS, LIFParams
 from .nir import NIRExportError, NIRImportError, add_export_parser, cmd_export
 from .readout import MODES
 from .trainer import TrainConfig, TrainingError, evaluate
@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-control", action="store_true", help="skip the untrained-weights control")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    t.add_argument("--scan", choices=SCAN_BACKENDS, default="eager",
+                   help="LIF scan: eager (reference) or compiled (torch.compile, same spikes; see docs/performance.md)")
+    t.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: conv/linear under bfloat16 autocast; membrane, noise and loss stay float32")
     t.add_argument("--num-workers", type=int, default=0)
     t.add_argument("--out", type=Path, default=None, help="run folder for metrics.json and model.pt")
     t.add_argument("--resume", type=Path, default=None, metavar="DIR",
@@ -178,7 +182,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(splits.summary(), flush=True)
     net_cfg = NetworkConfig(
         input_shape=splits.frame_shape, n_classes=splits.n_classes, conv_channels=args.channels,
-        hidden=args.hidden, lif=lif, readout=args.readout,
+        hidden=args.hidden, lif=lif, readout=args.readout, scan=args.scan, precision=args.precision,
     )
 
     def report(rec: dict[str, Any]) -> None:

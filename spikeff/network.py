@@ -9,21 +9,32 @@ currents keeps spikes binary and maps onto NIR's ``AvgPool2d``); linear layers a
 ``n`` noisy trials of the same input run as one batch of ``n * B``, trial-major (trial
 ``i`` of input ``b`` sits at ``i * B + b``). The first layer's input is shared by all
 trials, so its synaptic op runs once on ``B`` and is then expanded.
+
+How it runs (not what it computes) is set by two config fields: ``scan`` picks the LIF
+scan (``"eager"``: the reference :func:`~spikeff.neurons.lif_scan`; ``"compiled"``: one
+:class:`~spikeff.neurons.CompiledLIFScan` shared by the net, same noise and spikes), and
+``precision="bf16"`` runs the layers' synaptic ops (conv, linear) under bfloat16 autocast
+while the membrane, the noise comparison, the spikes and the loss stay float32. The
+readout head always runs in float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from .neurons import LIFParams, lif_scan
+from .neurons import SCAN_BACKENDS, LIFParams, ScanBackend, ScanFn, lif_scan, make_scan
 from .readout import HeadKind, Readout
 
-__all__ = ["NetworkConfig", "SpikingLayer", "SpikingNet", "expand_trials", "spike_counts"]
+__all__ = ["NetworkConfig", "Precision", "PRECISIONS", "SpikingLayer", "SpikingNet", "expand_trials", "spike_counts"]
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,8 @@ class NetworkConfig:
     pool: int = 2
     lif: LIFParams = field(default_factory=LIFParams)
     readout: HeadKind = "linear"
+    scan: ScanBackend = "eager"
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
@@ -53,12 +66,17 @@ class NetworkConfig:
         size = min(self.input_shape[1:]) // self.pool ** len(self.conv_channels)
         if size < 1:
             raise ValueError(f"{len(self.conv_channels)} pooling layers shrink input {self.input_shape} to nothing")
+        if self.scan not in SCAN_BACKENDS:
+            raise ValueError(f"scan must be one of {SCAN_BACKENDS}, got {self.scan!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NetworkConfig":
+        """Inverse of :meth:`to_dict`; dicts written before ``scan`` and ``precision`` existed get the defaults."""
         d = dict(d)
         d["lif"] = LIFParams(**d["lif"])
         for key in ("input_shape", "conv_channels", "hidden"):
@@ -67,13 +85,25 @@ class NetworkConfig:
 
 
 class SpikingLayer(nn.Module):
-    """``synapse -> pool -> stochastic LIF`` on time-first input ``(T, N, ...)``."""
+    """``synapse -> pool -> stochastic LIF`` on time-first input ``(T, N, ...)``.
 
-    def __init__(self, synapse: nn.Module, pool: nn.Module | None, lif: LIFParams) -> None:
+    ``scan`` integrates the currents (:func:`~spikeff.neurons.lif_scan` or a
+    :class:`~spikeff.neurons.CompiledLIFScan`); with ``precision="bf16"`` the synapse runs
+    under bfloat16 autocast and the currents stay bfloat16 until the scan reads them.
+    """
+
+    def __init__(
+        self, synapse: nn.Module, pool: nn.Module | None, lif: LIFParams, scan: ScanFn = lif_scan,
+        precision: Precision = "fp32",
+    ) -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.synapse = synapse
         self.pool = pool
         self.lif = lif
+        self.scan = scan
+        self.precision = precision
 
     @property
     def out_channels(self) -> int:
@@ -85,7 +115,9 @@ class SpikingLayer(nn.Module):
         t, n = x.shape[:2]
         if isinstance(self.synapse, nn.Linear):
             x = x.flatten(2)
-        y = self.synapse(x.flatten(0, 1))
+        bf16 = self.precision == "bf16"
+        with torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            y = self.synapse(x.flatten(0, 1))
         if self.pool is not None:
             y = self.pool(y)
         return y.unflatten(0, (t, n))
@@ -95,7 +127,7 @@ class SpikingLayer(nn.Module):
     ) -> Tensor:
         """Spikes ``(T, trials * N, ...)``; with ``trials > 1`` the input is shared by all trials."""
         i = expand_trials(self.currents(x), trials)
-        return lif_scan(i, self.lif.deterministic() if deterministic else self.lif, generator)[0]
+        return self.scan(i, self.lif.deterministic() if deterministic else self.lif, generator)[0]
 
 
 def expand_trials(x: Tensor, trials: int) -> Tensor:
@@ -118,18 +150,19 @@ class SpikingNet(nn.Module):
         super().__init__()
         self.config = config
         c, h, w = config.input_shape
+        scan = make_scan(config.scan)  # one per net: a compiled scan's kernels are shared by its layers
         layers: list[SpikingLayer] = []
         for out in config.conv_channels:
             conv = nn.Conv2d(c, out, config.kernel_size, padding=config.kernel_size // 2)
             pool = nn.AvgPool2d(config.pool) if config.pool > 1 else None
-            layers.append(SpikingLayer(conv, pool, config.lif))
+            layers.append(SpikingLayer(conv, pool, config.lif, scan, config.precision))
             c, h, w = out, h // config.pool, w // config.pool
         features = c * h * w
         for out in config.hidden:
-            layers.append(SpikingLayer(nn.Linear(features, out), None, config.lif))
+            layers.append(SpikingLayer(nn.Linear(features, out), None, config.lif, scan, config.precision))
             features = out
         self.layers = nn.ModuleList(layers)
-        self.head = Readout(features, config.n_classes, config.readout)
+        self.head = Readout(features, config.n_classes, config.readout, scan)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:

@@ -17,6 +17,16 @@ Gradients reach ``v`` through a surrogate: with ``delta > 0`` the derivative of 
 escape probability, ``sigmoid'((v - theta) / delta) / delta``; with ``delta = 0`` the
 derivative of ``sigmoid(slope * (v - theta))``. The reset uses the detached spike.
 
+Two implementations of the scan over time, with the same noise and the same spikes:
+
+* :func:`lif_scan`, the reference: a Python loop of :func:`lif_step` under autograd;
+* :func:`lif_scan_fused` / :class:`CompiledLIFScan`: all ``T`` steps' noise is drawn
+  first, from the same generator in the same order, then one pure function runs the
+  recurrence forward and another runs it backward (a custom autograd function that saves
+  only its inputs and the spikes, and recomputes the membrane in the backward).
+  :class:`CompiledLIFScan` compiles both with ``torch.compile`` (one fused C++/Triton
+  kernel per direction) and falls back to the reference if compilation fails.
+
 Why not snntorch or norse: snntorch's ``Leaky`` evaluates its spike function twice per
 step (once for the output, once for the reset), so a stochastic spike function would
 give the spike and the reset from independent samples. norse's stochastic threshold
@@ -26,13 +36,21 @@ baseline and the NIR checks.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LIFParams", "LIFState", "lif_step", "lif_scan", "StochasticLIF"]
+__all__ = [
+    "LIFParams", "LIFState", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step", "lif_scan",
+    "draw_noise", "fused_forward", "fused_backward", "lif_scan_fused", "CompiledLIFScan", "make_scan", "StochasticLIF",
+]
+
+ScanBackend = Literal["eager", "compiled"]
+SCAN_BACKENDS: tuple[ScanBackend, ...] = ("eager", "compiled")
 
 
 @dataclass(frozen=True)
@@ -106,17 +124,235 @@ def lif_scan(
 ) -> tuple[Tensor, LIFState]:
     """Run :func:`lif_step` over the leading time axis of ``currents`` ``(T, ...)``.
 
-    Returns spikes ``(T, ...)`` and the final state.
+    Returns spikes ``(T, ...)`` and the final state. The membrane is kept in at least
+    float32 (bfloat16 currents are integrated in float32).
     """
-    if currents.dim() < 2:
-        raise ValueError(f"currents must be time-first (T, B, ...), got shape {tuple(currents.shape)}")
+    _check_currents(currents)
     if state is None:
-        state = LIFState(torch.zeros_like(currents[0]))
+        state = LIFState(torch.zeros_like(currents[0], dtype=state_dtype(currents.dtype)))
     out = []
     for t in range(currents.shape[0]):
         s, state = lif_step(currents[t], state, p, generator)
         out.append(s)
     return torch.stack(out), state
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The membrane's dtype for currents of ``dtype``: at least float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _check_currents(currents: Tensor) -> None:
+    if currents.dim() < 2:
+        raise ValueError(f"currents must be time-first (T, B, ...), got shape {tuple(currents.shape)}")
+    if not currents.is_floating_point():
+        raise ValueError(f"currents must be a floating-point tensor, got {currents.dtype}")
+
+
+class LIFNoise(NamedTuple):
+    """Noise of all ``T`` steps, ``(T, ...)``; ``None`` where the neuron has none."""
+
+    uniform: Tensor | None  # escape noise, delta > 0
+    normal: Tensor | None  # membrane noise, sigma > 0
+
+
+def draw_noise(
+    shape: tuple[int, ...], p: LIFParams, generator: torch.Generator | None = None,
+    device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+) -> LIFNoise:
+    """The noise :func:`lif_scan` draws for currents of ``shape`` ``(T, ...)``, drawn here in advance.
+
+    Step by step and in :func:`lif_step`'s order (membrane noise, then escape noise), so the
+    same generator state gives the same numbers as the reference on any device.
+    """
+    uniform = torch.empty(shape, device=device, dtype=dtype) if p.delta > 0 else None
+    normal = torch.empty(shape, device=device, dtype=dtype) if p.sigma > 0 else None
+    for t in range(shape[0]):
+        if normal is not None:
+            normal[t].normal_(generator=generator)
+        if uniform is not None:
+            uniform[t].uniform_(generator=generator)
+    return LIFNoise(uniform, normal)
+
+
+def fused_forward(
+    currents: Tensor, uniform: Tensor | None, normal: Tensor | None, v0: Tensor,
+    beta: float, threshold: float, delta: float, sigma: float, zero_reset: bool,
+) -> tuple[Tensor, Tensor]:
+    """The fused scan's forward: spikes ``(T, ...)`` and the final membrane, without autograd.
+
+    The same ops as :func:`lif_step`, on noise drawn in advance (:func:`draw_noise`). Plain
+    tensors and numbers only, so that ``torch.compile`` traces it into one kernel.
+    """
+    v, out = v0, []
+    for t in range(currents.shape[0]):
+        v = beta * v + currents[t].to(v0.dtype)
+        if normal is not None:
+            v = v + sigma * normal[t]
+        x = v - threshold
+        hard = uniform[t] < torch.sigmoid(x / delta) if uniform is not None else x >= 0
+        s = hard.to(v0.dtype)
+        out.append(s)
+        v = v * (1.0 - s) if zero_reset else v - threshold * s
+    return torch.stack(out), v
+
+
+def fused_backward(
+    grad_spikes: Tensor | None, grad_v: Tensor | None, currents: Tensor, normal: Tensor | None, spikes: Tensor,
+    v0: Tensor, beta: float, threshold: float, delta: float, sigma: float, slope: float, zero_reset: bool,
+) -> tuple[Tensor, Tensor]:
+    """The fused scan's backward: gradients for the currents and the initial membrane.
+
+    The surrogate of :func:`lif_step`; ``grad_spikes`` and ``grad_v`` may be ``None`` (no gradient).
+
+    The membrane before each reset is recomputed from the inputs and the saved spikes, so
+    the forward stores nothing but its output.
+    """
+    v, vs = v0, []
+    for t in range(currents.shape[0]):
+        v = beta * v + currents[t].to(v0.dtype)
+        if normal is not None:
+            v = v + sigma * normal[t]
+        vs.append(v)
+        v = v * (1.0 - spikes[t]) if zero_reset else v - threshold * spikes[t]
+    grad_u, grads = grad_v, []
+    for t in reversed(range(currents.shape[0])):
+        x = vs[t] - threshold
+        if delta > 0:
+            q = torch.sigmoid(x / delta)
+            g = q * (1.0 - q) / delta
+        else:
+            q = torch.sigmoid(slope * x)
+            g = slope * q * (1.0 - q)
+        g = g * grad_spikes[t] if grad_spikes is not None else torch.zeros_like(g)
+        if grad_u is not None:  # the reset uses the detached spike
+            g = g + (grad_u * (1.0 - spikes[t]) if zero_reset else grad_u)
+        grads.append(g)
+        grad_u = beta * g
+    return torch.stack(grads[::-1]).to(currents.dtype), grad_u
+
+
+class _Kernels(NamedTuple):
+    forward: Callable[..., tuple[Tensor, Tensor]]
+    backward: Callable[..., tuple[Tensor, Tensor]]
+
+
+_EAGER_KERNELS = _Kernels(fused_forward, fused_backward)
+
+
+class _FusedScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, currents, uniform, normal, v0, p: LIFParams, kernels: _Kernels):  # type: ignore[override]
+        spikes, v = kernels.forward(currents, uniform, normal, v0, p.beta, p.threshold, p.delta, p.sigma,
+                                    p.reset == "zero")
+        ctx.save_for_backward(currents, normal, spikes, v0)
+        ctx.p, ctx.kernels = p, kernels
+        ctx.set_materialize_grads(False)
+        return spikes, v
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_v):  # type: ignore[override]
+        currents, normal, spikes, v0 = ctx.saved_tensors
+        if grad_spikes is None and grad_v is None:
+            return None, None, None, None, None, None
+        p = ctx.p
+        grad_i, grad_v0 = ctx.kernels.backward(
+            grad_spikes, grad_v, currents, normal, spikes, v0, p.beta, p.threshold, p.delta, p.sigma,
+            p.surrogate_slope, p.reset == "zero",
+        )
+        return grad_i, None, None, grad_v0 if ctx.needs_input_grad[3] else None, None, None
+
+
+def _fused(
+    currents: Tensor, p: LIFParams, generator: torch.Generator | None, state: LIFState | None, kernels: _Kernels
+) -> tuple[Tensor, LIFState]:
+    _check_currents(currents)
+    dtype = state_dtype(currents.dtype)
+    v0 = torch.zeros_like(currents[0], dtype=dtype) if state is None else state.v
+    noise = draw_noise(tuple(currents.shape), p, generator, currents.device, v0.dtype)
+    spikes, v = _FusedScan.apply(currents, noise.uniform, noise.normal, v0, p, kernels)
+    return spikes, LIFState(v)
+
+
+def lif_scan_fused(
+    currents: Tensor,
+    p: LIFParams,
+    generator: torch.Generator | None = None,
+    state: LIFState | None = None,
+) -> tuple[Tensor, LIFState]:
+    """:func:`lif_scan` with the noise drawn first and a hand-written backward, not compiled.
+
+    The same spikes and final state as :func:`lif_scan` for the same generator state, and
+    the same gradients up to rounding.
+    """
+    return _fused(currents, p, generator, state, _EAGER_KERNELS)
+
+
+ScanFn = Callable[..., tuple[Tensor, LIFState]]
+
+
+class CompiledLIFScan:
+    """:func:`lif_scan_fused` with its forward and backward compiled by ``torch.compile``.
+
+    Called like :func:`lif_scan`. If ``torch.compile`` is unavailable or a compilation
+    fails, one warning names the reason and every later call runs :func:`lif_scan` (the
+    call that failed finishes with the uncompiled kernels on the noise it already drew, so
+    the random stream is the same either way). ``fallback_reason`` keeps the reason.
+    ``dynamic=True`` (the default) compiles shape-generic kernels, so that batch sizes
+    and layers of any size reuse them; each noise variant, reset and dtype compiles once.
+    """
+
+    def __init__(self, dynamic: bool | None = True) -> None:
+        self.fallback_reason: str | None = None
+        self._kernels = _EAGER_KERNELS
+        try:
+            fwd = torch.compile(fused_forward, dynamic=dynamic)
+            bwd = torch.compile(fused_backward, dynamic=dynamic)
+        except Exception as e:  # e.g. no dynamo for this Python version
+            self._fail(e)
+        else:
+            self._kernels = _Kernels(self._guarded(fwd, fused_forward), self._guarded(bwd, fused_backward))
+
+    def _fail(self, e: Exception) -> None:
+        lines = str(e).strip().splitlines()
+        self.fallback_reason = f"{type(e).__name__}: {lines[0] if lines else ''}"
+        warnings.warn(f"torch.compile of the LIF scan failed ({self.fallback_reason}); "
+                      "using the eager scan (lif_scan) instead", RuntimeWarning, stacklevel=3)
+
+    def _guarded(self, compiled: Callable, eager: Callable) -> Callable:
+        def run(*args):
+            if self.fallback_reason is None:
+                try:
+                    return compiled(*args)
+                except Exception as e:  # compilation errors come in many types
+                    self._fail(e)
+            return eager(*args)
+        return run
+
+    def __call__(
+        self, currents: Tensor, p: LIFParams, generator: torch.Generator | None = None, state: LIFState | None = None
+    ) -> tuple[Tensor, LIFState]:
+        if self.fallback_reason is not None:
+            return lif_scan(currents, p, generator, state)
+        return _fused(currents, p, generator, state, self._kernels)
+
+    def __deepcopy__(self, memo: dict) -> "CompiledLIFScan":
+        return self  # no tensors; copies of a network share the compiled kernels
+
+    def __reduce__(self):
+        return type(self), ()  # compiled functions do not pickle; an unpickled net compiles afresh
+
+    def __repr__(self) -> str:
+        return f"CompiledLIFScan(fallback_reason={self.fallback_reason!r})"
+
+
+def make_scan(backend: ScanBackend) -> ScanFn:
+    """The scan for ``backend``: ``"eager"`` (:func:`lif_scan`) or ``"compiled"`` (a new :class:`CompiledLIFScan`)."""
+    if backend == "eager":
+        return lif_scan
+    if backend == "compiled":
+        return CompiledLIFScan()
+    raise ValueError(f"scan backend must be one of {SCAN_BACKENDS}, got {backend!r}")
 
 
 class StochasticLIF(nn.Module):

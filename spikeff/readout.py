@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .neurons import LIFParams, lif_scan
+from .neurons import LIFParams, ScanFn, lif_scan
 
 __all__ = ["MODES", "Mode", "HeadKind", "Readout", "scores"]
 
@@ -51,14 +51,18 @@ def scores(z: Tensor, mode: Mode) -> Tensor:
 
 
 class Readout(nn.Module):
-    """Linear or spiking head on time-first spikes ``(T, N, ...)``; returns ``z`` ``(N, K)``."""
+    """Linear or spiking head on time-first spikes ``(T, N, ...)``; returns ``z`` ``(N, K)``.
 
-    def __init__(self, in_features: int, n_classes: int, kind: HeadKind = "linear") -> None:
+    ``scan`` integrates the spiking head's currents (see :mod:`spikeff.neurons`).
+    """
+
+    def __init__(self, in_features: int, n_classes: int, kind: HeadKind = "linear", scan: ScanFn = lif_scan) -> None:
         super().__init__()
         if kind not in ("linear", "lif"):
             raise ValueError(f"readout must be 'linear' or 'lif', got {kind!r}")
         self.kind = kind
         self.fc = nn.Linear(in_features, n_classes)
+        self.scan = scan
 
     @staticmethod
     def features(spikes: Tensor) -> Tensor:
@@ -69,7 +73,7 @@ class Readout(nn.Module):
         if self.kind == "linear":
             return self.fc(self.features(spikes))
         currents = self.fc(spikes.flatten(2))
-        out, _ = lif_scan(currents, lif, generator)
+        out, _ = self.scan(currents, lif, generator)
         return out.sum(0)
 
     @staticmethod

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from spikeff.neurons import LIFParams, LIFState, StochasticLIF, lif_scan, lif_step
+from spikeff.neurons import (
+    CompiledLIFScan, LIFParams, LIFState, StochasticLIF, draw_noise, lif_scan, lif_scan_fused, lif_step, make_scan,
+)
 
 
 def reference_lif(currents: torch.Tensor, beta: float, theta: float, reset: str) -> torch.Tensor:
@@ -90,3 +92,139 @@ def test_module_and_bad_input():
         LIFParams(beta=1.5)
     with pytest.raises(ValueError, match="reset"):
         LIFParams(reset="none")
+
+
+# ----------------------------------------------------------------------------- fused and compiled scans
+
+VARIANTS = [
+    LIFParams(delta=0.2),
+    LIFParams(delta=0.0),
+    LIFParams(delta=0.0, sigma=0.3),
+    LIFParams(delta=0.3, sigma=0.2, reset="subtract"),
+    LIFParams(delta=0.0, reset="subtract"),
+]
+VARIANT_IDS = ["escape", "heaviside", "membrane-noise", "both-noises-subtract", "heaviside-subtract"]
+
+
+def run_scan(scan, p, x, v0=None, seed=11):
+    """Spikes, final state, gradients for the currents and ``v0``, and the generator's final state."""
+    x = x.detach().requires_grad_()
+    v0 = None if v0 is None else v0.detach().requires_grad_()
+    g = torch.Generator().manual_seed(seed)
+    s, st = scan(x, p, g, None if v0 is None else LIFState(v0))
+    w = torch.linspace(-1, 1, s.numel()).reshape(s.shape)
+    loss = (s * w).sum() + st.v.pow(2).sum()
+    grads = torch.autograd.grad(loss, [x] if v0 is None else [x, v0])
+    return s.detach(), st.v.detach(), grads, g.get_state()
+
+
+def assert_same_scan(a, b):
+    assert torch.equal(a[0], b[0]), "spikes differ"
+    assert torch.equal(a[1], b[1]), "final membrane differs"
+    assert torch.equal(a[3], b[3]), "the generators were left in different states"
+    for ga, gb in zip(a[2], b[2]):
+        assert ga.dtype == gb.dtype
+        tol = {} if ga.dtype == torch.bfloat16 else {"rtol": 1e-5, "atol": 1e-5}  # bf16: one-ulp roundings
+        torch.testing.assert_close(ga, gb, **tol)
+
+
+@pytest.mark.parametrize("p", VARIANTS, ids=VARIANT_IDS)
+def test_fused_scan_matches_reference(p):
+    x = torch.rand(12, 4, 3, 5, generator=torch.Generator().manual_seed(3)) * 1.5
+    v0 = torch.rand(4, 3, 5, generator=torch.Generator().manual_seed(4))
+    ref = run_scan(lif_scan, p, x, v0)
+    assert 0 < ref[0].mean() < 1
+    assert_same_scan(ref, run_scan(lif_scan_fused, p, x, v0))
+
+
+def test_fused_scan_on_expanded_trials_and_without_state():
+    # The first layer's currents are one input expanded over trials (stride 0).
+    x = (torch.rand(6, 1, 8, generator=torch.Generator().manual_seed(0)) * 1.5).expand(6, 4, 8)
+    assert_same_scan(run_scan(lif_scan, LIFParams(), x), run_scan(lif_scan_fused, LIFParams(), x))
+
+
+def test_draw_noise_is_lif_steps_stream():
+    p = LIFParams(delta=0.2, sigma=0.1)
+    g = torch.Generator().manual_seed(5)
+    noise = draw_noise((3, 2, 17), p, g)
+    g2 = torch.Generator().manual_seed(5)
+    for t in range(3):  # per step: membrane noise, then escape noise
+        assert torch.equal(noise.normal[t], torch.randn(2, 17, generator=g2))
+        assert torch.equal(noise.uniform[t], torch.rand(2, 17, generator=g2))
+    assert draw_noise((3, 2), LIFParams(delta=0.0)) == (None, None)
+
+
+@pytest.mark.parametrize("scan", [lif_scan, lif_scan_fused], ids=["eager", "fused"])
+def test_bf16_currents_integrate_in_float32(scan):
+    x = (torch.rand(8, 3, 16, generator=torch.Generator().manual_seed(1)) * 1.5).to(torch.bfloat16)
+    a = run_scan(scan, LIFParams(), x)
+    b = run_scan(scan, LIFParams(), x.float())
+    assert a[0].dtype == a[1].dtype == torch.float32 and a[2][0].dtype == torch.bfloat16
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    torch.testing.assert_close(a[2][0].float(), b[2][0], rtol=1e-2, atol=1e-2)
+
+
+def test_compiled_scan_falls_back_to_reference_with_one_warning(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no compiler here\nsecond line")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    scan = CompiledLIFScan()
+    x = torch.rand(5, 2, 7, generator=torch.Generator().manual_seed(0)) * 1.5
+    ref = run_scan(lif_scan, LIFParams(), x)
+    with pytest.warns(RuntimeWarning, match="no compiler here") as record:
+        first = run_scan(scan, LIFParams(), x)  # fails inside, finishes uncompiled
+        second = run_scan(scan, LIFParams(), x)  # the reference from now on
+    assert len(record) == 1 and scan.fallback_reason == "RuntimeError: no compiler here"
+    assert_same_scan(ref, first)
+    assert_same_scan(ref, second)
+
+
+def test_compile_unavailable_falls_back(monkeypatch):
+    def no_compile(fn, **kwargs):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    with pytest.warns(RuntimeWarning, match="Dynamo is not supported"):
+        scan = make_scan("compiled")
+    x = torch.rand(4, 3, generator=torch.Generator().manual_seed(0)) * 2
+    assert_same_scan(run_scan(lif_scan, LIFParams(), x), run_scan(scan, LIFParams(), x))
+    assert make_scan("eager") is lif_scan
+    with pytest.raises(ValueError, match="scan backend"):
+        make_scan("triton")
+
+
+def compiled_or_skip(scan, p, x):
+    out = run_scan(scan, p, x)
+    if scan.fallback_reason is not None:
+        pytest.skip(f"torch.compile is unavailable here: {scan.fallback_reason}")
+    return out
+
+
+def test_compiled_scan_matches_reference():
+    """Same seed, same spikes and state; gradients to rounding (default neuron, a few seconds to compile)."""
+    scan = CompiledLIFScan()
+    x = torch.rand(6, 4, 9, generator=torch.Generator().manual_seed(2)) * 1.5
+    assert_same_scan(run_scan(lif_scan, LIFParams(), x), compiled_or_skip(scan, LIFParams(), x))
+    y = torch.rand(6, 5, 9, generator=torch.Generator().manual_seed(3)) * 1.5  # another batch size
+    assert_same_scan(run_scan(lif_scan, LIFParams(), y), run_scan(scan, LIFParams(), y))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("p", VARIANTS[1:], ids=VARIANT_IDS[1:])
+def test_compiled_scan_matches_reference_all_variants(p):
+    x = torch.rand(6, 4, 9, generator=torch.Generator().manual_seed(2)) * 1.5
+    assert_same_scan(run_scan(lif_scan, p, x), compiled_or_skip(CompiledLIFScan(), p, x))
+
+
+@pytest.mark.slow
+def test_compiled_scan_bf16_currents_and_initial_state():
+    x = (torch.rand(6, 4, 9, generator=torch.Generator().manual_seed(2)) * 1.5).to(torch.bfloat16)
+    v0 = torch.rand(4, 9, generator=torch.Generator().manual_seed(3))
+    scan = CompiledLIFScan()
+    out = run_scan(scan, LIFParams(), x, v0)
+    if scan.fallback_reason is not None:
+        pytest.skip(f"torch.compile is unavailable here: {scan.fallback_reason}")
+    assert_same_scan(run_scan(lif_scan, LIFParams(), x, v0), out)
