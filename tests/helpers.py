@@ -1,12 +1,17 @@
 """Shared test helpers."""
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
+from spikeff.checkpoint import load_checkpoint
 from spikeff.experiment import load_state
 
 
@@ -49,3 +54,17 @@ def interrupt_mid_pass(
                 os.kill(pid, signal.SIGCONT)
         time.sleep(0.02)
     raise AssertionError("the run ended before a mid-pass save could be interrupted; make it longer")
+
+
+def resume_and_compare(run: Path, ref: Path, env: dict, expect: str) -> dict:
+    """``spikeff train --resume run``; its model and accuracies must equal the reference run's."""
+    res = subprocess.run([sys.executable, "-m", "spikeff", "train", "--resume", str(run)], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert expect in res.stdout
+    a, _ = load_checkpoint(ref / "model.pt")
+    b, _ = load_checkpoint(run / "model.pt")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (ref, run))
+    assert ma["test_accuracy"] == mb["test_accuracy"]
+    return mb

@@ -10,7 +10,7 @@ import torch
 from spikeff.checkpoint import CheckpointError, load_checkpoint
 from spikeff.cli import main
 from spikeff.experiment import load_state
-from helpers import wait_for_first_epoch
+from helpers import resume_and_compare, wait_for_first_epoch
 
 TINY = ["--limit", "40", "--epochs", "1", "--readout-epochs", "1", "--channels", "4", "--trials", "2",
         "--time-bins", "4", "--batch-size", "16"]
@@ -96,16 +96,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     saved = load_state(state)
     assert saved["trainer"]["epoch"] >= 1  # no more than the interrupted epoch is lost
 
-    res = subprocess.run([sys.executable, "-m", "spikeff", "train", "--resume", str(run)], env=env,
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert "resuming" in res.stdout
-    a, _ = load_checkpoint(ref / "model.pt")
-    b, _ = load_checkpoint(run / "model.pt")
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    ma = json.loads((ref / "metrics.json").read_text())["test_accuracy"]
-    mb = json.loads((run / "metrics.json").read_text())["test_accuracy"]
-    assert ma == mb
+    resume_and_compare(run, ref, env, "resuming")
     assert not state.exists()
 
 
