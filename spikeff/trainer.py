@@ -36,7 +36,7 @@ from .readout import MODES, Mode, scores
 if TYPE_CHECKING:
     from .distributed import DataParallel
 
-__all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "evaluate", "fit_readout"]
+__all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "cosine_schedule", "evaluate", "fit_readout"]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -271,7 +271,8 @@ class LayerTrainer:
         return self.history
 
 
-def _cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Decay ``opt``'s learning rates to zero over ``steps`` scheduler steps (half a cosine)."""
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps)))
 
 
@@ -292,7 +293,7 @@ def fit_readout(
     if epochs == 0:
         return []
     if net.head.kind != "linear":
-        sched = _cosine(opt, epochs * len(batches))
+        sched = cosine_schedule(opt, epochs * len(batches))
         losses = []
         for epoch in range(epochs):
             total, n = 0.0, 0
@@ -315,7 +316,7 @@ def fit_readout(
             batch_size = max(batch_size, y.shape[0])
     features, targets = torch.cat(feats, 1), torch.cat(labels)
     order_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
-    sched = _cosine(opt, epochs * math.ceil(targets.shape[0] / batch_size))
+    sched = cosine_schedule(opt, epochs * math.ceil(targets.shape[0] / batch_size))
     losses = []
     for _ in range(epochs):
         total, n = 0.0, 0
