@@ -260,8 +260,16 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
                                       "deterministic": _ops_record(c_det, models)}}
         seeds_out.append(rec)
     return {"seeds": seeds_out, "network": net_cfg.to_dict(), "train_config": asdict(train_cfg),
-            "passes": train_cfg.epochs * (1 if train_cfg.schedule == "simultaneous" else len(net.layers))
-            + train_cfg.readout_epochs, "trials": train_cfg.trials}
+            "passes": _network_passes(train_cfg, net), "trials": train_cfg.trials}
+
+
+def _network_passes(train_cfg: TrainConfig, net: SpikingNet) -> int:
+    """Passes of the training set through the network: one per layer epoch (per layer in greedy
+    mode), plus the readout's: one to cache a linear head's features, or one per epoch for a
+    spiking head."""
+    layer = train_cfg.epochs * (1 if train_cfg.schedule == "simultaneous" else len(net.layers))
+    readout = min(train_cfg.readout_epochs, 1) if net.head.kind == "linear" else train_cfg.readout_epochs
+    return layer + readout
 
 
 def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.device,
@@ -469,7 +477,9 @@ NOTES = [
     "Baselines get as many passes over the training set as spikeff's layer epochs + readout epochs (unless "
     "--baseline-epochs); BPTT and FF "
     "use deterministic LIF neurons; hyperparameters are fixed, nothing is selected on the test split.",
-    "samples_per_second = training samples x passes / train_seconds; trial_samples_per_second multiplies by the "
+    "samples_per_second = training samples x passes through the network / train_seconds (spikeff: layer epochs, "
+    "plus one pass that caches a linear head's features or one per readout epoch for a spiking head; "
+    "train_seconds includes the readout fit); trial_samples_per_second multiplies by the "
     "trials per sample (spikeff: n; FF: 2, positive and negative; BPTT: 1).",
     "spikeff's accuracy is train_and_evaluate's; its op counts, the trials curve and the noise curve come from "
     "separate evaluation passes over the same test split with their own seeded noise.",
