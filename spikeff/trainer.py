@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -273,11 +273,12 @@ class LayerTrainer:
 
 def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Decay ``opt``'s learning rates to zero over ``steps`` scheduler steps (half a cosine)."""
+    steps = max(steps, 1)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps)))
 
 
 def fit_readout(
-    net: SpikingNet, batches: Iterable[Batch], config: TrainConfig, generator: torch.Generator, epochs: int
+    net: SpikingNet, batches: Collection[Batch], config: TrainConfig, generator: torch.Generator, epochs: int
 ) -> list[float]:
     """Train only the head for ``epochs`` passes with every layer frozen.
 

@@ -7,7 +7,7 @@ from spikeff.ed import EDLossConfig
 from spikeff.network import NetworkConfig, SpikingNet, expand_trials, spike_counts
 from spikeff.neurons import LIFParams
 from spikeff.readout import Readout, scores
-from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, evaluate
+from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, cosine_schedule, evaluate
 
 
 def tiny_net(seed: int = 0, readout: str = "linear", hidden=(6,)) -> SpikingNet:
@@ -141,3 +141,17 @@ def test_fit_readout_trains_only_the_head(readout):
     assert len(losses) == 2 and all(l == l for l in losses)
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("head."))
     assert not torch.equal(before["head.fc.weight"], after["head.fc.weight"])
+
+
+def test_cosine_schedule_decays_to_zero():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = cosine_schedule(opt, 4)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[2] == pytest.approx(0.05)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    cosine_schedule(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 0)  # no division by zero
