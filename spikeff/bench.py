@@ -50,7 +50,7 @@ from .experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate
 from .fileio import atomic_write, write_json
 from .network import PRECISIONS, NetworkConfig, Precision, SpikingNet
 from .neurons import SCAN_BACKENDS, ScanBackend
-from .readout import MODES
+from .readout import MODES, scores
 from .trainer import TrainConfig, TrainingError
 
 __all__ = ["METHODS", "BenchSettings", "measure_spikeff", "run_method", "run_bench", "write_outputs", "main"]
@@ -179,14 +179,13 @@ def measure_spikeff(
         spikes = net.layer_outputs(x, generator, n, deterministic)
         top = spikes[-1]
         if net.head.kind == "linear":
-            z, head_spikes = net.head.fc(top.flatten(2).mean(0)), None
+            z, head_spikes = net.head.fc(net.head.features(top)), None
         else:
-            head_spikes = net.head.scan(net.head.fc(top.flatten(2)), lif, generator)[0]
+            head_spikes = net.head.spikes(top, lif, generator)
             z = head_spikes.sum(0)
         z = z.unflatten(0, (n, y.shape[0]))
         for m in modes:
-            s = z.mean(0) if m == "average" else z.pow(2).mean(0)
-            correct[m] += (s.argmax(1) == y).sum().item()
+            correct[m] += (scores(z, m).argmax(1) == y).sum().item()
         ops.append(count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=n, head=net.head.fc,
                              head_spikes=head_spikes, shared_input=True, input_ops=input_ops,
                              stochastic=lif.stochastic))

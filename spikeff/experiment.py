@@ -140,7 +140,7 @@ def train_and_evaluate(
     the training generator with ``rank_seed``); only rank 0 writes the state file, fits the
     readout and evaluates; the other ranks return after layer training with empty metrics.
     """
-    if checkpoint_seconds is not None and checkpoint_seconds < 0:
+    if checkpoint_seconds is not None and not checkpoint_seconds >= 0:  # also rejects NaN
         raise ValueError(f"checkpoint_seconds must be >= 0 (0 or None: no timed saves), got {checkpoint_seconds}")
     device = torch.device(device)
     ctx = parallel or DistContext(0, 1, device)

@@ -681,12 +681,11 @@ def reference_outputs(net: SpikingNet, x: Tensor) -> list[Tensor]:
     with torch.no_grad():
         outs = net.layer_outputs(x, deterministic=True)
         top = outs[-1]
-        cur = net.head.fc(top.flatten(2))
         if net.head.kind == "lif":
-            from .neurons import lif_scan
-
-            cur = lif_scan(cur, net.config.lif.deterministic())[0]
-    return outs + [cur]
+            head = net.head.spikes(top, net.config.lif.deterministic())
+        else:
+            head = net.head.fc(top.flatten(2))
+    return outs + [head]
 
 
 def _graph_dt(graph: nir.NIRGraph, dt: float | None) -> float:

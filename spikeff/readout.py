@@ -69,12 +69,14 @@ class Readout(nn.Module):
         """The linear head's input: spike counts / T, ``(T, N, ...) -> (N, D)``."""
         return spikes.flatten(2).mean(0)
 
+    def spikes(self, spikes: Tensor, lif: LIFParams, generator: torch.Generator | None = None) -> Tensor:
+        """The spiking head's own spikes ``(T, N, K)`` for input spikes ``(T, N, ...)``."""
+        return self.scan(self.fc(spikes.flatten(2)), lif, generator)[0]
+
     def forward(self, spikes: Tensor, lif: LIFParams, generator: torch.Generator | None = None) -> Tensor:
         if self.kind == "linear":
             return self.fc(self.features(spikes))
-        currents = self.fc(spikes.flatten(2))
-        out, _ = self.scan(currents, lif, generator)
-        return out.sum(0)
+        return self.spikes(spikes, lif, generator).sum(0)
 
     @staticmethod
     def logits(z: Tensor, mode: Mode) -> Tensor:
