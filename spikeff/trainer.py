@@ -134,7 +134,7 @@ class LayerTrainer:
             "epoch": self.epoch,
             "stage": self.stage,
             "partial": dict(self._partial),
-            "position": {**self._position, "sums": dict(self._position.get("sums", {}))},
+            "position": {**self._position, "sums": {k: float(v) for k, v in self._position.get("sums", {}).items()}},
             "history": list(self.history),
             "layer_opts": [o.state_dict() for o in self.layer_opts],
             "head_opt": self.head_opt.state_dict(),
@@ -153,26 +153,34 @@ class LayerTrainer:
         self.generator.set_state(state["generator"])
         self.projections = list(state["projections"])
 
-    def _layer_step(self, k: int, inp: Tensor, y: Tensor, trials_in: int) -> tuple[Tensor, dict[str, float]]:
-        """Forward layer ``k`` on detached ``inp``, step its optimizer; return its (detached) spikes."""
+    def _layer_step(self, k: int, inp: Tensor, y: Tensor, trials_in: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Forward layer ``k`` on detached ``inp``, step its optimizer; return its (detached) spikes
+        and its statistics as 0-d tensors (read once per pass: no device sync per step)."""
         cfg, layer = self.config, self.net.layers[k]
         spikes = layer(inp.detach(), self.generator, trials_in)
         counts = spike_counts(spikes, cfg.trials)
         loss, cons, div = ed_loss(counts, cfg.loss, y, self.projections[k],
                                   reduce=None if self.sync is None else self.sync.reduce)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"non-finite ED loss in layer {k + 1} at epoch {self.epoch + 1}; "
-                "try a lower --lr or a different noise level (--delta)"
-            )
         self.layer_opts[k].zero_grad(set_to_none=True)
         loss.backward()
         if self.sync is not None:
             self.sync.average_gradients(layer.parameters())
         self.layer_opts[k].step()
-        stats = {"loss": loss.item(), "ed_consistency": cons.item(), "ed_diversity": div.item(),
-                 "rate": spikes.detach().mean().item()}
+        stats = {"loss": loss.detach(), "ed_consistency": cons.detach(), "ed_diversity": div.detach(),
+                 "rate": spikes.detach().mean()}
         return spikes.detach(), stats
+
+    def _check_finite(self, losses: dict[int, Tensor]) -> None:
+        """Stop on a non-finite layer loss, naming the first such layer; one device sync per batch."""
+        if not losses:
+            return
+        finite = torch.isfinite(torch.stack(list(losses.values())))
+        if not bool(finite.all()):
+            k = list(losses)[int((~finite).nonzero()[0, 0])]
+            raise TrainingError(
+                f"non-finite ED loss in layer {k + 1} at epoch {self.epoch + 1}; "
+                "try a lower --lr or a different noise level (--delta)"
+            )
 
     def _pass(
         self, batches: Iterable[Batch], train: list[int], *, head: bool, desc: str,
@@ -188,7 +196,7 @@ class LayerTrainer:
         device = _device_of(net)
         last = max(train)
         start = self.batches_done
-        sums: dict[str, float] = dict(self._position.get("sums", {}))
+        sums: dict[str, Tensor | float] = dict(self._position.get("sums", {}))
         seconds = float(self._position.get("seconds", 0.0))
         it = iter(batches)
         skipped = sum(1 for _ in itertools.islice(it, start))
@@ -200,19 +208,21 @@ class LayerTrainer:
         total = len(batches) if hasattr(batches, "__len__") else None
         for x, y in tqdm(it, desc=desc, leave=False, dynamic_ncols=True, initial=start, total=total):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            h, trials_in = x, cfg.trials
+            h, trials_in, losses = x, cfg.trials, {}
             for k in range(last + 1):
                 if k in train:
                     h, stats = self._layer_step(k, h, y, trials_in)
+                    losses[k] = stats["loss"]
                     for key, v in stats.items():
                         sums[f"layer{k + 1}/{key}"] = sums.get(f"layer{k + 1}/{key}", 0.0) + v
                 else:
                     with torch.no_grad():
                         h = net.layers[k](h, self.generator, trials_in)
                 trials_in = 1
+            self._check_finite(losses)
             if head:
                 loss = _head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator, self.sync)
-                sums["head/loss"] = sums.get("head/loss", 0.0) + loss.item()
+                sums["head/loss"] = sums.get("head/loss", 0.0) + loss.detach()
             n_batches += 1
             self._position = {"batches": n_batches, "sums": sums, "seconds": seconds + time.perf_counter() - t0}
             if on_batch is not None:
@@ -220,7 +230,7 @@ class LayerTrainer:
         self._position = {}
         if n_batches == 0:
             raise TrainingError("the training set yielded no batches")
-        return {**{k: v / n_batches for k, v in sums.items()}, "seconds": seconds + time.perf_counter() - t0}
+        return {**{k: float(v) / n_batches for k, v in sums.items()}, "seconds": seconds + time.perf_counter() - t0}
 
     def train_epoch(
         self,

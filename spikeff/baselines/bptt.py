@@ -145,6 +145,34 @@ def evaluate_bptt(net: SnnTorchNet, batches: Iterable[Batch], input_ops: InputOp
     return evaluate_batches(batches, next(net.parameters()).device, infer)
 
 
+def bptt_epoch(
+    net: SnnTorchNet, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+    batches: Iterable[Batch], desc: str = "bptt",
+) -> dict[str, float]:
+    """One epoch of BPTT with cross-entropy on the rate-coded outputs; mean loss, training accuracy, seconds.
+
+    The statistics stay on the device until the epoch ends; the finiteness check is one sync per batch.
+    """
+    device = next(net.parameters()).device
+    net.train()
+    total, correct, n, te = torch.zeros((), device=device), torch.zeros((), device=device), 0, time.perf_counter()
+    for x, y in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        z, _, _ = net(x)
+        loss = F.cross_entropy(z, y)
+        if not bool(torch.isfinite(loss)):
+            raise RuntimeError(f"non-finite BPTT loss ({desc}); try a lower learning rate")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.detach() * y.shape[0]
+        correct += (z.detach().argmax(1) == y).sum()
+        n += y.shape[0]
+    n = max(n, 1)
+    return {"loss": float(total) / n, "train_accuracy": float(correct) / n, "seconds": time.perf_counter() - te}
+
+
 def train_bptt(
     net_config: NetworkConfig,
     config: BPTTConfig,
@@ -160,26 +188,9 @@ def train_bptt(
     net = SnnTorchNet(net_config, generator).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     sched = cosine_schedule(opt, config.epochs * len(train_batches))
-    history = []
     t0 = time.perf_counter()
-    for epoch in range(config.epochs):
-        net.train()
-        total, n, correct, te = 0.0, 0, 0, time.perf_counter()
-        for x, y in tqdm(train_batches, desc=f"bptt epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True):
-            x, y = x.to(device), y.to(device)
-            z, _, _ = net(x)
-            loss = F.cross_entropy(z, y)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"non-finite BPTT loss at epoch {epoch + 1}; try a lower learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * y.shape[0]
-            correct += (z.argmax(1) == y).sum().item()
-            n += y.shape[0]
-        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), "train_accuracy": correct / max(n, 1),
-                        "seconds": time.perf_counter() - te})
+    history = [{"epoch": e + 1, **bptt_epoch(net, opt, sched, train_batches, desc=f"bptt epoch {e + 1}/{config.epochs}")}
+               for e in range(config.epochs)]
     train_seconds = time.perf_counter() - t0
     acc, ops = evaluate_bptt(net, test_batches, input_ops)
     return BaselineResult(net, acc, ops, history, train_seconds, config.epochs)
