@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 
 from spikeff.bench import device_name, git_commit
+from spikeff.fileio import atomic_write
 from spikeff.neurons import CompiledLIFScan, LIFParams, draw_noise, fused_backward, fused_forward, lif_scan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,6 +188,12 @@ def main() -> None:
             for line in fmt_rows(new, None)[2:]:
                 print(line, flush=True)
             rows += new
+        if args.out:  # after every shape, so a run stopped by a time limit keeps what it measured
+            atomic_write(Path(args.out), lambda f: f.write(render(rows, args, device)), mode="w")
+    print(render(rows, args, device))
+
+
+def render(rows: list[dict], args: argparse.Namespace, device: torch.device) -> str:
     peak = args.peak_gbps if device.type == "cuda" else None
     commit = git_commit(REPO)
     text = "\n".join([
@@ -208,10 +215,7 @@ def main() -> None:
     ])
     if peak:
         text += f"\n% of peak uses --peak-gbps {args.peak_gbps:g} GB/s.\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    return text
 
 
 if __name__ == "__main__":

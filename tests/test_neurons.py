@@ -118,9 +118,12 @@ def run_scan(scan, p, x, v0=None, seed=11):
     return s.detach(), st.v.detach(), grads, g.get_state()
 
 
-def assert_same_scan(a, b):
+def assert_same_scan(a, b, exact_membrane=True):
     assert torch.equal(a[0], b[0]), "spikes differ"
-    assert torch.equal(a[1], b[1]), "final membrane differs"
+    if exact_membrane:
+        assert torch.equal(a[1], b[1]), "final membrane differs"
+    else:
+        torch.testing.assert_close(a[1], b[1], rtol=1e-6, atol=1e-6)
     assert torch.equal(a[3], b[3]), "the generators were left in different states"
     for ga, gb in zip(a[2], b[2]):
         assert ga.dtype == gb.dtype
@@ -223,12 +226,16 @@ def test_compiled_scan_matches_reference_all_variants(p):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("p", VARIANTS, ids=VARIANT_IDS)
 def test_compiled_scan_matches_reference_on_cuda(p, dtype):
-    """On CUDA (Triton kernels): the CUDA generator's stream gives eager's spikes bit for bit."""
+    """On CUDA (Triton kernels): the same spikes and generator state as eager for the same seed.
+
+    The membrane agrees to rounding only: Triton contracts ``beta * v + I`` into one FMA
+    (seen on an H100, where the spikes were still identical).
+    """
     x = (torch.rand(10, 64, 8, 9, 9, generator=torch.Generator().manual_seed(2)) * 1.5).to("cuda", dtype)
     v0 = torch.rand(64, 8, 9, 9, generator=torch.Generator().manual_seed(3)).cuda()
     ref = run_scan(lif_scan, p, x, v0)
     assert 0 < ref[0].float().mean() < 1
-    assert_same_scan(ref, compiled_or_skip(CompiledLIFScan(), p, x, v0))
+    assert_same_scan(ref, compiled_or_skip(CompiledLIFScan(), p, x, v0), exact_membrane=False)
 
 
 @pytest.mark.slow
