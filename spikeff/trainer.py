@@ -312,10 +312,10 @@ def fit_readout(
                 x, y = x.to(device), y.to(device)
                 with torch.no_grad():
                     top = net.layer_outputs(x, generator, config.trials)[-1]
-                total += _head_step(net, opt, top, y, config.trials, config.train_mode, generator).item()
+                total += _head_step(net, opt, top, y, config.trials, config.train_mode, generator)
                 sched.step()
                 n += 1
-            losses.append(total / max(n, 1))
+            losses.append(float(total) / max(n, 1))
         return losses
 
     feats, labels, batch_size = [], [], 1
@@ -338,8 +338,8 @@ def fit_readout(
             loss.backward()
             opt.step()
             sched.step()
-            total, n = total + loss.item(), n + 1
-        losses.append(total / n)
+            total, n = total + loss.detach(), n + 1
+        losses.append(float(total) / n)
     return losses
 
 
