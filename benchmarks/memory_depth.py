@@ -23,6 +23,10 @@ measured step on the same synthetic batch. Measures of the measured step:
   allocator overhead. The workers run with ``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc
   returns freed large blocks at once; with its default, heap fragmentation doubled the figure.
 
+With ``--op-transients K`` on CUDA, each worker runs one more step under :class:`OpTransients`
+and lists the ``K`` ops that held the most memory beyond their inputs and outputs (cuDNN
+workspaces and the like), to explain a ``cuda`` peak above the live tensors.
+
 The report gives the median over ``--repeats`` (``tensors`` and ``saved`` are deterministic)
 and each method's ratio to its depth-1 net.
 """
@@ -37,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import weakref
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -138,6 +143,34 @@ def _storage_bytes(tensors: list[torch.Tensor]) -> int:
     return sum({(str(t.device), t.untyped_storage().data_ptr()): t.untyped_storage().nbytes() for t in tensors}.values())
 
 
+class OpTransients(TorchDispatchMode):
+    """Per aten op, the most device memory it held beyond its inputs and outputs (CUDA).
+
+    Before each op the allocator's peak is reset; after it, ``peak - allocated before -
+    bytes of new outputs`` is what the op used internally (workspaces, temporaries). The
+    largest value per op name is kept. Resetting the peak breaks a step-level peak, so this
+    runs on its own step.
+    """
+
+    def __init__(self, allocated: Callable[[], int], peak: Callable[[], int], reset: Callable[[], None]) -> None:
+        super().__init__()
+        self.allocated, self.peak, self.reset = allocated, peak, reset
+        self.worst: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        before = self.allocated()
+        self.reset()
+        out = func(*args, **(kwargs or {}))
+        new = _storage_bytes([t for t in _tensors(out) if t.untyped_storage().nbytes()])
+        extra = self.peak() - before - new
+        name = str(func.overloadpacket)
+        self.worst[name] = max(self.worst.get(name, 0), extra)
+        return out
+
+    def top(self, k: int) -> list[tuple[str, int]]:
+        return sorted(self.worst.items(), key=lambda kv: -kv[1])[:k]
+
+
 def _setup(method: str, cfg: NetworkConfig, args: argparse.Namespace, device: torch.device):
     """The model, its optimizers' tensors and a training-step closure on a fixed synthetic batch."""
     g = torch.Generator().manual_seed(0)
@@ -190,13 +223,20 @@ def measure(method: str, depth: int, args: argparse.Namespace) -> dict[str, Any]
     out["tensors"] = out["resident"] + live.peak
     out["saved"] = saved.peak
     out["rss"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024  # KiB on Linux
+    if args.op_transients and device.type == "cuda":
+        meter = OpTransients(lambda: torch.cuda.memory_allocated(device), lambda: torch.cuda.max_memory_allocated(device),
+                             lambda: torch.cuda.reset_peak_memory_stats(device))
+        net.zero_grad(set_to_none=True)
+        with meter:
+            step()
+        out["op_transients"] = meter.top(args.op_transients)
     return out
 
 
 def _worker_cmd(method: str, depth: int, args: argparse.Namespace) -> list[str]:
     opts = ["--channels", args.channels, "--size", args.size, "--pool", args.pool, "--batch", args.batch,
             "--trials", args.trials, "--time-bins", args.time_bins, "--schedule", args.schedule,
-            "--device", args.device, "--threads", args.threads]
+            "--device", args.device, "--threads", args.threads, "--op-transients", args.op_transients]
     return [sys.executable, __file__, "--worker", method, "--depth", str(depth), *map(str, opts)]
 
 
@@ -214,6 +254,8 @@ def _run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 rows.append(row)
                 print(f"repeat {rep + 1}: {method} depth {depth}: tensors {row['tensors'] / MIB:.1f} MiB, "
                       f"saved {row['saved'] / MIB:.1f} MiB, rss {row['rss'] / MIB:.0f} MiB", flush=True)
+                for name, nbytes in row.get("op_transients", []):
+                    print(f"    op transient {name}: {nbytes / MIB:.1f} MiB", flush=True)
     return rows
 
 
@@ -268,6 +310,15 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         rb = med[("bptt", 3)][key] / med[("bptt", 1)][key]
         lines += ["", f"Target (issue 6): spikeff depth 3 / depth 1 peak ≤ {TARGET}. Measured on `{key}`: "
                       f"**{r:.2f}** ({'met' if r <= TARGET else 'not met'}); BPTT: {rb:.2f}."]
+    transients = [r for r in rows if r.get("op_transients")]
+    if transients:
+        lines += ["", "Ops that held the most CUDA memory beyond their inputs and outputs (one step, first repeat):", ""]
+        seen = set()
+        for r in transients:
+            if (r["method"], r["depth"]) not in seen:
+                seen.add((r["method"], r["depth"]))
+                ops = ", ".join(f"`{name}` {nbytes / MIB:.0f} MiB" for name, nbytes in r["op_transients"])
+                lines.append(f"- {r['method']} depth {r['depth']}: {ops}")
     return "\n".join(lines) + "\n"
 
 
@@ -285,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=0, help="torch threads in each worker (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
+    ap.add_argument("--op-transients", type=int, default=0, metavar="K",
+                    help="CUDA: after the measured step, run one more and print the K ops that held the most "
+                         "memory beyond their inputs and outputs (workspaces)")
     ap.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     ap.add_argument("--depth", type=int, help=argparse.SUPPRESS)
     return ap

@@ -45,3 +45,13 @@ def test_measure_tiny_nets():
         one, two = md.measure(method, 1, args), md.measure(method, 2, args)
         assert 0 < one["saved"] < one["tensors"] and one["resident"] < one["tensors"]
         assert two["tensors"] > one["tensors"]
+
+
+def test_op_transients_keep_each_ops_largest_extra_memory():
+    # A fake allocator: nothing allocated before an op, a peak of 4096 bytes during it.
+    meter = md.OpTransients(lambda: 0, lambda: 4096, lambda: None)
+    with meter:
+        torch.ones(10)  # 40 bytes of output: 4056 bytes held beyond it
+        torch.zeros(100)  # 400 bytes of output
+    assert dict(meter.worst) == {"aten.ones": 4056, "aten.zeros": 3696}
+    assert meter.top(1) == [("aten.ones", 4056)]
