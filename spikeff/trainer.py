@@ -110,7 +110,8 @@ class LayerTrainer:
         dims = config.projection_dims
         if dims and len(dims) != len(net.layers):
             raise ValueError(f"projection_dims needs one entry per layer ({len(net.layers)}), got {dims}")
-        proj_gen = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=generator, device=generator.device)))
+        seed = torch.randint(2**31, (1,), generator=generator, device=generator.device)
+        proj_gen = torch.Generator().manual_seed(int(seed))
         self.projections = [
             random_projection(layer.out_channels, d, proj_gen).to(_device_of(net)) if d else None
             for layer, d in zip(net.layers, dims or [0] * len(net.layers))
