@@ -25,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def case_epoch(case: str, cfg: NetworkConfig, args: argparse.Namespace, device: 
         sched = cosine_schedule(opt, 10**6)
         return lambda batches: bptt_epoch(net, opt, sched, batches)
     scan, precision = case.split("/")[1:]
-    net = SpikingNet(NetworkConfig(**{**cfg.__dict__, "scan": scan, "precision": precision}), g).to(device)
+    net = SpikingNet(replace(cfg, scan=scan, precision=precision), g).to(device)
     trainer = LayerTrainer(net, TrainConfig(trials=args.trials), torch.Generator(device=device).manual_seed(2))
     return trainer.train_epoch
 
