@@ -43,7 +43,7 @@ class NetworkConfig:
 
     input_shape: tuple[int, int, int]
     n_classes: int
-    conv_channels: tuple[int, ...] = (16, 32)
+    conv_channels: tuple[int, ...] = (32, 64)
     hidden: tuple[int, ...] = ()
     kernel_size: int = 3
     pool: int = 2
