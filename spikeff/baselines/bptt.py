@@ -42,22 +42,17 @@ class BPTTConfig:
 
     ``lr`` is spikeff's layer learning rate, decayed to zero over the epochs (cosine). A
     constant 5e-3, and a constant 1e-3 on one seed of three, diverged on N-MNIST at 16/32
-    channels after 5 and 11 epochs (training loss back to chance, every neuron silent); at
-    32/64 channels the cosine-decayed 1e-3 did too, so gradients are clipped to a total norm
-    of ``clip`` (``None``: no clipping).
+    channels after 5 and 11 epochs (training loss back to chance, every neuron silent).
     """
 
     epochs: int = 8
     lr: float = 1e-3
-    clip: float | None = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.clip is not None and not self.clip > 0:
-            raise ValueError(f"clip must be positive or None, got {self.clip}")
 
 
 @dataclass
@@ -152,7 +147,7 @@ def evaluate_bptt(net: SnnTorchNet, batches: Iterable[Batch], input_ops: InputOp
 
 def bptt_epoch(
     net: SnnTorchNet, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-    batches: Iterable[Batch], desc: str = "bptt", clip: float | None = None,
+    batches: Iterable[Batch], desc: str = "bptt",
 ) -> dict[str, float]:
     """One epoch of BPTT with cross-entropy on the rate-coded outputs; mean loss, training accuracy, seconds.
 
@@ -169,8 +164,6 @@ def bptt_epoch(
             raise RuntimeError(f"non-finite BPTT loss ({desc}); try a lower learning rate")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         opt.step()
         sched.step()
         total += loss.detach() * y.shape[0]
@@ -196,8 +189,7 @@ def train_bptt(
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     sched = cosine_schedule(opt, config.epochs * len(train_batches))
     t0 = time.perf_counter()
-    history = [{"epoch": e + 1, **bptt_epoch(net, opt, sched, train_batches, f"bptt epoch {e + 1}/{config.epochs}",
-                                             config.clip)}
+    history = [{"epoch": e + 1, **bptt_epoch(net, opt, sched, train_batches, desc=f"bptt epoch {e + 1}/{config.epochs}")}
                for e in range(config.epochs)]
     train_seconds = time.perf_counter() - t0
     acc, ops = evaluate_bptt(net, test_batches, input_ops)
