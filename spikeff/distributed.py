@@ -44,6 +44,7 @@ __all__ = [
     "broadcast_flag",
     "gather_objects",
     "barrier",
+    "leave_group",
 ]
 
 Batch = tuple[Tensor, Tensor]
@@ -117,6 +118,13 @@ def shutdown() -> None:
     """Leave the process group, if one was joined."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave_group(ctx: DistContext) -> None:
+    """Wait for every rank, then leave the process group on all of them at once."""
+    if ctx.distributed:
+        dist.barrier()
+    shutdown()
 
 
 def rank_seed(seed: int, rank: int) -> int:

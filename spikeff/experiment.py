@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from .data import Splits, make_loader
 from .distributed import (
     DataParallel, DistContext, ShardedBatches, broadcast_flag, broadcast_parameters, check_shardable,
-    gather_objects, rank_seed,
+    gather_objects, leave_group, rank_seed,
 )
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
@@ -217,6 +217,10 @@ def train_and_evaluate(
         trainer.fit(batches, epoch_done, on_stage=lambda: save("layers"), on_batch=batch_done if timed else None)
         save("readout")
         phase = "readout"
+    if ctx.distributed:
+        # No collective follows, so every rank leaves the group here, together: ranks that
+        # left while rank 0 still held the group sometimes aborted at exit (gloo).
+        leave_group(ctx)
     if not ctx.is_main:
         return RunResult(net, {}, trainer.history)
     if phase == "readout":
