@@ -161,7 +161,7 @@ class OpTransients(TorchDispatchMode):
         before = self.allocated()
         self.reset()
         out = func(*args, **(kwargs or {}))
-        new = _storage_bytes([t for t in _tensors(out) if t.untyped_storage().nbytes()])
+        new = _storage_bytes(_tensors(out))
         extra = self.peak() - before - new
         name = str(func.overloadpacket)
         self.worst[name] = max(self.worst.get(name, 0), extra)

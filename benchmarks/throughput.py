@@ -71,8 +71,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(case: str, cfg: NetworkConfig, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    batches = make_batches(args, cfg, device)
+def measure(case: str, cfg: NetworkConfig, batches: list[tuple[torch.Tensor, ...]], args: argparse.Namespace,
+            device: torch.device) -> dict[str, Any]:
     epoch = case_epoch(case, cfg, args, device)
     for _ in range(args.warmup):
         epoch(batches)
@@ -142,9 +142,10 @@ def main() -> None:
     device = torch.device(args.device)
     cfg = NetworkConfig(input_shape=(2, 34, 34), n_classes=10,
                         conv_channels=tuple(int(c) for c in args.channels.split(",")))
+    batches = make_batches(args, cfg, device)  # the same batches for every case
     rows = []
     for case in args.cases.split(","):
-        rows.append(measure(case, cfg, args, device))
+        rows.append(measure(case, cfg, batches, args, device))
         print(f"{case}: {rows[-1]['sps']:.0f} samples/s", flush=True)
     text = report(rows, args, cfg, device)
     print(text)

@@ -121,10 +121,10 @@ def shutdown() -> None:
 
 
 def leave_group(ctx: DistContext) -> None:
-    """Wait for every rank, then leave the process group on all of them at once."""
+    """Wait for every rank, then leave the process group on all of them at once (no-op on one process)."""
     if ctx.distributed:
-        dist.barrier()
-    shutdown()
+        barrier(ctx)
+        shutdown()
 
 
 def rank_seed(seed: int, rank: int) -> int:

@@ -217,10 +217,9 @@ def train_and_evaluate(
         trainer.fit(batches, epoch_done, on_stage=lambda: save("layers"), on_batch=batch_done if timed else None)
         save("readout")
         phase = "readout"
-    if ctx.distributed:
-        # No collective follows, so every rank leaves the group here, together: ranks that
-        # left while rank 0 still held the group sometimes aborted at exit (gloo).
-        leave_group(ctx)
+    # No collective follows, so every rank leaves the group here, together: ranks that
+    # left while rank 0 still held the group sometimes aborted at exit (gloo).
+    leave_group(ctx)
     if not ctx.is_main:
         return RunResult(net, {}, trainer.history)
     if phase == "readout":
