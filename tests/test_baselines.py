@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spikeff.baselines import BPTTConfig, FFConfig, FFNet, SnnTorchNet, train_bptt, train_ff
-from spikeff.baselines.bptt import _leaky, run_leaky
+from spikeff.baselines.bptt import _leaky, run_leaky, sigmoid_surrogate
 from spikeff.baselines.ff import goodness
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import LIFParams, lif_scan
@@ -36,6 +36,20 @@ def test_snntorch_leaky_is_spikeffs_deterministic_lif(reset):
     currents = torch.rand(12, 3, 5, generator=torch.Generator().manual_seed(1)) * 0.9
     ref, _ = lif_scan(currents, c.lif.deterministic())
     assert torch.equal(run_leaky(_leaky(c), currents), ref)
+
+
+def test_sigmoid_surrogate_matches_snntorch_and_stays_finite_far_below_threshold():
+    from snntorch import surrogate
+
+    x = torch.linspace(-3, 3, 61, dtype=torch.float64, requires_grad=True)
+    ours, theirs = sigmoid_surrogate(5.0)(x), surrogate.sigmoid(slope=5.0)(x)
+    assert torch.equal(ours, theirs)
+    (g_ours,) = torch.autograd.grad(ours.sum(), x)
+    (g_theirs,) = torch.autograd.grad(theirs.sum(), x)
+    torch.testing.assert_close(g_ours, g_theirs)
+    far = torch.tensor([-30.0, -1e4, 30.0], requires_grad=True)  # snntorch 1.0.0 gives NaN at -30
+    (g,) = torch.autograd.grad(sigmoid_surrogate(5.0)(far).sum(), far)
+    assert torch.equal(g, torch.zeros(3))
 
 
 @pytest.mark.parametrize("readout", ["linear", "lif"])

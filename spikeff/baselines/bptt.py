@@ -5,7 +5,7 @@ Every layer is the ``Conv2d -> AvgPool2d -> snntorch.Leaky`` (or ``Linear -> Lea
 as a :class:`~spikeff.network.SpikingNet` built from the same generator. The neurons are
 deterministic (snntorch's ``Leaky`` with ``reset_delay=False`` is exactly spikeff's LIF at
 ``delta = sigma = 0``; the escape noise is not used) with a sigmoid surrogate of the same
-slope. The head is the config's: a linear readout of the top layer's spike rates (``z`` are
+slope (:func:`sigmoid_surrogate`: snntorch's, without its overflow). The head is the config's: a linear readout of the top layer's spike rates (``z`` are
 the logits), or a spiking ``Leaky`` layer whose spike counts are the logits. The loss is
 cross-entropy on these rate-coded outputs, backpropagated through all layers and time.
 
@@ -23,15 +23,15 @@ from typing import Any
 import snntorch as snn
 import torch
 import torch.nn.functional as F
-from snntorch import surrogate
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..energy import InputOps, OpCounts, count_ops
 from ..network import NetworkConfig, SpikingNet, check_input
+from ..neurons import _straight_through
 from ..trainer import cosine_schedule
 
-__all__ = ["BPTTConfig", "SnnTorchNet", "BaselineResult", "train_bptt", "evaluate_bptt"]
+__all__ = ["BPTTConfig", "SnnTorchNet", "BaselineResult", "sigmoid_surrogate", "train_bptt", "evaluate_bptt"]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -67,10 +67,25 @@ class BaselineResult:
     passes: int
 
 
+def sigmoid_surrogate(slope: float) -> Callable[[Tensor], Tensor]:
+    """Heaviside ``x > 0`` forward, ``d/dx sigmoid(slope * x)`` backward: snntorch's ``surrogate.sigmoid``.
+
+    snntorch 1.0.0 computes that derivative as ``slope * exp(-slope x) / (exp(-slope x) + 1)^2``,
+    which is NaN once ``slope * x < -88`` (``x < -17.7`` at slope 5; snntorch issue #427, fixed
+    after 1.0.0). BPTT at 32/64 channels drives membranes that far below threshold, and the NaN
+    then silenced the whole net. ``torch.sigmoid``'s own gradient saturates to zero instead.
+    """
+
+    def spike(x: Tensor) -> Tensor:
+        return _straight_through((x > 0).to(x.dtype), torch.sigmoid(slope * x))
+
+    return spike
+
+
 def _leaky(config: NetworkConfig) -> snn.Leaky:
     lif = config.lif
     return snn.Leaky(
-        beta=lif.beta, threshold=lif.threshold, spike_grad=surrogate.sigmoid(slope=lif.surrogate_slope),
+        beta=lif.beta, threshold=lif.threshold, spike_grad=sigmoid_surrogate(lif.surrogate_slope),
         reset_mechanism=lif.reset, reset_delay=False,
     )
 
