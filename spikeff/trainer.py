@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .distributed import DataParallel
 
 __all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "cosine_schedule", "evaluate", "fit_readout"]
+
+SILENT_RATE = 0.005  # mean spikes per neuron and step below which a layer counts as nearly silent
 
 Batch = tuple[Tensor, Tensor]
 
@@ -264,8 +267,22 @@ class LayerTrainer:
         self.stage, self._partial = 0, {}
         self.epoch += 1
         record["epoch"] = self.epoch
+        self._warn_silent(record)
         self.history.append(record)
         return record
+
+    def _warn_silent(self, record: dict[str, Any]) -> None:
+        """Warn the first epoch a layer's mean rate falls below ``SILENT_RATE``."""
+        for k in range(len(self.net.layers)):
+            key = f"layer{k + 1}/rate"
+            if record.get(key, 1.0) < SILENT_RATE and all(r.get(key, 1.0) >= SILENT_RATE for r in self.history):
+                warnings.warn(
+                    f"layer {k + 1} fired on {record[key]:.2%} of its neuron-steps in epoch {self.epoch}: nearly "
+                    "silent, so its ED loss and the layers above it get little signal. Rates fall with depth at "
+                    "the default init (a third pooled conv layer went silent on the digits); fewer layers or a "
+                    "lower threshold raise them",
+                    RuntimeWarning, stacklevel=2,
+                )
 
     def fit(
         self,

@@ -95,6 +95,17 @@ def test_nan_loss_names_layer_and_epoch():
         trainer.fit(tiny_batches(1))
 
 
+def test_nearly_silent_layer_warns_once():
+    net = tiny_net()
+    with torch.no_grad():
+        net.layers[1].synapse.bias.fill_(-100.0)  # layer 2 never reaches threshold
+    trainer = LayerTrainer(net, TrainConfig(epochs=2, trials=2), torch.Generator().manual_seed(0))
+    with pytest.warns(RuntimeWarning, match="layer 2 fired on 0.00%") as caught:
+        trainer.fit(tiny_batches(1))
+    assert len([w for w in caught if "nearly silent" in str(w.message)]) == 1
+    assert trainer.history[0]["layer1/rate"] >= 0.005  # layer 1 is active and not reported
+
+
 def test_readout_modes():
     z = torch.tensor([[[1.0, -3.0]], [[1.0, 1.0]]])  # (n=2, B=1, K=2)
     assert torch.equal(scores(z, "energy"), torch.tensor([[1.0, 5.0]]))
