@@ -14,7 +14,7 @@ Two heads:
   ``W s[t] + b``. Counts are non-negative, so ``E[z^2] = mean^2 + variance`` has no sign
   ambiguity, and the energy grows with both the rate and the trial-to-trial spread.
 
-Training feeds logits to cross-entropy: the energies ``E_k`` themselves in energy mode, so
+Training feeds :func:`scores` to cross-entropy as logits: the energies ``E_k`` themselves in energy mode, so
 that the class probabilities are ``softmax_k(E_k)`` (a Boltzmann distribution whose
 temperature the head learns through its scale), and ``mean_n z_k`` in average mode.
 Normalised energies (``log E_k`` as logits) were tried first and dropped: the gradient
@@ -77,8 +77,3 @@ class Readout(nn.Module):
         if self.kind == "linear":
             return self.fc(self.features(spikes))
         return self.spikes(spikes, lif, generator).sum(0)
-
-    @staticmethod
-    def logits(z: Tensor, mode: Mode) -> Tensor:
-        """Training logits for cross-entropy: the scores of ``mode`` (energies or mean outputs)."""
-        return scores(z, mode)

@@ -84,18 +84,23 @@ def _device_of(net: SpikingNet) -> torch.device:
     return next(net.parameters()).device
 
 
+def _step(opt: torch.optim.Optimizer, loss: Tensor, sync: DataParallel | None = None) -> None:
+    """One optimiser step on ``loss``; under ``sync`` the gradients are averaged over the ranks first."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if sync is not None:
+        sync.average_gradients(p for group in opt.param_groups for p in group["params"])
+    opt.step()
+
+
 def _head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tensor, trials: int,
                mode: Mode, generator: torch.Generator, sync: DataParallel | None = None) -> Tensor:
     z = net.head(top.detach(), net.config.lif, generator).unflatten(0, (trials, y.shape[0]))
     if sync is None:
-        loss = F.cross_entropy(net.head.logits(z, mode), y)
-    else:  # the mean over the global batch; gradients averaged over the ranks
-        loss = sync.mean(F.cross_entropy(net.head.logits(z, mode), y, reduction="sum"), y.shape[0])
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if sync is not None:
-        sync.average_gradients(net.head.parameters())
-    opt.step()
+        loss = F.cross_entropy(scores(z, mode), y)
+    else:  # the mean over the global batch
+        loss = sync.mean(F.cross_entropy(scores(z, mode), y, reduction="sum"), y.shape[0])
+    _step(opt, loss, sync)
     return loss.detach()
 
 
@@ -165,11 +170,7 @@ class LayerTrainer:
         counts = spike_counts(spikes, cfg.trials)
         loss, cons, div = ed_loss(counts, cfg.loss, y, self.projections[k],
                                   reduce=None if self.sync is None else self.sync.reduce)
-        self.layer_opts[k].zero_grad(set_to_none=True)
-        loss.backward()
-        if self.sync is not None:
-            self.sync.average_gradients(layer.parameters())
-        self.layer_opts[k].step()
+        _step(self.layer_opts[k], loss, self.sync)
         stats = {"loss": loss.detach(), "ed_consistency": cons.detach(), "ed_diversity": div.detach(),
                  "rate": spikes.detach().mean()}
         return spikes.detach(), stats
@@ -351,10 +352,8 @@ def fit_readout(
         total, n = 0.0, 0
         for idx in torch.randperm(targets.shape[0], generator=order_gen).split(batch_size):
             z = net.head.fc(features[:, idx].to(device, torch.float32))
-            loss = F.cross_entropy(net.head.logits(z, config.train_mode), targets[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = F.cross_entropy(scores(z, config.train_mode), targets[idx].to(device))
+            _step(opt, loss)
             sched.step()
             total, n = total + loss.detach(), n + 1
         losses.append(float(total) / n)

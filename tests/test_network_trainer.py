@@ -6,7 +6,7 @@ import torch
 from spikeff.ed import EDLossConfig
 from spikeff.network import NetworkConfig, SpikingNet, expand_trials, spike_counts
 from spikeff.neurons import LIFParams
-from spikeff.readout import Readout, scores
+from spikeff.readout import scores
 from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, cosine_schedule, evaluate
 
 
@@ -110,7 +110,7 @@ def test_readout_modes():
     z = torch.tensor([[[1.0, -3.0]], [[1.0, 1.0]]])  # (n=2, B=1, K=2)
     assert torch.equal(scores(z, "energy"), torch.tensor([[1.0, 5.0]]))
     assert torch.equal(scores(z, "average"), torch.tensor([[1.0, -1.0]]))
-    assert Readout.logits(z, "energy").argmax(1).item() == 1
+    assert scores(z, "energy").argmax(1).item() == 1
     with pytest.raises(ValueError, match="mode"):
         scores(z, "max")
     with pytest.raises(ValueError, match="trials, batch, classes"):
