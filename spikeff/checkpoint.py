@@ -1,11 +1,14 @@
 """Atomic checkpoints of a :class:`~spikeff.network.SpikingNet`, loadable with ``weights_only=True``.
 
 A checkpoint is a plain dict: ``{"format": "spikeff-model", "version", "network" (the
-architecture as plain types), "state_dict", "meta" (run details: dataset, time bins, ...)}``.
+architecture as plain types), "layer_lif" (each layer's neuron parameters: a quantised or
+NIR-imported net's layers carry their own), "state_dict", "meta" (run details: dataset,
+time bins, ...)}``. Files without ``layer_lif`` give every layer the config's.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import torch
 
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
+from .neurons import LIFParams
 
 __all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
@@ -30,6 +34,7 @@ def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | No
         "format": FORMAT,
         "version": VERSION,
         "network": net.config.to_dict(),
+        "layer_lif": [asdict(layer.lif) for layer in net.layers],
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "meta": meta or {},
     }
@@ -55,6 +60,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         net = SpikingNet(NetworkConfig.from_dict(payload["network"]))
         net.load_state_dict(payload["state_dict"])
+        layer_lif = payload.get("layer_lif")
+        if layer_lif is not None:
+            if len(layer_lif) != len(net.layers):
+                raise ValueError(f"{len(layer_lif)} layer_lif entries for {len(net.layers)} layers")
+            for layer, d in zip(net.layers, layer_lif):
+                layer.lif = LIFParams(**d)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its architecture: {e}") from e
     return net.to(map_location), dict(payload.get("meta", {}))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikeff.checkpoint import CheckpointError, save_checkpoint
+from spikeff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import LIFParams
 from spikeff.nir import (
@@ -193,6 +193,19 @@ def test_quantize_loihi(tmp_path):
     assert_active(q, x)
     assert_zero_mismatch(verify_nir(path, q, x))
     back = from_nir(path)
+    for a, b in zip(reference_outputs(q, x), reference_outputs(back, x)):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_keeps_per_layer_neurons(tmp_path):
+    q = make_net("lif", lif=LIFParams(beta=0.9, threshold=1.0))
+    for i, layer in enumerate(q.layers):  # as a quantised or imported net's layers may
+        layer.lif = LIFParams(beta=0.8 + 0.05 * i, threshold=0.7 + 0.2 * i)
+    save_checkpoint(tmp_path / "q.pt", q)
+    back, _ = load_checkpoint(tmp_path / "q.pt")
+    assert [layer.lif for layer in back.layers] == [layer.lif for layer in q.layers]
+    assert back.config == q.config
+    x = random_spikes(q, t=15)
     for a, b in zip(reference_outputs(q, x), reference_outputs(back, x)):
         assert torch.equal(a, b)
 
