@@ -11,11 +11,13 @@ import argparse
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataError, describe, load_splits, make_loader
@@ -245,9 +247,28 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_warnings(show: Any) -> Any:
+    """spikeff's own warnings as one ``spikeff: warning:`` line that leaves progress bars intact."""
+    package = str(Path(__file__).parent)
+
+    def showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    file: Any = None, line: str | None = None) -> None:
+        if not str(filename).startswith(package):
+            return show(message, category, filename, lineno, file, line)
+        tqdm.write(f"spikeff: warning: {message}", file=sys.stderr)
+
+    return showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warnings(warnings.showwarning)
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         if args.command == "train":
             try:

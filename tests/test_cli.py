@@ -48,6 +48,17 @@ def test_eval_reproduces_training_metrics(run_dir, capsys):
     assert " ".join(f"{acc[m]:.4f}" for m in ("energy", "average", "deterministic")) in " ".join(printed.split())
 
 
+def test_silent_layer_is_one_warning_line(run_dir, tmp_path, capsys):
+    root, _ = run_dir
+    argv = ["train", "--dataset", "digits", "--cache-dir", str(root / "cache"), "--out", str(tmp_path / "run"),
+            *TINY, "--threshold", "50", "--no-control"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "spikeff: warning: layer 1 fired on 0.00% of its neuron-steps in epoch 1" in err
+    assert "RuntimeWarning" not in err
+
+
 def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
