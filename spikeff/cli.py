@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +247,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_warnings(show: Any) -> Any:
+def _show_warnings(show: Callable[..., None]) -> Callable[..., None]:
     """spikeff's own warnings as one ``spikeff: warning:`` line that leaves progress bars intact."""
     package = str(Path(__file__).parent)
 

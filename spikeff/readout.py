@@ -14,9 +14,9 @@ Two heads:
   ``W s[t] + b``. Counts are non-negative, so ``E[z^2] = mean^2 + variance`` has no sign
   ambiguity, and the energy grows with both the rate and the trial-to-trial spread.
 
-Training feeds :func:`scores` to cross-entropy as logits: the energies ``E_k`` themselves in energy mode, so
-that the class probabilities are ``softmax_k(E_k)`` (a Boltzmann distribution whose
-temperature the head learns through its scale), and ``mean_n z_k`` in average mode.
+Training feeds :func:`scores` to cross-entropy as logits: the energies ``E_k`` themselves in
+energy mode, so that the class probabilities are ``softmax_k(E_k)`` (a Boltzmann distribution
+whose temperature the head learns through its scale), and ``mean_n z_k`` in average mode.
 Normalised energies (``log E_k`` as logits) were tried first and dropped: the gradient
 ``2 z / (z^2 + eps)`` explodes as outputs approach zero, a linear head fitted that way
 collapsed to 20-50 % on some trained networks, and a spiking head fell silent (every

@@ -5,8 +5,9 @@ Every layer is the ``Conv2d -> AvgPool2d -> snntorch.Leaky`` (or ``Linear -> Lea
 as a :class:`~spikeff.network.SpikingNet` built from the same generator. The neurons are
 deterministic (snntorch's ``Leaky`` with ``reset_delay=False`` is exactly spikeff's LIF at
 ``delta = sigma = 0``; the escape noise is not used) with a sigmoid surrogate of the same
-slope (:func:`sigmoid_surrogate`: snntorch's, without its overflow). The head is the config's: a linear readout of the top layer's spike rates (``z`` are
-the logits), or a spiking ``Leaky`` layer whose spike counts are the logits. The loss is
+slope (:func:`sigmoid_surrogate`: snntorch's, without its overflow). The head is the
+config's: a linear readout of the top layer's spike rates (``z`` are the logits), or a
+spiking ``Leaky`` layer whose spike counts are the logits. The loss is
 cross-entropy on these rate-coded outputs, backpropagated through all layers and time.
 
 The synaptic op of a layer runs on all time bins in one call (it has no state); only the
