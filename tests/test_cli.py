@@ -55,7 +55,7 @@ def test_silent_layer_is_one_warning_line(run_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "spikeff: warning: layer 1 fired on 0.00% of its neuron-steps in epoch 1" in err
+    assert "spikeff: warning: layer 1 is nearly silent in epoch 1: 0.0 spikes per input" in err
     assert "RuntimeWarning" not in err
 
 

@@ -100,10 +100,18 @@ def test_nearly_silent_layer_warns_once():
     with torch.no_grad():
         net.layers[1].synapse.bias.fill_(-100.0)  # layer 2 never reaches threshold
     trainer = LayerTrainer(net, TrainConfig(epochs=2, trials=2), torch.Generator().manual_seed(0))
-    with pytest.warns(RuntimeWarning, match="layer 2 fired on 0.00%") as caught:
+    with pytest.warns(RuntimeWarning, match=r"layer 2 is nearly silent in epoch 1: 0\.0 spikes") as caught:
         trainer.fit(tiny_batches(1))
-    assert len([w for w in caught if "nearly silent" in str(w.message)]) == 1
+    assert len([w for w in caught if "nearly silent" in str(w.message)]) == 1  # once, though both epochs were
     assert trainer.history[0]["layer1/rate"] >= 0.005  # layer 1 is active and not reported
+
+
+def test_sparse_but_large_layer_is_not_silent(recwarn):
+    trainer = LayerTrainer(tiny_net(), TrainConfig(), torch.Generator().manual_seed(0))
+    trainer.epoch = 1
+    trainer._warn_silent({"layer1/rate": 0.004, "layer1/spikes_per_bin": 33.0, "layer2/rate": 0.5,
+                          "layer2/spikes_per_bin": 3.0})
+    assert not [w for w in recwarn if "nearly silent" in str(w.message)]
 
 
 def test_readout_modes():
