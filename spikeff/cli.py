@@ -200,7 +200,12 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         parallel=ctx, checkpoint_seconds=60.0 * args.checkpoint_minutes,
     )
     if not ctx.is_main:
-        return 0
+        # A worker is done once it has left the group. Its interpreter shutdown was seen to abort
+        # in gloo's threads (SIGABRT, "terminate called without an active exception": twice in
+        # 2-process CI runs, after every rank had left the group), so it skips that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     meta = {
         "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
         "limit": args.limit, "val_fraction": args.val_fraction, "seed": args.seed, "trials": args.trials,
