@@ -174,8 +174,9 @@ class LayerTrainer:
         loss, cons, div = ed_loss(counts, cfg.loss, y, self.projections[k],
                                   reduce=None if self.sync is None else self.sync.reduce)
         _step(self.layer_opts[k], loss, self.sync)
+        rate = spikes.detach().mean()
         stats = {"loss": loss.detach(), "ed_consistency": cons.detach(), "ed_diversity": div.detach(),
-                 "rate": spikes.detach().mean(), "spikes_per_bin": spikes.detach().flatten(2).sum(2).mean()}
+                 "rate": rate, "spikes_per_bin": rate * spikes[0, 0].numel()}
         return spikes.detach(), stats
 
     def _check_finite(self, losses: dict[int, Tensor]) -> None:
