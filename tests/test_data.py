@@ -229,6 +229,28 @@ def test_missing_directory_names_layout_and_download(tmp_path, cache):
         load_splits("cifar", tmp_path, cache_dir=cache)
 
 
+def test_download_goes_through_tonic_and_its_failure_is_a_clear_error(tmp_path, cache, monkeypatch, capsys):
+    calls = []
+
+    class FakeNMNIST:  # stands in for tonic's class: "downloads" by writing its layout, or fails offline
+        dtype = tonic.datasets.NMNIST.dtype
+        online = False
+
+        def __init__(self, save_to, train):
+            if not self.online:
+                raise ConnectionError("no route to host")
+            calls.append(train)
+            write_nmnist(Path(save_to), n_per_class=3, split="Train" if train else "Test")
+
+    monkeypatch.setattr(tonic.datasets, "NMNIST", FakeNMNIST)
+    with pytest.raises(DataError, match=r"downloading N-MNIST into .*NMNIST failed: ConnectionError"):
+        load_splits("nmnist", tmp_path / "empty", cache_dir=cache, download=True)
+    FakeNMNIST.online = True
+    s = load_splits("nmnist", tmp_path / "fresh", cache_dir=cache, download=True)
+    assert calls == [True, False] and (len(s.train), len(s.test)) == (6, 6)
+    assert "downloading N-MNIST with tonic" in capsys.readouterr().err
+
+
 def test_empty_and_truncated_files_are_skipped_with_warning_and_counted(fake_nmnist, cache):
     d = fake_nmnist / "NMNIST" / "Train" / "0"
     (d / "empty.bin").write_bytes(b"")

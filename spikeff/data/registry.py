@@ -168,21 +168,30 @@ def _download(spec: DatasetSpec, root: Path, constructor: Callable[[bool], objec
             ) from exc
 
 
+def _split_dirs(
+    spec: DatasetSpec, root: Path, folders: dict[str, str], download: bool,
+    constructor: Callable[[bool], object], size_note: str,
+) -> dict[str, Path]:
+    """The split folders that exist under ``root / spec.folder``, downloading first if none do and ``download``."""
+    base = root / spec.folder
+
+    def present() -> dict[str, Path]:
+        return {s: base / f for s, f in folders.items() if (base / f).is_dir()}
+
+    if not present() and download:
+        _download(spec, root, constructor, size_note)
+    return present()
+
+
 class NMNISTSource(Source):
     """``<root>/NMNIST/{Train,Test}/<digit>/*.bin``; a partial copy or one split is fine."""
 
     def __init__(self, spec: DatasetSpec, root: Path, download: bool) -> None:
         base = root / spec.folder
         self.split_folders = {"train": "Train", "test": "Test"}
-        present = {s: base / f for s, f in self.split_folders.items() if (base / f).is_dir()}
-        if not present and download:
-            _download(
-                spec,
-                root,
-                lambda train: tonic.datasets.NMNIST(save_to=str(root), train=train),
-                "train.zip + test.zip, about 1.2 GB extracted",
-            )
-            present = {s: base / f for s, f in self.split_folders.items() if (base / f).is_dir()}
+        present = _split_dirs(spec, root, self.split_folders, download,
+                              lambda train: tonic.datasets.NMNIST(save_to=str(root), train=train),
+                              "train.zip + test.zip, about 1.2 GB extracted")
         if not present:
             raise DataError(
                 f"N-MNIST not found: expected {base}/Train/<digit>/*.bin (and optionally {base}/Test/<digit>/*.bin), "
@@ -237,15 +246,9 @@ class DVSGestureSource(Source):
     def __init__(self, spec: DatasetSpec, root: Path, download: bool) -> None:
         base = root / spec.folder
         self.split_folders = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
-        present = {s: base / f for s, f in self.split_folders.items() if (base / f).is_dir()}
-        if not present and download:
-            _download(
-                spec,
-                root,
-                lambda train: tonic.datasets.DVSGesture(save_to=str(root), train=train),
-                "tonic's preprocessed ibmGestureTrain.tar.gz + ibmGestureTest.tar.gz, a few GB extracted",
-            )
-            present = {s: base / f for s, f in self.split_folders.items() if (base / f).is_dir()}
+        present = _split_dirs(spec, root, self.split_folders, download,
+                              lambda train: tonic.datasets.DVSGesture(save_to=str(root), train=train),
+                              "tonic's preprocessed ibmGestureTrain.tar.gz + ibmGestureTest.tar.gz, a few GB extracted")
         if not present:
             raise DataError(
                 f"DVS Gesture not found: expected {base}/ibmGestureTrain/user<NN>_<lighting>/<label>.npy and/or "
