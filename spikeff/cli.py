@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--readout-epochs", type=int, default=TrainConfig.readout_epochs,
                    help="head-only epochs after layer training (cached features; cheap for the linear head)")
     t.add_argument("--trials", type=int, default=TrainConfig.trials, help="noisy trials per input (n)")
+    t.add_argument("--eval-trials", type=int, default=None,
+                   help="trials per test input (default: --trials); more give a less noisy energy estimate")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=TrainConfig.lr)
     t.add_argument("--head-lr", type=float, default=TrainConfig.head_lr)
@@ -197,7 +199,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         splits, net_cfg, train_cfg, seed=args.seed, device=device, batch_size=args.batch_size,
         control=not args.no_control, num_workers=args.num_workers, on_epoch=report if ctx.is_main else None,
         state_path=out / STATE_FILE, resume=resume, state_meta={"argv": list(argv), "out": str(out)},
-        parallel=ctx, checkpoint_seconds=60.0 * args.checkpoint_minutes,
+        parallel=ctx, checkpoint_seconds=60.0 * args.checkpoint_minutes, eval_trials=args.eval_trials,
     )
     if not ctx.is_main:
         # A worker is done once it has left the group. Its interpreter shutdown was seen to abort
@@ -209,7 +211,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     meta = {
         "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
         "limit": args.limit, "val_fraction": args.val_fraction, "seed": args.seed, "trials": args.trials,
-        "test_accuracy": run.metrics["test_accuracy"],
+        "eval_trials": run.metrics["eval_trials"], "test_accuracy": run.metrics["test_accuracy"],
     }
     save_checkpoint(out / "model.pt", run.net, meta)
     metrics = {**run.metrics, "history": run.history}
@@ -218,7 +220,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     rows = {"trained": run.metrics["test_accuracy"]}
     if "control_accuracy" in run.metrics:
         rows["control"] = run.metrics["control_accuracy"]
-    print(f"\n{splits.test_name} accuracy ({len(splits.test)} samples, {train_cfg.trials} trials):")
+    print(f"\n{splits.test_name} accuracy ({len(splits.test)} samples, {run.metrics['eval_trials']} trials):")
     print(_accuracy_table(rows))
     print(f"\nwrote {out / 'metrics.json'} and {out / 'model.pt'} ({run.metrics['train_seconds']:.1f}s training)")
     return 0
@@ -236,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if tuple(splits.frame_shape) != tuple(net.config.input_shape):
         raise DataError(f"the data give frames {splits.frame_shape}, the model expects {net.config.input_shape}")
-    trials = args.trials or meta.get("trials", 8)
+    trials = args.trials or meta.get("eval_trials", meta.get("trials", 8))
     seed = meta.get("seed", 0) if args.seed is None else args.seed
     loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
     res = evaluate(net, loader, trials, seeded_generators(seed, device)["eval"])

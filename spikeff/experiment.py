@@ -142,6 +142,8 @@ def train_and_evaluate(
     """
     if checkpoint_seconds is not None and not checkpoint_seconds >= 0:  # also rejects NaN
         raise ValueError(f"checkpoint_seconds must be >= 0 (0 or None: no timed saves), got {checkpoint_seconds}")
+    if eval_trials is not None and eval_trials < 1:
+        raise ValueError(f"eval_trials must be >= 1, got {eval_trials}")
     device = torch.device(device)
     ctx = parallel or DistContext(0, 1, device)
     gens = seeded_generators(seed, device)
@@ -154,7 +156,7 @@ def train_and_evaluate(
     initial = copy.deepcopy(net.state_dict())
     train_loader = make_loader(splits.train, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     test_loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed, num_workers=num_workers)
-    trials = eval_trials or train_config.trials
+    trials = eval_trials if eval_trials is not None else train_config.trials
 
     trainer = LayerTrainer(net, train_config, gens["train"], sync)
     if ctx.rank > 0:  # after the trainer drew its projections, identical on all ranks

@@ -59,6 +59,22 @@ def test_silent_layer_is_one_warning_line(run_dir, tmp_path, capsys):
     assert "RuntimeWarning" not in err
 
 
+def test_eval_trials_apply_to_test_and_are_kept_for_eval(run_dir, tmp_path, capsys):
+    root, _ = run_dir
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--cache-dir", str(root / "cache"), "--out", str(out), *TINY, "--no-control"]
+    assert main([*argv, "--eval-trials", "0"]) == 2
+    assert "eval_trials must be >= 1" in capsys.readouterr().err
+    assert main([*argv, "--eval-trials", "3"]) == 0
+    assert "samples, 3 trials)" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["trials"] == 2 and metrics["eval_trials"] == 3
+    assert main(["eval", str(out / "model.pt"), "--cache-dir", str(root / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "3 trials" in printed
+    assert " ".join(f"{metrics['test_accuracy'][m]:.4f}" for m in ("energy", "average")) in " ".join(printed.split())
+
+
 def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
