@@ -238,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if tuple(splits.frame_shape) != tuple(net.config.input_shape):
         raise DataError(f"the data give frames {splits.frame_shape}, the model expects {net.config.input_shape}")
-    trials = args.trials or meta.get("eval_trials", meta.get("trials", 8))
+    trials = args.trials if args.trials is not None else meta.get("eval_trials", meta.get("trials", 8))
     seed = meta.get("seed", 0) if args.seed is None else args.seed
     loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
     res = evaluate(net, loader, trials, seeded_generators(seed, device)["eval"])

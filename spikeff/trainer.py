@@ -374,6 +374,8 @@ def evaluate(
     modes: tuple[Mode, ...] = MODES,
 ) -> dict[str, Any]:
     """Accuracy in each readout mode, and the mean spike rate per layer (stochastic trials)."""
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1 for evaluation, got {trials}")
     net.eval()
     device = _device_of(net)
     correct = {m: 0 for m in modes}

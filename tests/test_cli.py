@@ -73,6 +73,8 @@ def test_eval_trials_apply_to_test_and_are_kept_for_eval(run_dir, tmp_path, caps
     printed = capsys.readouterr().out
     assert "3 trials" in printed
     assert " ".join(f"{metrics['test_accuracy'][m]:.4f}" for m in ("energy", "average")) in " ".join(printed.split())
+    assert main(["eval", str(out / "model.pt"), "--cache-dir", str(root / "cache"), "--trials", "0"]) == 2
+    assert "trials must be >= 1" in capsys.readouterr().err
 
 
 def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
