@@ -131,8 +131,10 @@ def lif_scan(
     if state is None:
         state = LIFState(torch.zeros_like(currents[0], dtype=state_dtype(currents.dtype)))
     out = []
-    for t in range(currents.shape[0]):
-        s, state = lif_step(currents[t], state, p, generator)
+    # unbind, not currents[t]: indexing's backward writes each step's gradient into a zeroed
+    # tensor of the full (T, ...) size, T times over; unbind's stacks them once.
+    for current in currents.unbind(0):
+        s, state = lif_step(current, state, p, generator)
         out.append(s)
     return torch.stack(out), state
 
