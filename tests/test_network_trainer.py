@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from spikeff.ed import EDLossConfig
-from spikeff.network import NetworkConfig, SpikingNet, expand_trials, spike_counts
+from spikeff.network import NetworkConfig, SpikingNet, expand_trials, spike_counts, synapse_pool
 from spikeff.neurons import LIFParams
 from spikeff.readout import scores
 from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, cosine_schedule, evaluate
@@ -173,3 +173,32 @@ def test_cosine_schedule_decays_to_zero():
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     cosine_schedule(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 0)  # no division by zero
+
+
+@pytest.mark.parametrize("k, p, size, pad, bias", [(3, 2, 17, 1, True), (5, 2, 12, 2, False), (3, 3, 10, 1, True), (3, 2, 9, 0, True)])
+def test_pooled_conv_equals_conv_then_avgpool(k, p, size, pad, bias):
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, k, padding=pad, bias=bias)
+    with torch.no_grad():
+        for prm in conv.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=g))
+    x = torch.randn(5, 3, size, size, generator=g, requires_grad=True)
+    pool = torch.nn.AvgPool2d(p)
+    ref, fast = pool(conv(x)), synapse_pool(x, conv, pool)
+    assert fast.shape == ref.shape
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    w = torch.randn(ref.shape, generator=g)
+    grads_ref = torch.autograd.grad((ref * w).sum(), [x, *conv.parameters()])
+    grads_fast = torch.autograd.grad((fast * w).sum(), [x, *conv.parameters()])
+    for a, b in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_synapse_pool_falls_back_where_the_pool_is_not_a_box():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    for synapse, pool in [(conv, torch.nn.MaxPool2d(2)), (conv, torch.nn.AvgPool2d(3, stride=2)),
+                          (torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.AvgPool2d(2)), (conv, None)]:
+        ref = synapse(x) if pool is None else pool(synapse(x))
+        assert torch.equal(synapse_pool(x, synapse, pool), ref)

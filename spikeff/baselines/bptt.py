@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..energy import InputOps, OpCounts, count_ops
-from ..network import NetworkConfig, SpikingNet, check_input
+from ..network import NetworkConfig, SpikingNet, check_input, synapse_pool
 from ..neurons import _straight_through
 from ..trainer import cosine_schedule
 
@@ -121,7 +121,7 @@ class SnnTorchNet(nn.Module):
         h, spikes = x, []
         for syn, pool, neuron in zip(self.synapses, self.pools, self.neurons):
             inp = h.flatten(2) if isinstance(syn, nn.Linear) else h
-            cur = pool(syn(inp.flatten(0, 1))).unflatten(0, (t, b))
+            cur = synapse_pool(inp.flatten(0, 1), syn, pool).unflatten(0, (t, b))
             h = run_leaky(neuron, cur)
             spikes.append(h)
         if self.head_neurons is None:
