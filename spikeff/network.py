@@ -46,7 +46,7 @@ class NetworkConfig:
 
     input_shape: tuple[int, int, int]
     n_classes: int
-    conv_channels: tuple[int, ...] = (32, 64)
+    conv_channels: tuple[int, ...] = (64, 128)
     hidden: tuple[int, ...] = ()
     kernel_size: int = 3
     pool: int = 2
