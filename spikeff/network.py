@@ -15,7 +15,8 @@ scan (``"eager"``: the reference :func:`~spikeff.neurons.lif_scan`; ``"compiled"
 :class:`~spikeff.neurons.CompiledLIFScan` shared by the net, same noise and spikes), and
 ``precision="bf16"`` runs the layers' synaptic ops (conv, linear) under bfloat16 autocast
 while the membrane, the noise comparison, the spikes and the loss stay float32. The
-readout head always runs in float32.
+readout head always runs in float32. A conv and its avg-pool always run as one strided conv
+(:func:`synapse_pool`; same currents up to rounding).
 """
 
 from __future__ import annotations

@@ -95,8 +95,8 @@ def run_leaky(neuron: snn.Leaky, currents: Tensor) -> Tensor:
     """Run an snntorch ``Leaky`` over time-first currents ``(T, N, ...)`` from rest; spikes ``(T, N, ...)``."""
     mem = torch.zeros_like(currents[0])
     out = []
-    for t in range(currents.shape[0]):
-        spk, mem = neuron(currents[t], mem)
+    for current in currents.unbind(0):  # as spikeff's scan (see lif_scan): no zero-filled gradient per step
+        spk, mem = neuron(current, mem)
         out.append(spk)
     return torch.stack(out)
 
