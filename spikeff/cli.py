@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=TrainConfig.lr)
     t.add_argument("--head-lr", type=float, default=TrainConfig.head_lr)
     t.add_argument("--schedule", choices=("greedy", "simultaneous"), default=TrainConfig.schedule)
-    t.add_argument("--channels", type=_ints, default=NetworkConfig.conv_channels, help="conv channels per layer (default: 64,128)")
+    t.add_argument("--channels", type=_ints, default=NetworkConfig.conv_channels, help=f"conv channels per layer (default: {','.join(map(str, NetworkConfig.conv_channels))})")
     t.add_argument("--hidden", type=_ints, default=(), help="fully connected layer sizes after the convs")
     t.add_argument("--beta", type=float, default=LIFParams.beta)
     t.add_argument("--threshold", type=float, default=LIFParams.threshold)
