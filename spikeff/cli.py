@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=TrainConfig.lr)
     t.add_argument("--head-lr", type=float, default=TrainConfig.head_lr)
     t.add_argument("--schedule", choices=("greedy", "simultaneous"), default=TrainConfig.schedule)
-    t.add_argument("--channels", type=_ints, default=NetworkConfig.conv_channels, help=f"conv channels per layer (default: {','.join(map(str, NetworkConfig.conv_channels))})")
+    t.add_argument("--channels", type=_ints, default=NetworkConfig.conv_channels,
+                   help=f"conv channels per layer (default: {','.join(map(str, NetworkConfig.conv_channels))})")
     t.add_argument("--hidden", type=_ints, default=(), help="fully connected layer sizes after the convs")
     t.add_argument("--beta", type=float, default=LIFParams.beta)
     t.add_argument("--threshold", type=float, default=LIFParams.threshold)
@@ -238,7 +239,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if tuple(splits.frame_shape) != tuple(net.config.input_shape):
         raise DataError(f"the data give frames {splits.frame_shape}, the model expects {net.config.input_shape}")
-    trials = args.trials if args.trials is not None else meta.get("eval_trials", meta.get("trials", 8))
+    trials = args.trials if args.trials is not None else meta.get("eval_trials", meta.get("trials", TrainConfig.trials))
     seed = meta.get("seed", 0) if args.seed is None else args.seed
     loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
     res = evaluate(net, loader, trials, seeded_generators(seed, device)["eval"])

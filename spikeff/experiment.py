@@ -142,7 +142,7 @@ def train_and_evaluate(
     """
     if checkpoint_seconds is not None and not checkpoint_seconds >= 0:  # also rejects NaN
         raise ValueError(f"checkpoint_seconds must be >= 0 (0 or None: no timed saves), got {checkpoint_seconds}")
-    if eval_trials is not None and eval_trials < 1:
+    if eval_trials is not None and eval_trials < 1:  # evaluate() checks too, but only after training
         raise ValueError(f"eval_trials must be >= 1, got {eval_trials}")
     device = torch.device(device)
     ctx = parallel or DistContext(0, 1, device)

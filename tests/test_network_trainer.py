@@ -175,7 +175,8 @@ def test_cosine_schedule_decays_to_zero():
     cosine_schedule(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 0)  # no division by zero
 
 
-@pytest.mark.parametrize("k, p, size, pad, bias", [(3, 2, 17, 1, True), (5, 2, 12, 2, False), (3, 3, 10, 1, True), (3, 2, 9, 0, True)])
+@pytest.mark.parametrize("k, p, size, pad, bias",
+                         [(3, 2, 17, 1, True), (5, 2, 12, 2, False), (3, 3, 10, 1, True), (3, 2, 9, 0, True)])
 def test_pooled_conv_equals_conv_then_avgpool(k, p, size, pad, bias):
     g = torch.Generator().manual_seed(0)
     conv = torch.nn.Conv2d(3, 4, k, padding=pad, bias=bias)

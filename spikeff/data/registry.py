@@ -178,9 +178,11 @@ def _split_dirs(
     def present() -> dict[str, Path]:
         return {s: base / f for s, f in folders.items() if (base / f).is_dir()}
 
-    if not present() and download:
+    found = present()
+    if not found and download:
         _download(spec, root, constructor, size_note)
-    return present()
+        found = present()
+    return found
 
 
 class NMNISTSource(Source):
