@@ -49,6 +49,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, default=None, help="dvsgesture: 32 or 64")
     p.add_argument("--limit", type=int, default=None, help="at most this many samples per split")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of Train when there is no Test split")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of that held-out share and of --limit; fixed, independent of --seed")
     p.add_argument("--download", action="store_true", help="download a missing dataset with tonic")
 
 
@@ -132,9 +134,9 @@ def _writable_dir(path: Path) -> Path:
     return path
 
 
-def _splits(args: argparse.Namespace, **kw: Any):
+def _splits(args: argparse.Namespace):
     return load_splits(
-        args.dataset, args.data_dir, n_time_bins=args.time_bins, seed=kw.get("seed", 0),
+        args.dataset, args.data_dir, n_time_bins=args.time_bins, seed=args.split_seed,
         val_fraction=args.val_fraction, cache_dir=args.cache_dir, download=args.download,
         limit=args.limit, resolution=args.resolution,
     )
@@ -181,7 +183,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     if not ctx.is_main:
         barrier(ctx)  # rank 0 downloads and caches the data first
-    splits = _splits(args, seed=args.seed)
+    splits = _splits(args)
     if ctx.is_main:
         barrier(ctx)
         print(splits.summary(), flush=True)
@@ -211,7 +213,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         os._exit(0)
     meta = {
         "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
-        "limit": args.limit, "val_fraction": args.val_fraction, "seed": args.seed, "trials": args.trials,
+        "limit": args.limit, "val_fraction": args.val_fraction, "split_seed": args.split_seed, "seed": args.seed, "trials": args.trials,
         "eval_trials": run.metrics["eval_trials"], "test_accuracy": run.metrics["test_accuracy"],
     }
     save_checkpoint(out / "model.pt", run.net, meta)
@@ -233,7 +235,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "dataset" not in meta:
         raise CheckpointError(f"{args.model} has no dataset in its metadata; it was not written by `spikeff train`")
     splits = load_splits(
-        meta["dataset"], args.data_dir, n_time_bins=meta.get("time_bins"), seed=meta.get("seed", 0),
+        meta["dataset"], args.data_dir, n_time_bins=meta.get("time_bins"),
+        seed=meta.get("split_seed", meta.get("seed", 0)),  # checkpoints before --split-seed split by the run seed
         val_fraction=meta.get("val_fraction", 0.2), cache_dir=args.cache_dir, limit=meta.get("limit"),
         resolution=meta.get("resolution"),
     )
@@ -250,7 +253,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     print(describe(args.dataset, args.data_dir, cache_dir=args.cache_dir, n_time_bins=args.time_bins,
-                   val_fraction=args.val_fraction, limit=args.limit, resolution=args.resolution,
+                   seed=args.split_seed, val_fraction=args.val_fraction, limit=args.limit, resolution=args.resolution,
                    download=args.download))
     return 0
 
