@@ -4,7 +4,9 @@ A cache entry is ``<cache_dir>/<dataset>/<split>-<kind>-<key16>.json`` plus its 
 The key hashes the cache format version, the dataset, every transform's parameters, T and the
 identity (path, size, mtime) of every sample, so changed parameters or data never hit a stale
 entry; the JSON (written last, atomically) repeats version and full key and is checked on load,
-so an entry from an older version or a different build is rebuilt, never reused.
+so an entry from an older version or a different build is rebuilt, never reused. It also records
+each array's dtype, shape and SHA-256: an array that no longer matches (overwritten bytes, another
+dtype or shape behind a valid header) is rebuilt with a warning, never used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from ..fileio import atomic_write
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: dtype, shape and checksum of every array
 IN_MEMORY_LIMIT_BYTES = 2 * 2**30  # larger caches are memory-mapped instead of read into RAM
 
 
@@ -96,11 +98,44 @@ class CacheEntry:
                 f"{self.directory / self.stem}.*: unreadable cache ({exc}); rebuilding", stacklevel=3
             )
             return None
+        for n, a in arrays.items():
+            why = _mismatch(a, meta.get("arrays", {}).get(n))
+            if why is not None:
+                warnings.warn(f"{self.array_path(n)}: cache does not match its record ({why}); rebuilding",
+                              stacklevel=3)
+                return None
         return arrays, meta
 
     def save(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        """Write every array, then the metadata, each via a temp file + ``os.replace``."""
-        for name, arr in arrays.items():
-            atomic_write(self.array_path(name), lambda f, a=arr: np.save(f, a, allow_pickle=False))
-        meta = {**meta, "format_version": CACHE_FORMAT_VERSION, "key": self.key}
-        atomic_write(self.meta_path, lambda f: f.write(json.dumps(meta).encode()))
+        """Write every array, then the metadata, each via a temp file + ``os.replace``.
+
+        On failure (``OSError`` naming the file and cause) the arrays written so far are removed.
+        """
+        try:
+            for name, arr in arrays.items():
+                atomic_write(self.array_path(name), lambda f, a=arr: np.save(f, a, allow_pickle=False))
+            record = {n: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _digest(a)} for n, a in arrays.items()}
+            meta = {**meta, "format_version": CACHE_FORMAT_VERSION, "key": self.key, "arrays": record}
+            atomic_write(self.meta_path, lambda f: f.write(json.dumps(meta).encode()))
+        except OSError:
+            for name in arrays:
+                self.array_path(name).unlink(missing_ok=True)
+            raise
+
+
+def _digest(a: np.ndarray) -> str:
+    """SHA-256 of an array's bytes (C order), read in place (a memory-mapped array is not copied)."""
+    return hashlib.sha256(np.ascontiguousarray(a).reshape(-1).view(np.uint8)).hexdigest()
+
+
+def _mismatch(a: np.ndarray, record: dict[str, Any] | None) -> str | None:
+    """Why ``a`` is not the array that ``record`` describes, or ``None`` when it is."""
+    if record is None:
+        return "no record of this array"
+    if a.dtype.str != record["dtype"]:
+        return f"dtype {a.dtype.str}, recorded {record['dtype']}"
+    if list(a.shape) != list(record["shape"]):
+        return f"shape {tuple(a.shape)}, recorded {tuple(record['shape'])}"
+    if _digest(a) != record["sha256"]:
+        return "checksum differs: the file was changed"
+    return None

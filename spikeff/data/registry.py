@@ -30,12 +30,14 @@ DIGIT_CLASSES = tuple(tonic.datasets.NMNIST.classes)
 
 @dataclass(frozen=True)
 class Sample:
-    """One sample: ``key`` identifies its content for the cache (path, size, mtime)."""
+    """One sample: ``key`` identifies its content for the cache (path, size, mtime); ``ident`` is
+    its identity in a run's data manifest (path relative to ``data_dir`` and size: copies match)."""
 
     key: str
     label: int
     path: Path | None = None
     index: int = -1  # generated samples (digits)
+    ident: str = ""
 
     @property
     def name(self) -> str:
@@ -132,9 +134,10 @@ class DatasetSpec:
 # ----------------------------------------------------------------------------- file sources
 
 
-def _file_key(path: Path, root: Path) -> str:
+def _file_sample(path: Path, root: Path, label: int) -> Sample:
     st = path.stat()
-    return f"{path.relative_to(root).as_posix()}:{st.st_size}:{st.st_mtime_ns}"
+    ident = f"{path.relative_to(root).as_posix()}:{st.st_size}"
+    return Sample(key=f"{ident}:{st.st_mtime_ns}", label=label, path=path, ident=ident)
 
 
 def _visible(p: Path) -> bool:
@@ -153,6 +156,24 @@ def _check_bounds(events: np.ndarray, sensor: tuple[int, int, int], path: Path) 
             f"{path}: {int(bad.sum())} events outside the {w}x{h}x2 sensor "
             f"(first: x={int(x[i])}, y={int(y[i])}, p={int(p[i])}); expected 0<=x<{w}, 0<=y<{h}, p in {{0,1}}"
         )
+
+
+MAX_CLIP_MS = 3_600_000  # an hour: later timestamps in a ~1.5 s clip are a wrapped or corrupt counter
+
+
+def _check_times(t_ms: np.ndarray, window_us: int | None) -> None:
+    """Refuse timestamps that cannot be right: they would give all-zero frames without a word."""
+    if len(t_ms) == 0:
+        return
+    lo, hi = int(t_ms.min()), int(t_ms.max())
+    if lo < 0:
+        raise BadSample(f"{int((t_ms < 0).sum())} events with negative timestamps (min {lo} ms); "
+                        "a wrapped or corrupt time counter")
+    if hi > MAX_CLIP_MS:
+        raise BadSample(f"timestamps up to {hi} ms (over an hour in a clip); a wrapped or corrupt time counter")
+    if window_us is not None and lo * 1000 >= window_us:
+        raise BadSample(f"no event in the {window_us / 1e6:g} s window (timestamps {lo}-{hi} ms); "
+                        "the clip would give all-zero frames")
 
 
 def _download(spec: DatasetSpec, root: Path, constructor: Callable[[bool], object], size_note: str) -> None:
@@ -218,7 +239,7 @@ class NMNISTSource(Source):
             label = int(label_dir.name)
             for f in sorted(label_dir.glob("*.bin")):
                 if f.is_file():
-                    samples.append(Sample(key=_file_key(f, root), label=label, path=f))
+                    samples.append(_file_sample(f, root, label))
         if not samples:
             raise DataError(f"{split_dir}: no .bin files found; expected {split_dir}/<digit>/*.bin")
         return samples
@@ -276,7 +297,7 @@ class DVSGestureSource(Source):
             for f in sorted(user_dir.glob("*.npy")):
                 if not re.fullmatch(r"\d+", f.stem) or int(f.stem) >= n_classes:
                     raise DataError(f"{f}: expected a file named <label>.npy with label 0-{n_classes - 1}")
-                samples.append(Sample(key=_file_key(f, root), label=int(f.stem), path=f))
+                samples.append(_file_sample(f, root, int(f.stem)))
         if not samples:
             raise DataError(
                 f"{split_dir}: no .npy clips found; expected {split_dir}/user<NN>_<lighting>/<label>.npy"
@@ -307,6 +328,7 @@ class DVSGestureSource(Source):
                 f"{path}: {int(bad.sum())} events outside the {w}x{h}x2 sensor (first: x={x[i]}, y={y[i]}, p={p[i]}); "
                 f"expected 0<=x<{w}, 0<=y<{h}, p in {{0,1}}"
             )
+        _check_times(raw[:, 3], self.spec.window_us)
         # tonic's DVSGesture.__getitem__: columns x,y,p,t with t in ms -> µs
         events = raw.astype(np.int64)
         events[:, 3] *= 1000
@@ -333,7 +355,8 @@ class DigitsSource(Source):
         self.split_folders = {"train": "train", "test": "test"}
         self.splits = {
             name: [
-                Sample(key=f"digits:{i}:{DIGITS_EVENT_SEED}:{sim}", label=int(labels[i]), index=int(i))
+                Sample(key=f"digits:{i}:{DIGITS_EVENT_SEED}:{sim}", label=int(labels[i]), index=int(i),
+                       ident=f"digits:{i}:{DIGITS_EVENT_SEED}")
                 for i in idx
             ]
             for name, idx in (("train", train), ("test", test))

@@ -13,6 +13,7 @@ the epoch along with each index, so epoch ``e`` is identical across runs and wor
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,6 +191,7 @@ class Splits:
     augment: bool = False
     seed: int = 0
     limit: int | None = None
+    manifest: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -256,8 +258,7 @@ def _plan(
     if limit is not None and limit < 1:
         raise DataError(f"limit must be >= 1, got {limit}")
     res = spec.resolution(resolution)
-    root = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
-    source = spec.open_source(spec, root, download)
+    source = _open(spec, data_dir, download)
     found = source.splits
     if "train" in found and "test" in found:
         samples = {"train": found["train"], "test": found["test"]}
@@ -300,6 +301,11 @@ def _plan(
         resolution=res,
         cache_root=default_cache_dir(cache_dir),
     )
+
+
+def _open(spec: DatasetSpec, data_dir: str | Path | None, download: bool) -> Source:
+    root = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    return spec.open_source(spec, root, download)
 
 
 def _where(spec: DatasetSpec, source: Source) -> str:
@@ -417,6 +423,12 @@ def _materialise(
             "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         }
     why_not = unwritable_reason(entry.directory)
+    if why_not is None:
+        try:
+            entry.save(arrays, {"dataset": plan.spec.name, "split": split, "kind": kind, "rows": rows.tolist(),
+                                "skipped": skipped, "n_samples": len(out)})
+        except OSError as exc:  # names the file and the cause, e.g. a full disk
+            why_not = str(exc)
     if why_not is not None:
         warnings.warn(
             f"cache directory {entry.directory} is not writable ({why_not}); keeping {plan.spec.name} {split} "
@@ -424,18 +436,54 @@ def _materialise(
             stacklevel=3,
         )
         return arrays, rows, skipped, f"{kind} built, in memory only ({entry.directory} not writable)"
-    entry.save(
-        arrays,
-        {
-            "dataset": plan.spec.name,
-            "split": split,
-            "kind": kind,
-            "rows": rows.tolist(),
-            "skipped": skipped,
-            "n_samples": len(out),
-        },
-    )
     return arrays, rows, skipped, f"{kind} built and cached at {entry.meta_path.with_suffix('.*')}"
+
+
+# ----------------------------------------------------------------------------- data manifest
+
+MANIFEST_VERSION = 1
+
+
+def _fingerprint(samples: Sequence[Sample]) -> str:
+    """SHA-256 of a split's sample identities (relative path and size) and labels, in order."""
+    return hashlib.sha256("\n".join(f"{s.ident}:{s.label}" for s in samples).encode()).hexdigest()
+
+
+def _digest(ident: str) -> str:
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def _manifest(plan: _Plan, seed: int, val_fraction: float, limit: int | None) -> dict[str, object]:
+    """Which data a run used: the split rule, a fingerprint per split, the test samples, and a
+    short digest per training sample (to prove that a test set holds none of them)."""
+    train, test = plan.samples["train"], plan.samples["test"]
+    return {
+        "version": MANIFEST_VERSION,
+        "dataset": plan.spec.name,
+        "rule": {"test": plan.test_name, "train": plan.train_name, "split_seed": seed,
+                 "val_fraction": val_fraction, "limit": limit},
+        "train": {"n": len(train), "fingerprint": _fingerprint(train), "digests": [_digest(x.ident) for x in train]},
+        "test": {"n": len(test), "fingerprint": _fingerprint(test), "samples": [x.ident for x in test]},
+    }
+
+
+def manifest_summary(manifest: Mapping[str, object]) -> dict[str, object]:
+    """The manifest without the per-sample training digests (for ``metrics.json``)."""
+    return {**manifest, "train": {k: v for k, v in manifest["train"].items() if k != "digests"}}
+
+
+def manifest_changes(recorded: Mapping[str, object], now: Mapping[str, object]) -> str | None:
+    """``None`` if ``now`` names the same samples as ``recorded``, else what changed, in words."""
+    if recorded["dataset"] != now["dataset"]:
+        return f"dataset {now['dataset']}, the run used {recorded['dataset']}"
+    changes = []
+    for split, ids in (("train", "digests"), ("test", "samples")):
+        was, got = recorded[split], now[split]
+        if was["fingerprint"] != got["fingerprint"]:
+            gone = len(set(was[ids]) - set(got[ids]))
+            new = len(set(got[ids]) - set(was[ids]))
+            changes.append(f"{split} split {got['n']} samples, the run had {was['n']} ({gone} gone or changed, {new} new)")
+    return "; ".join(changes) or None
 
 
 def _frame_shape(plan: _Plan) -> tuple[int, int, int]:
@@ -509,6 +557,14 @@ def load_splits(
         spec.classes,
         {"train": "train", "test": "test" if plan.test_name == "test" else "validation"},
     )
+    for split in ("train", "test"):
+        present = [spec.classes[k] for k, n in counts[split].items() if n]
+        if len(present) == 1:
+            warnings.warn(
+                f"{spec.name}: the {split} split holds one class only ({present[0]}, {len(datasets[split])} samples); "
+                "its accuracy says nothing (a class folder missing?)",
+                stacklevel=2,
+            )
     return Splits(
         spec=spec,
         train=datasets["train"],
@@ -524,7 +580,47 @@ def load_splits(
         augment=augment,
         seed=seed,
         limit=limit,
+        manifest=_manifest(plan, seed, val_fraction, limit),
     )
+
+
+def load_recorded_test(
+    manifest: Mapping[str, object],
+    data_dir: str | Path | None = None,
+    *,
+    n_time_bins: int | None = None,
+    resolution: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> tuple[FrameDataset, str, tuple[int, int, int]]:
+    """The test split a run recorded in its ``manifest`` (see :attr:`Splits.manifest`), found by
+    identity (relative path and size) among all samples under ``data_dir``.
+
+    Returns ``(dataset, test_name, frame_shape)``. Raises ``DataError`` when a recorded sample is
+    missing or changed, or when the manifest's test samples overlap its training samples.
+    """
+    spec = get_spec(str(manifest["dataset"]))
+    test = manifest["test"]
+    overlap = {_digest(i) for i in test["samples"]} & set(manifest["train"]["digests"])
+    if overlap:
+        raise DataError(f"{len(overlap)} of the {test['n']} recorded test samples were also training samples; "
+                        "no held-out accuracy can be given")
+    source = _open(spec, data_dir, False)
+    pool = {s.ident: s for found in source.splits.values() for s in found}
+    missing = [i for i in test["samples"] if i not in pool]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of the {test['n']} test samples the model was evaluated on are missing or changed "
+            f"in {_where(spec, source)} (first: {missing[0]}, as path:size); evaluate on the data it was trained with"
+        )
+    chosen = [pool[i] for i in test["samples"]]
+    if _fingerprint(chosen) != test["fingerprint"]:
+        raise DataError(f"the recorded test samples in {_where(spec, source)} carry other labels than when recorded")
+    plan = _Plan(spec=spec, source=source, samples={"test": chosen}, test_name=str(manifest["rule"]["test"]),
+                 train_name="", n_time_bins=spec.default_time_bins if n_time_bins is None else int(n_time_bins),
+                 resolution=spec.resolution(resolution), cache_root=default_cache_dir(cache_dir))
+    arrays, rows, _, _ = _materialise(plan, "test", "frames", 0)
+    labels = np.array([x.label for x in chosen], dtype=np.int64)
+    return FrameDataset(arrays["frames"], rows, labels[rows]), plan.test_name, _frame_shape(plan)
 
 
 def describe(
@@ -538,10 +634,12 @@ def describe(
     limit: int | None = None,
     resolution: int | None = None,
     download: bool = False,
-) -> str:
+    check: bool = False,
+) -> Description:
     """A report for ``spikeff data info``: source, sensor, counts per split and class, cache state.
 
     Lists files without decoding them; counts are of files found (unreadable ones included).
+    ``check=True`` decodes every file found and lists the bad ones (see :func:`check_files`).
     """
     plan = _plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution)
     spec = plan.spec
@@ -569,4 +667,32 @@ def describe(
         state = f"cached ({entry.meta_path.with_suffix('.*')})" if entry.is_valid() else "not cached yet"
         lines.append(f"cache     {split} frames: {state}")
     lines.append(str(counts))
-    return "\n".join(lines)
+    bad: list[tuple[str, str]] = []
+    if check:
+        bad = check_files(plan.source)
+        n = sum(len(v) for v in plan.source.splits.values())
+        lines.append(f"check     decoded {n} files: {len(bad)} bad" + "".join(f"\n  {f}: {why}" for f, why in bad))
+    return Description("\n".join(lines), bad)
+
+
+class Description(str):
+    """:func:`describe`'s report; ``bad`` lists ``(file, why)`` for the files a check found bad."""
+
+    bad: tuple[tuple[str, str], ...]
+
+    def __new__(cls, text: str, bad: Sequence[tuple[str, str]] = ()) -> Description:
+        self = super().__new__(cls, text)
+        self.bad = tuple(bad)
+        return self
+
+
+def check_files(source: Source) -> list[tuple[str, str]]:
+    """Decode every sample ``source`` found; ``(file, why)`` for each one that cannot be used."""
+    bad = []
+    samples = [x for found in source.splits.values() for x in found]
+    for sample in tqdm(samples, desc="checking", unit="file", disable=None, leave=False):
+        try:
+            source.read(sample)
+        except (BadSample, DataError) as exc:
+            bad.append((sample.name, str(exc)))
+    return bad
