@@ -3,11 +3,14 @@
 A checkpoint is a plain dict: ``{"format": "spikeff-model", "version", "network" (the
 architecture as plain types), "layer_lif" (each layer's neuron parameters: a quantised or
 NIR-imported net's layers carry their own), "state_dict", "meta" (run details: dataset,
-time bins, ...)}``. Files without ``layer_lif`` give every layer the config's.
+time bins, the data manifest, ...)}``. Files without ``layer_lif`` give every layer the config's.
+A checkpoint with a NaN or infinite weight or neuron parameter is neither written nor loaded.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .neurons import LIFParams
 
-__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "first_nonfinite"]
 
 FORMAT = "spikeff-model"
 VERSION = 1
@@ -28,8 +31,27 @@ class CheckpointError(ValueError):
     """A file is not a readable spikeff checkpoint."""
 
 
+def first_nonfinite(tensors: Mapping[str, torch.Tensor], lifs: list[dict[str, Any]] = ()) -> str | None:
+    """The first tensor (or layer neuron parameter) holding NaN or Inf, described; ``None`` if all are finite."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n = int((~torch.isfinite(t)).sum())
+            return f"tensor {name!r} has {n} non-finite value(s) of {t.numel()}"
+    for i, lif in enumerate(lifs):
+        for k, v in lif.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"layer {i + 1} neuron parameter {k} = {v}"
+    return None
+
+
 def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | None = None) -> None:
-    """Save the network's architecture, weights and ``meta`` (plain types only) atomically."""
+    """Save the network's architecture, weights and ``meta`` (plain types only) atomically.
+
+    Raises ``CheckpointError`` (and writes nothing) if a weight or neuron parameter is not finite.
+    """
+    bad = first_nonfinite(net.state_dict(), [asdict(layer.lif) for layer in net.layers])
+    if bad is not None:
+        raise CheckpointError(f"not writing {path}: {bad}; the network diverged")
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -57,6 +79,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")
+    try:
+        bad = first_nonfinite(payload["state_dict"], list(payload.get("layer_lif") or []))
+    except (KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: checkpoint does not match its architecture: {e}") from e
+    if bad is not None:
+        raise CheckpointError(f"{path}: {bad}; the checkpoint is unusable")
     try:
         net = SpikingNet(NetworkConfig.from_dict(payload["network"]))
         net.load_state_dict(payload["state_dict"])

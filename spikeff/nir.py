@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .fileio import atomic_write
+from .checkpoint import first_nonfinite
+from .fileio import atomic_write, staged
 from .network import NetworkConfig, SpikingLayer, SpikingNet
 from .neurons import LIFParams
 
@@ -292,12 +293,16 @@ def to_nir_graph(
         raise NIRExportError(f"NIR rejected the exported graph: {e}") from e
 
 
-def _write_graph(graph: nir.NIRGraph, path: str | Path) -> None:
-    path = Path(path)
+def _check_target(path: Path) -> None:
     if path.is_dir():
         raise NIRExportError(f"cannot write {path}: it is a directory")
     if not path.parent.is_dir():
         raise NIRExportError(f"cannot write {path}: folder {path.parent} does not exist")
+
+
+def _write_graph(graph: nir.NIRGraph, path: str | Path) -> None:
+    path = Path(path)
+    _check_target(path)
     # h5py needs a readable, seekable file object, hence "w+b".
     atomic_write(path, lambda f: nir.write(f, graph), mode="w+b")
 
@@ -320,6 +325,9 @@ def export_nir(
     dt = _check_dt(dt)
     if not isinstance(net, SpikingNet):
         raise NIRExportError(f"expected a spikeff SpikingNet, got {type(net).__name__}")
+    bad = _nonfinite(net)
+    if bad is not None:
+        raise NIRExportError(f"not exporting a network with non-finite parameters: {bad}")
     node_meta: dict[str, dict[str, Any]] = {}
     meta = dict(metadata or {})
     if quantize is not None:
@@ -669,7 +677,14 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
             net.head.fc.bias.copy_(torch.from_numpy(head["b"]))
     except (ValueError, RuntimeError) as e:
         raise NIRImportError(f"the graph does not describe a consistent spikeff network: {e}") from e
+    bad = _nonfinite(net)
+    if bad is not None:
+        raise NIRImportError(f"the graph holds non-finite parameters: {bad}")
     return net.eval()
+
+
+def _nonfinite(net: SpikingNet) -> str | None:
+    return first_nonfinite(net.state_dict(), [asdict(layer.lif) for layer in net.layers])
 
 
 # ----------------------------------------------------------------------------- verification
@@ -873,24 +888,39 @@ def add_export_parser(subparsers: Any) -> Any:
 
 
 def cmd_export(args: Any) -> int:
+    """Export; with ``--verify`` the file replaces ``--out`` only once every consumer agrees.
+
+    A failed verification raises ``NIRExportError`` (exit 2) and leaves a previous ``--out`` as it was.
+    """
     from .checkpoint import load_checkpoint
 
     net, meta = load_checkpoint(args.model)
     dt = _check_dt(args.dt)
-    extra = {f"train_{k}": v for k, v in meta.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
-    export_nir(net, args.out, dt=dt, quantize=args.quantize, pooling=args.pooling, fold_r=args.fold_r, metadata=extra)
-    print(f"wrote {args.out} ({len(net.layers)} layers, {net.head.kind} readout, dt={dt:g} s"
-          f"{', loihi fixed point' if args.quantize else ''})")
-    if not args.verify:
-        return 0
-    if args.verify_samples < 1:
+    if args.verify and args.verify_samples < 1:
         raise NIRExportError("--verify-samples must be >= 1")
+    extra = {f"train_{k}": v for k, v in meta.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    what = (f"{len(net.layers)} layers, {net.head.kind} readout, dt={dt:g} s"
+            f"{', loihi fixed point' if args.quantize else ''}")
+    if not args.verify:
+        export_nir(net, args.out, dt=dt, quantize=args.quantize, pooling=args.pooling, fold_r=args.fold_r,
+                   metadata=extra)
+        print(f"wrote {args.out} ({what})")
+        return 0
+    _check_target(args.out)
+    with staged(args.out) as tmp:
+        export_nir(net, tmp, dt=dt, quantize=args.quantize, pooling=args.pooling, fold_r=args.fold_r, metadata=extra)
+        _verify_export(tmp, net, meta, args)
+    print(f"wrote {args.out} ({what}), verified")
+    return 0
+
+
+def _verify_export(path: Path, net: SpikingNet, meta: dict[str, Any], args: Any) -> None:
     ref_net = quantize_loihi(net)[0] if args.quantize else net
     t = int(meta.get("time_bins") or 20)
     g = torch.Generator().manual_seed(args.seed)
     x = (torch.rand((t, args.verify_samples, *net.config.input_shape), generator=g) < 0.2).float()
     consumers = ("spikeff", "snntorch", "norse") if args.pooling == "sum" else ("spikeff", "snntorch")
-    res = verify_nir(args.out, ref_net, x, consumers)
+    res = verify_nir(path, ref_net, x, consumers)
     ok = True
     for name, r in res.items():
         bad = sum(r["layers"]) + r["output"]
@@ -900,6 +930,5 @@ def cmd_export(args: Any) -> int:
     if args.pooling != "sum":
         print("verify norse     skipped: norse's NIR import has no AvgPool2d (use --pooling sum)")
     if not ok:
-        print("spikeff: error: the exported graph does not reproduce spikeff's spikes", file=sys.stderr)
-        return 1
-    return 0
+        raise NIRExportError(f"the exported graph does not reproduce spikeff's spikes; {args.out} was not written "
+                             "(a previous file there is unchanged)")
