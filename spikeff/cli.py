@@ -1,13 +1,14 @@
 """Command line: ``spikeff train | eval | data info``.
 
-User errors (bad data, bad checkpoints, bad options, unwritable paths, a diverging loss)
-end with one ``spikeff: error: ...`` line and exit status 2; set ``SPIKEFF_DEBUG=1`` for the
-traceback.
+User errors (bad data, bad checkpoints, bad options, unwritable paths, a full disk, a diverging
+loss) end with one ``spikeff: error: ...`` line and exit status 2; Ctrl-C ends with one line and
+exit status 130. Set ``SPIKEFF_DEBUG=1`` for the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -19,12 +20,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import DATASETS, DataError, describe, load_splits, make_loader
+from .checkpoint import CheckpointError, first_nonfinite, load_checkpoint, save_checkpoint
+from .data import (
+    DATASETS, DataError, default_cache_dir, default_data_dir, describe, load_recorded_test, load_splits, make_loader,
+    manifest_changes, manifest_summary,
+)
 from .distributed import barrier, init_from_env, shutdown
 from .ed import EDLossConfig
 from .experiment import EVAL_BATCH_SIZE, load_state, seeded_generators, train_and_evaluate
-from .fileio import write_json
+from .fileio import remove_stale_temps, write_json
 from .network import PRECISIONS, NetworkConfig
 from .neurons import SCAN_BACKENDS, LIFParams
 from .nir import NIRExportError, NIRImportError, add_export_parser, cmd_export
@@ -41,6 +45,24 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _finite(text: str) -> float:
+    """A float option: NaN and infinities are refused when the command line is read."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one ``spikeff ...: error:`` line (exit 2), without the usage block."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     p.add_argument("--data-dir", type=Path, default=None, help="tonic save_to root (default: $SPIKEFF_DATA or ./data)")
@@ -48,14 +70,14 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-bins", type=int, default=None, help="T (default: the dataset's)")
     p.add_argument("--resolution", type=int, default=None, help="dvsgesture: 32 or 64")
     p.add_argument("--limit", type=int, default=None, help="at most this many samples per split")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of Train when there is no Test split")
+    p.add_argument("--val-fraction", type=_finite, default=0.2, help="held-out share of Train when there is no Test split")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seed of that held-out share and of --limit; fixed, independent of --seed")
     p.add_argument("--download", action="store_true", help="download a missing dataset with tonic")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spikeff", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="spikeff", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train layer-locally by ED compression and evaluate")
@@ -67,20 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-trials", type=int, default=None,
                    help="trials per test input (default: --trials); more give a less noisy energy estimate")
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=TrainConfig.lr)
-    t.add_argument("--head-lr", type=float, default=TrainConfig.head_lr)
+    t.add_argument("--lr", type=_finite, default=TrainConfig.lr)
+    t.add_argument("--head-lr", type=_finite, default=TrainConfig.head_lr)
     t.add_argument("--schedule", choices=("greedy", "simultaneous"), default=TrainConfig.schedule)
     t.add_argument("--channels", type=_ints, default=NetworkConfig.conv_channels,
                    help=f"conv channels per layer (default: {','.join(map(str, NetworkConfig.conv_channels))})")
     t.add_argument("--hidden", type=_ints, default=(), help="fully connected layer sizes after the convs")
-    t.add_argument("--beta", type=float, default=LIFParams.beta)
-    t.add_argument("--threshold", type=float, default=LIFParams.threshold)
-    t.add_argument("--delta", type=float, default=LIFParams.delta, help="escape-noise temperature (0 = deterministic)")
-    t.add_argument("--sigma", type=float, default=LIFParams.sigma, help="membrane noise std")
+    t.add_argument("--beta", type=_finite, default=LIFParams.beta)
+    t.add_argument("--threshold", type=_finite, default=LIFParams.threshold)
+    t.add_argument("--delta", type=_finite, default=LIFParams.delta, help="escape-noise temperature (0 = deterministic)")
+    t.add_argument("--sigma", type=_finite, default=LIFParams.sigma, help="membrane noise std")
     t.add_argument("--reset", choices=("zero", "subtract"), default="zero")
     t.add_argument("--readout", choices=("linear", "lif"), default="linear")
     t.add_argument("--train-mode", choices=("energy", "average"), default=TrainConfig.train_mode)
-    t.add_argument("--alpha", type=float, default=EDLossConfig.alpha)
+    t.add_argument("--alpha", type=_finite, default=EDLossConfig.alpha)
     t.add_argument("--covariance", choices=("trial", "second_moment"), default=EDLossConfig.covariance,
                    help="consistency: trial-to-trial covariance or uncentred second moment")
     t.add_argument("--diversity", choices=("signal", "covariance", "second_moment"), default=EDLossConfig.diversity,
@@ -96,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16: conv/linear under bfloat16 autocast; membrane, noise and loss stay float32")
     t.add_argument("--num-workers", type=int, default=0)
     t.add_argument("--out", type=Path, default=None, help="run folder for metrics.json and model.pt")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (an interrupted run's state is never replaced)")
     t.add_argument("--resume", type=Path, default=None, metavar="DIR",
-                   help="continue the interrupted run in DIR with its own settings")
-    t.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                   help="continue the interrupted run in DIR with its own settings "
+                        f"(only {', '.join(RESUME_OPTIONS)} may be given beside it)")
+    t.add_argument("--checkpoint-minutes", type=_finite, default=10.0, metavar="M",
                    help="also save the run state mid-epoch once M minutes passed since the last save (0: off)")
 
     e = sub.add_parser("eval", help="re-evaluate a checkpoint on its held-out split")
@@ -113,14 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="counts per split and class, sensor size, cache state")
     _add_data_args(info)
+    info.add_argument("--check", action="store_true",
+                      help="decode every file and list the bad ones (exit status 1 if there are any)")
     add_export_parser(sub)
     return parser
 
 
 def _device(name: str) -> torch.device:
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name (expected cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return dev
+    available = getattr(getattr(torch, dev.type, None), "is_available", None)
+    if not (callable(available) and available()):
+        raise ValueError(f"--device {name}: {dev.type} is not available on this machine (use cpu, cuda or cuda:N)")
     return dev
 
 
@@ -150,19 +189,105 @@ def _accuracy_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 STATE_FILE = "train_state.pt"
+RUN_FILES = ("model.pt", "metrics.json", STATE_FILE)
+# Options that may go beside --resume: they change where or how fast the run goes, not its numbers
+# (the data's identity is checked against the run's manifest).
+RESUME_OPTIONS = ("--device", "--num-workers", "--checkpoint-minutes", "--data-dir", "--cache-dir")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what to do next."""
+
+
+def _given_options(argv: Sequence[str]) -> list[str]:
+    """The train options written in ``argv``, by full name (argparse accepts unique prefixes)."""
+    names = [o for o in vars(build_parser().parse_args(["train"])) if o]
+    options = {"--" + n.replace("_", "-") for n in names}
+    given = []
+    for token in argv:
+        if token == "--":
+            break
+        word = token.split("=", 1)[0]
+        if not word.startswith("--"):
+            continue
+        full = [o for o in options if o == word] or [o for o in options if o.startswith(word)]
+        given.append(full[0] if len(full) == 1 else word)
+    return given
+
+
+def _resume_args(args: argparse.Namespace, argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """The interrupted run's own arguments, in ``args.resume`` (wherever that folder now is)."""
+    run_dir = args.resume
+    resume = load_state(run_dir / STATE_FILE)
+    bad = first_nonfinite(resume["model"])
+    if bad is not None:
+        raise ValueError(f"{run_dir / STATE_FILE}: {bad}; the run diverged before this save and cannot be resumed")
+    given = [o for o in _given_options(argv) if o != "--resume"]
+    refused = sorted({o for o in given if o not in RESUME_OPTIONS})
+    if refused:
+        raise ValueError(
+            f"--resume continues {run_dir} with the settings it was started with; {', '.join(refused)} cannot "
+            f"be given beside it (allowed: {', '.join(RESUME_OPTIONS)}); start a new run with --out to change them"
+        )
+    meta = resume["meta"]
+    new = build_parser().parse_args(list(meta["argv"]))
+    for key in ("data_dir", "cache_dir"):  # as resolved when the run started, not against today's cwd
+        if meta.get(key) is not None:
+            setattr(new, key, Path(meta[key]))
+    for option in dict.fromkeys(given):
+        dest = option[2:].replace("-", "_")
+        print(f"resume: {option} {getattr(args, dest)} (the run had {getattr(new, dest)})", flush=True)
+        setattr(new, dest, getattr(args, dest))
+    new.out = new.resume = run_dir
+    return new, resume
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """A new run never replaces an interrupted run's state, nor a finished run without --overwrite."""
+    out = args.out
+    if (out / STATE_FILE).exists():
+        raise ValueError(f"{out} holds an interrupted run ({STATE_FILE}); continue it with "
+                         f"`spikeff train --resume {out}`, or delete {out / STATE_FILE} to start over")
+    if (out / "model.pt").exists() and not args.overwrite:
+        raise ValueError(f"{out} already holds a finished run (model.pt); pass --overwrite to replace it, "
+                         "or choose another --out")
+
+
+def _check_same_data(recorded: dict[str, Any] | None, splits: Any, out: Path) -> None:
+    if recorded is None:
+        warnings.warn(f"{out / STATE_FILE} records no data manifest (an older spikeff); cannot check that the "
+                      "data are those the run started with", stacklevel=2)
+        return
+    changes = manifest_changes(recorded, splits.manifest)
+    if changes is not None:
+        raise DataError(f"the data changed since {out} was started: {changes}; resuming would mix held-out and "
+                        "training samples. Restore the data (or pass --data-dir to the original copy), "
+                        "or start a new run")
 
 
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     resume = None
     if args.resume is not None:
-        resume = load_state(args.resume / STATE_FILE)
+        args, resume = _resume_args(args, argv)
         argv = list(resume["meta"]["argv"])
-        args = build_parser().parse_args(argv)
-        args.out = args.resume = Path(resume["meta"]["out"])
     elif args.out is None:
         raise ValueError("spikeff train needs --out DIR (or --resume DIR)")
+    else:
+        _check_out(args)
+    # Recorded absolute, so that --resume finds them from any working directory.
+    args.data_dir = (args.data_dir or default_data_dir()).absolute()
+    args.cache_dir = default_cache_dir(args.cache_dir).absolute()
     if not args.checkpoint_minutes >= 0:
         raise ValueError(f"--checkpoint-minutes must be >= 0 (0 turns the timed saves off), got {args.checkpoint_minutes}")
+    try:
+        return _train(args, argv, resume)
+    except KeyboardInterrupt:
+        if (args.out / STATE_FILE).exists():
+            raise Interrupted(f"interrupted; resume with: spikeff train --resume {args.out}") from None
+        raise Interrupted("interrupted before the first run state was saved; nothing to resume") from None
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any] | None) -> int:
     # Under torchrun (WORLD_SIZE > 1): join the group; only rank 0 prints and writes files.
     ctx = init_from_env(_device(args.device))
     if resume is not None and ctx.is_main:
@@ -170,9 +295,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         at = f", {where} batches into pass {resume['trainer']['stage'] + 1}" if where else ""
         print(f"resuming {args.out} at epoch {resume['trainer']['epoch']}{at} ({resume['phase']} phase)", flush=True)
     out = _writable_dir(args.out) if ctx.is_main else args.out
-    if resume is not None and ctx.is_main:
-        for stale in out.glob(f".{STATE_FILE}.*.tmp"):  # a write cut short by the kill
-            stale.unlink(missing_ok=True)
+    if ctx.is_main:
+        remove_stale_temps(out, RUN_FILES)  # writes cut short by a kill
     device = ctx.device
     lif = LIFParams(beta=args.beta, threshold=args.threshold, delta=args.delta, sigma=args.sigma, reset=args.reset)
     train_cfg = TrainConfig(
@@ -187,6 +311,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if ctx.is_main:
         barrier(ctx)
         print(splits.summary(), flush=True)
+    if resume is not None:
+        _check_same_data(resume["meta"].get("data"), splits, out)
     net_cfg = NetworkConfig(
         input_shape=splits.frame_shape, n_classes=splits.n_classes, conv_channels=args.channels,
         hidden=args.hidden, lif=lif, readout=args.readout, scan=args.scan, precision=args.precision,
@@ -198,10 +324,12 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
                  f"rate {rec[f'{l}/rate']:.3f}" for l in layers]
         print(f"epoch {rec['epoch']} ({rec['seconds']:.1f}s) | " + " | ".join(parts), flush=True)
 
+    state_meta = {"argv": list(argv), "out": str(out), "data": dict(splits.manifest),
+                  "data_dir": str(args.data_dir), "cache_dir": str(args.cache_dir)}
     run = train_and_evaluate(
         splits, net_cfg, train_cfg, seed=args.seed, device=device, batch_size=args.batch_size,
         control=not args.no_control, num_workers=args.num_workers, on_epoch=report if ctx.is_main else None,
-        state_path=out / STATE_FILE, resume=resume, state_meta={"argv": list(argv), "out": str(out)},
+        state_path=out / STATE_FILE, resume=resume, state_meta=state_meta,
         parallel=ctx, checkpoint_seconds=60.0 * args.checkpoint_minutes, eval_trials=args.eval_trials,
     )
     if not ctx.is_main:
@@ -215,9 +343,10 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
         "limit": args.limit, "val_fraction": args.val_fraction, "split_seed": args.split_seed, "seed": args.seed, "trials": args.trials,
         "eval_trials": run.metrics["eval_trials"], "test_accuracy": run.metrics["test_accuracy"],
+        "data": dict(splits.manifest),
     }
     save_checkpoint(out / "model.pt", run.net, meta)
-    metrics = {**run.metrics, "history": run.history}
+    metrics = {**run.metrics, "data": manifest_summary(splits.manifest), "history": run.history}
     write_json(out / "metrics.json", metrics)
     (out / STATE_FILE).unlink(missing_ok=True)
     rows = {"trained": run.metrics["test_accuracy"]}
@@ -234,28 +363,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     net, meta = load_checkpoint(args.model, device)
     if "dataset" not in meta:
         raise CheckpointError(f"{args.model} has no dataset in its metadata; it was not written by `spikeff train`")
-    splits = load_splits(
-        meta["dataset"], args.data_dir, n_time_bins=meta.get("time_bins"),
-        seed=meta.get("split_seed", meta.get("seed", 0)),  # checkpoints before --split-seed split by the run seed
-        val_fraction=meta.get("val_fraction", 0.2), cache_dir=args.cache_dir, limit=meta.get("limit"),
-        resolution=meta.get("resolution"),
-    )
-    if tuple(splits.frame_shape) != tuple(net.config.input_shape):
-        raise DataError(f"the data give frames {splits.frame_shape}, the model expects {net.config.input_shape}")
+    if meta.get("data"):  # the recorded test samples, found by identity; refused if any was trained on
+        test, test_name, frame_shape = load_recorded_test(
+            meta["data"], args.data_dir, n_time_bins=meta.get("time_bins"), resolution=meta.get("resolution"),
+            cache_dir=args.cache_dir,
+        )
+    else:
+        warnings.warn(f"{args.model} records no data manifest (an older spikeff): its held-out split is drawn again "
+                      "from the data found, and cannot be checked against its training samples", stacklevel=1)
+        splits = load_splits(
+            meta["dataset"], args.data_dir, n_time_bins=meta.get("time_bins"),
+            seed=meta.get("split_seed", meta.get("seed", 0)),  # checkpoints before --split-seed split by the run seed
+            val_fraction=meta.get("val_fraction", 0.2), cache_dir=args.cache_dir, limit=meta.get("limit"),
+            resolution=meta.get("resolution"),
+        )
+        test, test_name, frame_shape = splits.test, splits.test_name, splits.frame_shape
+    if tuple(frame_shape) != tuple(net.config.input_shape):
+        raise DataError(f"the data give frames {frame_shape}, the model expects {net.config.input_shape}")
     trials = args.trials if args.trials is not None else meta.get("eval_trials", meta.get("trials", TrainConfig.trials))
     seed = meta.get("seed", 0) if args.seed is None else args.seed
-    loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
+    loader = make_loader(test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
     res = evaluate(net, loader, trials, seeded_generators(seed, device)["eval"])
-    print(f"{args.model}: {splits.test_name}, {res['n']} samples, {trials} trials")
+    print(f"{args.model}: {test_name}, {res['n']} samples, {trials} trials")
     print(_accuracy_table({"accuracy": res}))
     return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    print(describe(args.dataset, args.data_dir, cache_dir=args.cache_dir, n_time_bins=args.time_bins,
-                   seed=args.split_seed, val_fraction=args.val_fraction, limit=args.limit, resolution=args.resolution,
-                   download=args.download))
-    return 0
+    report = describe(args.dataset, args.data_dir, cache_dir=args.cache_dir, n_time_bins=args.time_bins,
+                      seed=args.split_seed, val_fraction=args.val_fraction, limit=args.limit,
+                      resolution=args.resolution, download=args.download, check=args.check)
+    print(report)
+    return 1 if report.bad else 0
 
 
 def _show_warnings(show: Callable[..., None]) -> Callable[..., None]:
@@ -292,6 +431,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             raise
         print(f"spikeff: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        if os.environ.get("SPIKEFF_DEBUG"):
+            raise
+        print(f"spikeff: error: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
