@@ -1,0 +1,478 @@
+"""Issue 14: no run that exits 0 with wrong numbers, no good result lost, one error line per mistake.
+
+Each test names the issue's case it covers. Every one asserts the exit status, the one line the
+user sees and, where a good file could be lost, that it did not change.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import spikeff.cli as cli
+import spikeff.fileio as fileio
+import spikeff.nir as spikeff_nir
+from spikeff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from spikeff.cli import main
+from spikeff.data import DataError, load_splits
+from spikeff.nir import NIRExportError, NIRImportError, export_nir, from_nir, to_nir_graph
+from helpers import wait_for_first_epoch
+from test_data import write_nmnist
+
+TINY = ["--epochs", "1", "--readout-epochs", "1", "--channels", "4", "--trials", "2", "--time-bins", "4",
+        "--batch-size", "8", "--no-control"]
+
+
+def error_line(err: str) -> str:
+    """The one error line: the last line, the only ``error:`` line, and no traceback."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and sum("error:" in line for line in lines) == 1, err
+    return lines[-1]
+
+
+def train(out: Path, data: Path, cache: Path, *extra: str) -> int:
+    return main(["train", "--dataset", "nmnist", "--data-dir", str(data), "--cache-dir", str(cache),
+                 "--out", str(out), *TINY, *extra])
+
+
+def interrupt_after_first_epoch(monkeypatch) -> None:
+    """Ctrl-C right after the first epoch's run state was written."""
+    real = cli.train_and_evaluate
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "train_and_evaluate", lambda *a, **k: real(*a, **{**k, "on_epoch": stop}))
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return write_nmnist(tmp_path / "data", n_per_class=10)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A finished tiny run on 20 fake N-MNIST files: (data, cache, run folder)."""
+    root = tmp_path_factory.mktemp("finished")
+    data, cache, out = write_nmnist(root / "data", n_per_class=10), root / "cache", root / "run"
+    assert train(out, data, cache) == 0
+    return data, cache, out
+
+
+def interrupted(tmp_path: Path, data: Path, monkeypatch, capsys, *extra: str) -> Path:
+    out = tmp_path / "run"
+    interrupt_after_first_epoch(monkeypatch)
+    assert train(out, data, tmp_path / "cache", "--epochs", "2", *extra) == 130
+    assert error_line(capsys.readouterr().err) == f"spikeff: error: interrupted; resume with: spikeff train --resume {out}"
+    monkeypatch.undo()
+    assert (out / "train_state.pt").exists() and not (out / "model.pt").exists()
+    return out
+
+
+# ----------------------------------------------------------------------------- 1, 2: data identity
+
+
+def test_1_resume_refuses_changed_data(tmp_path, data, monkeypatch, capsys):
+    out = interrupted(tmp_path, data, monkeypatch, capsys)
+    state = (out / "train_state.pt").read_bytes()
+    meta = torch.load(out / "train_state.pt", weights_only=True)["meta"]
+    assert meta["data"]["train"]["n"] == 16 and len(meta["data"]["test"]["samples"]) == 4
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    for f in sorted((data / "NMNIST" / "Train" / "1").glob("*.bin"))[:2]:
+        shutil.move(f, gone / f.name)
+    assert main(["train", "--resume", str(out)]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"spikeff: error: the data changed since {out} was started: train split")
+    assert "resuming would mix held-out and training samples" in line
+    assert (out / "train_state.pt").read_bytes() == state and not (out / "model.pt").exists()
+    for f in gone.iterdir():  # the same data again: the run goes on
+        shutil.move(f, data / "NMNIST" / "Train" / "1" / f.name)
+    assert main(["train", "--resume", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["test"]["samples"] == meta["data"]["test"]["samples"]
+    assert "digests" not in metrics["data"]["train"] and metrics["data"]["rule"]["split_seed"] == 0
+
+
+def test_2_eval_scores_the_recorded_test_split_on_another_copy(finished, tmp_path, capsys):
+    data, cache, out = finished
+    big = tmp_path / "big"
+    shutil.copytree(data, big)
+    extra = write_nmnist(tmp_path / "extra", n_per_class=40, classes=(0, 1, 2), seed=7)
+    for f in extra.glob("NMNIST/Train/*/*.bin"):  # more files, under other names: a larger copy
+        target = big / f.relative_to(extra).with_name(f"x{f.name}")
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(f, target)
+    capsys.readouterr()
+    assert main(["eval", str(out / "model.pt"), "--data-dir", str(big), "--cache-dir", str(cache)]) == 0
+    printed = capsys.readouterr().out
+    assert "validation (seeded 20% of Train, seed 0), 4 samples" in printed
+    acc = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    assert " ".join(f"{acc[m]:.4f}" for m in ("energy", "average", "deterministic")) in " ".join(printed.split())
+
+
+def test_2_eval_refuses_missing_test_samples_and_overlap(finished, tmp_path, capsys):
+    data, cache, out = finished
+    meta = load_checkpoint(out / "model.pt")[1]
+    first = meta["data"]["test"]["samples"][0]
+    partial = tmp_path / "partial"
+    shutil.copytree(data, partial)
+    (partial / first.split(":")[0]).unlink()
+    capsys.readouterr()
+    assert main(["eval", str(out / "model.pt"), "--data-dir", str(partial), "--cache-dir", str(cache)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: 1 of the 4 test samples the model was evaluated on are missing or changed in nmnist "
+        f"({partial / 'NMNIST'} (local tonic layout; Train: 19 .bin files)) (first: {first}, as path:size); "
+        "evaluate on the data it was trained with")
+
+    payload = torch.load(out / "model.pt", weights_only=True)
+    payload["meta"]["data"]["train"]["digests"].append(hashlib.sha256(first.encode()).hexdigest()[:16])
+    torch.save(payload, tmp_path / "leaky.pt")
+    assert main(["eval", str(tmp_path / "leaky.pt"), "--data-dir", str(data), "--cache-dir", str(cache)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        "spikeff: error: 1 of the 4 recorded test samples were also training samples; no held-out accuracy can be given")
+
+
+# ----------------------------------------------------------------------------- 3: frame cache
+
+
+@pytest.mark.parametrize("tamper", ["bytes", "zeros", "float64", "shape"])
+def test_3_tampered_cache_is_rebuilt(data, tmp_path, tamper, count_decodes):
+    cache = tmp_path / "cache"
+    first = load_splits("nmnist", data, cache_dir=cache, n_time_bins=3)
+    (npy,) = (cache / "nmnist").glob("train-frames-*.frames.npy")
+    good = np.load(npy)
+    if tamper == "bytes":
+        raw = bytearray(npy.read_bytes())
+        raw[-50:] = b"\x07" * 50
+        npy.write_bytes(bytes(raw))
+    else:
+        bad = {"zeros": np.zeros_like(good), "float64": good.astype(np.float64), "shape": good[:, :2]}[tamper]
+        np.save(npy, bad)
+    count_decodes.clear()
+    with pytest.warns(UserWarning, match=r"frames\.npy: cache does not match its record .*; rebuilding") as rec:
+        again = load_splits("nmnist", data, cache_dir=cache, n_time_bins=3)
+    why = {"bytes": "checksum differs", "zeros": "checksum differs", "float64": "dtype <f8, recorded <i2",
+           "shape": "shape (16, 2, 2, 34, 34), recorded (16, 3, 2, 34, 34)"}[tamper]
+    assert why in str(rec[0].message)
+    assert len(count_decodes) == 16  # the train split was decoded again
+    assert all(torch.equal(first.train[i][0], again.train[i][0]) for i in range(len(first.train)))
+    assert np.array_equal(np.load(npy), good)
+
+
+@pytest.fixture
+def count_decodes(monkeypatch) -> list[str]:
+    import tonic
+
+    calls: list[str] = []
+    real = tonic.io.read_mnist_file
+    monkeypatch.setattr(tonic.io, "read_mnist_file", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
+    return calls
+
+
+# ----------------------------------------------------------------------------- 4: non-finite
+
+
+@pytest.mark.parametrize("flag,value", [("--delta", "nan"), ("--sigma", "nan"), ("--threshold", "inf"),
+                                        ("--lr", "-inf"), ("--val-fraction", "nan"), ("--checkpoint-minutes", "nan")])
+def test_4_non_finite_settings_are_refused_when_read(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", str(tmp_path / "run"), f"{flag}={value}"])
+    assert exit_.value.code == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff train: error: argument {flag}: expected a finite number, got {value!r} (see spikeff train -h)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_4_non_finite_weights_are_neither_loaded_nor_exported_nor_imported(finished, tmp_path, capsys):
+    _, cache, out = finished
+    payload = torch.load(out / "model.pt", weights_only=True)
+    payload["state_dict"]["layers.0.synapse.weight"].view(-1)[3] = float("nan")
+    torch.save(payload, tmp_path / "nan.pt")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "nan.pt"), "--cache-dir", str(cache)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: {tmp_path / 'nan.pt'}: tensor 'layers.0.synapse.weight' has 1 non-finite value(s) of 72; "
+        "the checkpoint is unusable")
+    good = tmp_path / "good.nir"
+    assert main(["export", str(out / "model.pt"), "--out", str(good)]) == 0
+    before = good.read_bytes()
+    assert main(["export", str(tmp_path / "nan.pt"), "--out", str(good)]) == 2
+    assert "non-finite value(s)" in error_line(capsys.readouterr().err) and good.read_bytes() == before
+
+    net, meta = load_checkpoint(out / "model.pt")
+    with torch.no_grad():
+        net.head.fc.bias[0] = float("inf")
+    with pytest.raises(CheckpointError, match=r"not writing .*x\.pt: tensor 'head\.fc\.bias' has 1 non-finite"):
+        save_checkpoint(tmp_path / "x.pt", net, meta)
+    assert not (tmp_path / "x.pt").exists()
+    with pytest.raises(NIRExportError, match="non-finite parameters: tensor 'head.fc.bias'"):
+        export_nir(net, tmp_path / "x.nir")
+    good_net, _ = load_checkpoint(out / "model.pt")
+    graph = to_nir_graph(good_net, dt=1e-3)
+    graph.nodes["readout"].weight[0, 0] = np.nan
+    with pytest.raises(NIRImportError, match="non-finite parameters: tensor 'head.fc.weight'"):
+        from_nir(graph)
+
+
+def test_4_run_state_with_non_finite_weights_is_not_resumed(tmp_path, data, monkeypatch, capsys):
+    out = interrupted(tmp_path, data, monkeypatch, capsys)
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    state["model"]["layers.0.synapse.bias"][1] = float("inf")
+    torch.save(state, out / "train_state.pt")
+    before = (out / "train_state.pt").read_bytes()
+    assert main(["train", "--resume", str(out)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: {out / 'train_state.pt'}: tensor 'layers.0.synapse.bias' has 1 non-finite value(s) of 4; "
+        "the run diverged before this save and cannot be resumed")
+    assert (out / "train_state.pt").read_bytes() == before and not (out / "model.pt").exists()
+
+
+# ----------------------------------------------------------------------------- 5, 6: warnings
+
+
+def test_5_one_class_split_warns(tmp_path, capsys):
+    data = write_nmnist(tmp_path / "data", n_per_class=10, classes=(3,))
+    assert train(tmp_path / "run", data, tmp_path / "cache") == 0
+    err = capsys.readouterr().err
+    for split, n in (("train", 8), ("test", 2)):
+        assert (f"spikeff: warning: nmnist: the {split} split holds one class only (3 - three, {n} samples); "
+                "its accuracy says nothing (a class folder missing?)") in err.splitlines()
+
+
+@pytest.mark.parametrize("times,why", [
+    ([0, -5, 10], "1 events with negative timestamps (min -5 ms)"),
+    ([0, 5, 2**31 - 1], "timestamps up to 2147483647 ms (over an hour in a clip)"),
+    ([1600, 1700, 1800], "no event in the 1.5 s window (timestamps 1600-1800 ms)"),
+])
+def test_6_dvs_timestamps_that_cannot_be_right_skip_the_clip(tmp_path, times, why):
+    split = tmp_path / "DVSGesture" / "ibmGestureTrain"
+    for user in range(3):
+        for label in range(10):
+            d = split / f"user{user:02d}_led"
+            d.mkdir(parents=True, exist_ok=True)
+            np.save(d / f"{label}.npy", np.array([[1, 2, 1, 0], [1, 3, 0, 5], [2, 2, 1, 9]], np.int32))
+    bad = split / "user00_led" / "10.npy"
+    np.save(bad, np.array([[1, 2, 1, t] for t in times], np.int32))
+    with pytest.warns(UserWarning, match=re.escape(f"10.npy: skipped, {why}")):
+        s = load_splits("dvsgesture", tmp_path, cache_dir=tmp_path / "cache", n_time_bins=2)
+    assert s.skipped == ((str(bad), s.skipped[0][1]),) and len(s.train) + len(s.test) == 30
+
+
+# ----------------------------------------------------------------------------- 7, 8: run folders
+
+
+def test_7_existing_run_folder_is_not_replaced(finished, tmp_path, capsys):
+    data, cache, done = finished
+    out = tmp_path / "run"
+    shutil.copytree(done, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert train(out, data, cache) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: {out} already holds a finished run (model.pt); pass --overwrite to replace it, "
+        "or choose another --out")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    stale = out / ".model.pt.abc123.tmp"  # case 12: a write cut short by a kill
+    stale.write_bytes(b"partial")
+    assert train(out, data, cache, "--overwrite", "--seed", "1") == 0
+    assert (out / "model.pt").read_bytes() != before["model.pt"] and not stale.exists()
+
+
+def test_7_interrupted_run_state_is_never_deleted_by_a_new_run(tmp_path, data, monkeypatch, capsys):
+    out = interrupted(tmp_path, data, monkeypatch, capsys)
+    state = (out / "train_state.pt").read_bytes()
+    for extra in ((), ("--overwrite",)):
+        assert train(out, data, tmp_path / "cache", *extra) == 2
+        assert error_line(capsys.readouterr().err) == (
+            f"spikeff: error: {out} holds an interrupted run (train_state.pt); continue it with "
+            f"`spikeff train --resume {out}`, or delete {out / 'train_state.pt'} to start over")
+        assert (out / "train_state.pt").read_bytes() == state
+
+
+def test_8_resume_uses_dir_from_anywhere_and_refuses_other_flags(tmp_path, data, monkeypatch, capsys):
+    start, elsewhere = tmp_path / "a", tmp_path / "c"
+    start.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(start)  # relative --out, --data-dir and --cache-dir
+    interrupt_after_first_epoch(monkeypatch)
+    assert main(["train", "--dataset", "nmnist", "--data-dir", "../data", "--cache-dir", "cache", "--out", "run",
+                 *TINY, "--epochs", "2"]) == 130
+    assert error_line(capsys.readouterr().err) == "spikeff: error: interrupted; resume with: spikeff train --resume run"
+    monkeypatch.undo()
+    moved = tmp_path / "b" / "moved"
+    moved.parent.mkdir()
+    shutil.move(start / "run", moved)
+    state = (moved / "train_state.pt").read_bytes()
+    monkeypatch.chdir(elsewhere)
+
+    assert main(["train", "--resume", str(moved), "--epochs", "5", "--lr", "1"]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: --resume continues {moved} with the settings it was started with; --epochs, --lr cannot "
+        "be given beside it (allowed: --device, --num-workers, --checkpoint-minutes, --data-dir, --cache-dir); "
+        "start a new run with --out to change them")
+    assert (moved / "train_state.pt").read_bytes() == state
+
+    assert main(["train", "--resume", str(moved), "--dev", "cpu"]) == 0  # a safe flag, applied with a notice
+    printed = capsys.readouterr().out
+    assert "resume: --device cpu (the run had cpu)" in printed and f"resuming {moved} at epoch 1" in printed
+    assert (moved / "model.pt").exists() and not (moved / "train_state.pt").exists()
+    assert not (start / "run").exists() and list(elsewhere.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- 9: export --verify
+
+
+def test_9_failed_verify_keeps_the_previous_nir(finished, tmp_path, monkeypatch, capsys):
+    _, _, out = finished
+    target = tmp_path / "model.nir"
+    assert main(["export", str(out / "model.pt"), "--out", str(target), "--verify", "--verify-samples", "1"]) == 0
+    good = target.read_bytes()
+    real = spikeff_nir.verify_nir
+
+    def disagree(*a, **k):
+        res = real(*a, **k)
+        res["snntorch"]["layers"][0] = 3
+        return res
+
+    monkeypatch.setattr(spikeff_nir, "verify_nir", disagree)
+    capsys.readouterr()
+    assert main(["export", str(out / "model.pt"), "--out", str(target), "--verify", "--verify-samples", "1",
+                 "--dt", "2e-3"]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: the exported graph does not reproduce spikeff's spikes; {target} was not written "
+        "(a previous file there is unchanged)")
+    assert target.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["model.nir"]
+
+
+# ----------------------------------------------------------------------------- 10: one error line
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_10_unknown_device_is_one_line(command, finished, tmp_path, capsys):
+    _, _, out = finished
+    argv = ["train", "--out", str(tmp_path / "run")] if command == "train" else ["eval", str(out / "model.pt")]
+    assert main([*argv, "--device", "tpu"]) == 2
+    assert error_line(capsys.readouterr().err) == "spikeff: error: --device tpu: not a device name (expected cpu, cuda or cuda:N)"
+
+
+class FullDisk:
+    """A file whose writes fail as on a full disk (``message`` without errno: numpy's short-write text)."""
+
+    def __init__(self, f, message: str | None = None) -> None:
+        self.f, self.message = f, message
+
+    def write(self, data):
+        if self.message:
+            raise OSError(self.message)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def fill_disk(monkeypatch, names: str, message: str | None = None) -> None:
+    """Writes of temp files whose name contains ``names`` fail for want of space."""
+    def fake_open(path, mode="r", *a, **k):
+        f = open(path, mode, *a, **k)
+        return FullDisk(f, message) if names in Path(path).name else f
+
+    monkeypatch.setattr(fileio, "open", fake_open, raising=False)
+
+
+def test_10_full_disk_while_writing_the_run_state(tmp_path, data, monkeypatch, capsys):
+    out = interrupted(tmp_path, data, monkeypatch, capsys, "--epochs", "3")
+    state = (out / "train_state.pt").read_bytes()
+    fill_disk(monkeypatch, ".train_state.pt.")
+    assert main(["train", "--resume", str(out)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: cannot write {out / 'train_state.pt'}: No space left on device")
+    assert (out / "train_state.pt").read_bytes() == state and sorted(p.name for p in out.iterdir()) == ["train_state.pt"]
+
+
+def test_10_ctrl_c_is_one_line_and_resumable(tmp_path):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spikeff", "train", "--dataset", "digits", "--cache-dir", str(tmp_path / "cache"),
+         "--out", str(out), "--limit", "40", *TINY, "--epochs", "200"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_first_epoch(proc, out / "train_state.pt")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert error_line(err) == f"spikeff: error: interrupted; resume with: spikeff train --resume {out}"
+    assert (out / "train_state.pt").exists()
+
+
+# ----------------------------------------------------------------------------- 11, 12: cache and files
+
+
+@pytest.mark.parametrize("message", [None, "1109760 requested and 20416 written"])
+def test_11_full_disk_while_caching_falls_back_to_memory(data, tmp_path, monkeypatch, message):
+    cache = tmp_path / "cache"
+    fill_disk(monkeypatch, ".frames.npy.", message)
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.warns(UserWarning) as rec:
+        s = load_splits("nmnist", data, cache_dir=cache, n_time_bins=3)
+    cause = re.escape("No space left on device" + (f" (OSError: {message})" if message else ""))
+    for split, warning in zip(("train", "test"), rec):
+        assert re.fullmatch(
+            f"cache directory {cache / 'nmnist'} is not writable \\(cannot write {cache / 'nmnist'}/{split}-frames-"
+            f"[0-9a-f]{{16}}\\.frames\\.npy: {cause}\\); keeping nmnist {split} in memory only .*", str(warning.message))
+    assert "in memory only" in s.summary() and len(s.train) == 16
+    assert list((cache / "nmnist").iterdir()) == []
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_12_outputs_honour_the_umask(umask, mode, finished, tmp_path):
+    _, _, out = finished
+    old = os.umask(umask)
+    try:
+        fileio.write_json(tmp_path / "m.json", {"a": 1})
+        assert main(["export", str(out / "model.pt"), "--out", str(tmp_path / "m.nir"), "--verify",
+                     "--verify-samples", "1"]) == 0
+        load_splits("digits", cache_dir=tmp_path / "cache", n_time_bins=2, limit=10)
+    finally:
+        os.umask(old)
+    files = [tmp_path / "m.json", tmp_path / "m.nir", *(tmp_path / "cache" / "digits").iterdir()]
+    assert len(files) == 6 and {f.stat().st_mode & 0o777 for f in files} == {mode}
+
+
+# ----------------------------------------------------------------------------- 13: data info --check
+
+
+def test_13_data_info_check_decodes_every_file(data, tmp_path, capsys):
+    d = data / "NMNIST" / "Train" / "0"
+    (d / "empty.bin").write_bytes(b"")
+    (d / "trunc.bin").write_bytes(b"\x01" * 12)
+    argv = ["data", "info", "--dataset", "nmnist", "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    assert "bad" not in capsys.readouterr().out
+    assert main([*argv, "--check"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    i = out.index("check     decoded 22 files: 2 bad")
+    assert out[i + 1:] == [f"  {d / 'empty.bin'}: empty file",
+                           f"  {d / 'trunc.bin'}: truncated: 12 bytes is not a multiple of 5 (N-MNIST events are 5 bytes)"]
+    (d / "empty.bin").unlink()
+    (d / "trunc.bin").unlink()
+    assert main([*argv, "--check"]) == 0
+    assert "check     decoded 20 files: 0 bad" in capsys.readouterr().out
