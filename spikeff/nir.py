@@ -24,7 +24,6 @@ written (``theta`` itself is in the graph metadata). See ``docs/nir.md``.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal

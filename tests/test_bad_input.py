@@ -26,7 +26,7 @@ import spikeff.fileio as fileio
 import spikeff.nir as spikeff_nir
 from spikeff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from spikeff.cli import main
-from spikeff.data import DataError, load_splits
+from spikeff.data import load_splits
 from spikeff.nir import NIRExportError, NIRImportError, export_nir, from_nir, to_nir_graph
 from helpers import wait_for_first_epoch
 from test_data import write_nmnist
