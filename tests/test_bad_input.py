@@ -29,7 +29,7 @@ from spikeff.cli import main
 from spikeff.data import load_splits
 from spikeff.nir import NIRExportError, NIRImportError, export_nir, from_nir, to_nir_graph
 from helpers import wait_for_first_epoch
-from test_data import write_nmnist
+from test_data import count_decodes, write_nmnist  # noqa: F401 (count_decodes: a fixture)
 
 TINY = ["--epochs", "1", "--readout-epochs", "1", "--channels", "4", "--trials", "2", "--time-bins", "4",
         "--batch-size", "8", "--no-control"]
@@ -145,6 +145,18 @@ def test_2_eval_refuses_missing_test_samples_and_overlap(finished, tmp_path, cap
         "spikeff: error: 1 of the 4 recorded test samples were also training samples; no held-out accuracy can be given")
 
 
+def test_2_checkpoint_without_manifest_is_evaluated_with_a_warning(finished, tmp_path, capsys):
+    data, cache, out = finished
+    payload = torch.load(out / "model.pt", weights_only=True)
+    del payload["meta"]["data"]
+    torch.save(payload, tmp_path / "old.pt")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "old.pt"), "--data-dir", str(data), "--cache-dir", str(cache)]) == 0
+    assert (f"spikeff: warning: {tmp_path / 'old.pt'} records no data manifest (an older spikeff): its held-out "
+            "split is drawn again from the data found, and cannot be checked against its training samples"
+            ) in capsys.readouterr().err.splitlines()
+
+
 # ----------------------------------------------------------------------------- 3: frame cache
 
 
@@ -170,16 +182,6 @@ def test_3_tampered_cache_is_rebuilt(data, tmp_path, tamper, count_decodes):
     assert len(count_decodes) == 16  # the train split was decoded again
     assert all(torch.equal(first.train[i][0], again.train[i][0]) for i in range(len(first.train)))
     assert np.array_equal(np.load(npy), good)
-
-
-@pytest.fixture
-def count_decodes(monkeypatch) -> list[str]:
-    import tonic
-
-    calls: list[str] = []
-    real = tonic.io.read_mnist_file
-    monkeypatch.setattr(tonic.io, "read_mnist_file", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
-    return calls
 
 
 # ----------------------------------------------------------------------------- 4: non-finite
