@@ -423,19 +423,20 @@ def _materialise(
             "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         }
     why_not = unwritable_reason(entry.directory)
-    if why_not is None:
+    problem = None if why_not is None else f"cache directory {entry.directory} is not writable ({why_not})"
+    if problem is None:
         try:
             entry.save(arrays, {"dataset": plan.spec.name, "split": split, "kind": kind, "rows": rows.tolist(),
                                 "skipped": skipped, "n_samples": len(out)})
         except OSError as exc:  # names the file and the cause, e.g. a full disk
-            why_not = str(exc)
-    if why_not is not None:
+            problem = str(exc)
+    if problem is not None:
         warnings.warn(
-            f"cache directory {entry.directory} is not writable ({why_not}); keeping {plan.spec.name} {split} "
-            "in memory only (pass cache_dir= or set SPIKEFF_CACHE to a writable folder)",
+            f"{problem}; keeping {plan.spec.name} {split} in memory only "
+            "(pass cache_dir= or set SPIKEFF_CACHE to a writable folder)",
             stacklevel=3,
         )
-        return arrays, rows, skipped, f"{kind} built, in memory only ({entry.directory} not writable)"
+        return arrays, rows, skipped, f"{kind} built, in memory only ({problem})"
     return arrays, rows, skipped, f"{kind} built and cached at {entry.meta_path.with_suffix('.*')}"
 
 
