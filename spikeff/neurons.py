@@ -13,9 +13,23 @@ Heaviside. ``sigma`` adds Gaussian membrane noise (it stays in the membrane and
 therefore diffuses) with a hard threshold. With ``delta = sigma = 0`` and zero reset
 the model is exactly NIR's LIF discretised by forward Euler (see :mod:`spikeff.nir`).
 
-Gradients reach ``v`` through a surrogate: with ``delta > 0`` the derivative of the
-escape probability, ``sigmoid'((v - theta) / delta) / delta``; with ``delta = 0`` the
-derivative of ``sigmoid(slope * (v - theta))``. The reset uses the detached spike.
+Gradients reach ``v`` through a surrogate; the reset uses the detached spike.
+
+* Escape noise is threshold noise: with the uniform ``U[t]`` that draws the spike,
+  ``s[t] = H(v[t] - theta[t])`` at the trial's own threshold ``theta[t] = theta + delta * logit(U[t])``
+  gives exactly the spikes of ``U[t] < sigmoid((v[t] - theta) / delta)``. The default
+  (``gradient="pathwise"``) differentiates that per-trial event with the surrogate
+  ``sigmoid(k * (v[t] - theta[t]) / delta)``, ``k = sharpness``. A trial near its own threshold
+  gets a large gradient and one far from it a small one, so the gradient of a statistic of the
+  trial-to-trial *deviations* (a variance, a covariance) points the way that statistic moves in
+  expectation. Its mean over ``U`` tends to the derivative of the spike probability as ``k``
+  grows.
+* ``gradient="expected"`` passes the derivative of the spike probability,
+  ``sigmoid'((v - theta) / delta) / delta``, the same for every trial: right for the mean
+  spike, blind to the variance (on one Bernoulli unit its gradient of the variance is
+  exactly 0).
+* With ``delta = 0`` (membrane noise or none), the derivative of ``sigmoid(slope * (v - theta))``;
+  membrane noise with a hard threshold is pathwise already.
 
 Two implementations of the scan over time, with the same noise and the same spikes:
 
@@ -38,19 +52,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "LIFParams", "LIFState", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step", "lif_scan",
-    "draw_noise", "fused_forward", "fused_backward", "lif_scan_fused", "CompiledLIFScan", "make_scan", "StochasticLIF",
+    "LIFParams", "LIFState", "Gradient", "GRADIENTS", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step", "lif_scan",
+    "escape_surrogate", "draw_noise", "fused_forward", "fused_backward", "lif_scan_fused", "CompiledLIFScan", "make_scan", "StochasticLIF",
 ]
 
 ScanBackend = Literal["eager", "compiled"]
 SCAN_BACKENDS: tuple[ScanBackend, ...] = ("eager", "compiled")
+Gradient = Literal["pathwise", "expected"]
+GRADIENTS: tuple[Gradient, ...] = ("pathwise", "expected")
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,8 @@ class LIFParams:
     sigma: float = 0.0
     reset: Literal["zero", "subtract"] = "zero"
     surrogate_slope: float = 5.0
+    gradient: Gradient = "pathwise"
+    sharpness: float = 4.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.beta <= 1.0:
@@ -73,8 +91,10 @@ class LIFParams:
             raise ValueError(f"delta and sigma must be >= 0, got delta={self.delta}, sigma={self.sigma}")
         if self.reset not in ("zero", "subtract"):
             raise ValueError(f"reset must be 'zero' or 'subtract', got {self.reset!r}")
-        if self.surrogate_slope <= 0:
-            raise ValueError(f"surrogate_slope must be positive, got {self.surrogate_slope}")
+        if self.surrogate_slope <= 0 or self.sharpness <= 0:
+            raise ValueError(f"surrogate_slope and sharpness must be positive, got {self.surrogate_slope}, {self.sharpness}")
+        if self.gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
 
     @property
     def stochastic(self) -> bool:
@@ -82,7 +102,7 @@ class LIFParams:
 
     def deterministic(self) -> "LIFParams":
         """The same neuron with all noise switched off."""
-        return LIFParams(self.beta, self.threshold, 0.0, 0.0, self.reset, self.surrogate_slope)
+        return replace(self, delta=0.0, sigma=0.0)
 
 
 class LIFState(NamedTuple):
@@ -105,15 +125,27 @@ def lif_step(
         v = v + p.sigma * torch.randn(v.shape, generator=generator, device=v.device, dtype=v.dtype)
     x = v - p.threshold
     if p.delta > 0:
-        prob = torch.sigmoid(x / p.delta)
-        hard = (torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype) < prob.detach())
-        spikes = _straight_through(hard.to(v.dtype), prob)
+        u = torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)
+        hard = (u < torch.sigmoid(x.detach() / p.delta)).to(v.dtype)
+        spikes = _straight_through(hard, escape_surrogate(x, u, p))
     else:
         hard = (x >= 0).to(v.dtype)
         spikes = _straight_through(hard, torch.sigmoid(p.surrogate_slope * x))
     s = spikes.detach()
     u = v * (1.0 - s) if p.reset == "zero" else v - p.threshold * s
     return spikes, LIFState(u)
+
+
+def escape_surrogate(x: Tensor, u: Tensor, p: LIFParams) -> Tensor:
+    """The differentiable stand-in for an escape-noise spike at ``x = v - theta`` drawn with ``u``.
+
+    ``"pathwise"``: ``sigmoid(k * (x / delta - logit(u)))``, a soft step at the trial's own
+    threshold; ``"expected"``: the spike probability ``sigmoid(x / delta)``.
+    """
+    z = x / p.delta
+    if p.gradient == "expected":
+        return torch.sigmoid(z)
+    return torch.sigmoid(p.sharpness * (z - torch.logit(u)))
 
 
 def lif_scan(
@@ -200,12 +232,13 @@ def fused_forward(
 
 
 def fused_backward(
-    grad_spikes: Tensor | None, grad_v: Tensor | None, currents: Tensor, normal: Tensor | None, spikes: Tensor,
-    v0: Tensor, beta: float, threshold: float, delta: float, sigma: float, slope: float, zero_reset: bool,
+    grad_spikes: Tensor | None, grad_v: Tensor | None, currents: Tensor, uniform: Tensor | None,
+    normal: Tensor | None, spikes: Tensor, v0: Tensor, beta: float, threshold: float, delta: float, sigma: float,
+    slope: float, sharpness: float, zero_reset: bool,
 ) -> tuple[Tensor, Tensor]:
     """The fused scan's backward: gradients for the currents and the initial membrane.
 
-    The surrogate of :func:`lif_step`; ``grad_spikes`` and ``grad_v`` may be ``None`` (no gradient).
+    The surrogate of :func:`lif_step` (``sharpness=0`` for the ``"expected"`` gradient); ``grad_spikes`` and ``grad_v`` may be ``None`` (no gradient).
 
     The membrane before each reset is recomputed from the inputs and the saved spikes, so
     the forward stores nothing but its output.
@@ -220,9 +253,10 @@ def fused_backward(
     grad_u, grads = grad_v, []
     for t in reversed(range(currents.shape[0])):
         x = vs[t] - threshold
-        if delta > 0:
-            q = torch.sigmoid(x / delta)
-            g = q * (1.0 - q) / delta
+        if delta > 0:  # d/dx of escape_surrogate; sharpness 0 selects "expected"
+            z = x / delta if sharpness == 0 else sharpness * (x / delta - torch.logit(uniform[t]))
+            q = torch.sigmoid(z)
+            g = q * (1.0 - q) * ((1.0 if sharpness == 0 else sharpness) / delta)
         else:
             q = torch.sigmoid(slope * x)
             g = slope * q * (1.0 - q)
@@ -247,20 +281,20 @@ class _FusedScan(torch.autograd.Function):
     def forward(ctx, currents, uniform, normal, v0, p: LIFParams, kernels: _Kernels):  # type: ignore[override]
         spikes, v = kernels.forward(currents, uniform, normal, v0, p.beta, p.threshold, p.delta, p.sigma,
                                     p.reset == "zero")
-        ctx.save_for_backward(currents, normal, spikes, v0)
+        ctx.save_for_backward(currents, uniform, normal, spikes, v0)
         ctx.p, ctx.kernels = p, kernels
         ctx.set_materialize_grads(False)
         return spikes, v
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_v):  # type: ignore[override]
-        currents, normal, spikes, v0 = ctx.saved_tensors
+        currents, uniform, normal, spikes, v0 = ctx.saved_tensors
         if grad_spikes is None and grad_v is None:
             return None, None, None, None, None, None
         p = ctx.p
         grad_i, grad_v0 = ctx.kernels.backward(
-            grad_spikes, grad_v, currents, normal, spikes, v0, p.beta, p.threshold, p.delta, p.sigma,
-            p.surrogate_slope, p.reset == "zero",
+            grad_spikes, grad_v, currents, uniform, normal, spikes, v0, p.beta, p.threshold, p.delta, p.sigma,
+            p.surrogate_slope, p.sharpness if p.gradient == "pathwise" else 0.0, p.reset == "zero",
         )
         return grad_i, None, None, grad_v0 if ctx.needs_input_grad[3] else None, None, None
 

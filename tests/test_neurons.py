@@ -64,14 +64,44 @@ def test_seed_reproducibility():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_escape_noise_gradient_is_probability_derivative():
-    p = LIFParams(threshold=1.0, delta=0.5)
+def test_expected_gradient_is_probability_derivative():
+    p = LIFParams(threshold=1.0, delta=0.5, gradient="expected")
     v = torch.tensor([0.3, 1.0, 1.7], requires_grad=True)
     s, _ = lif_step(v, LIFState(torch.zeros(3)), p, torch.Generator().manual_seed(0))
     s.sum().backward()
     x = (v.detach() - 1.0) / 0.5
     expected = torch.sigmoid(x) * (1 - torch.sigmoid(x)) / 0.5
     assert torch.allclose(v.grad, expected)
+
+
+def test_pathwise_gradient_is_soft_step_at_the_trials_own_threshold():
+    p = LIFParams(threshold=1.0, delta=0.5, sharpness=3.0)
+    v = torch.tensor([0.3, 1.0, 1.7], requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    s, _ = lif_step(v, LIFState(torch.zeros(3)), p, g)
+    s.sum().backward()
+    u = torch.rand(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s.detach(), (u < torch.sigmoid((v.detach() - 1.0) / 0.5)).float())  # same spikes
+    q = torch.sigmoid(3.0 * ((v.detach() - 1.0) / 0.5 - torch.logit(u)))
+    assert torch.allclose(v.grad, 3.0 * q * (1 - q) / 0.5)
+
+
+@pytest.mark.parametrize("x0", [-0.3, 0.3])
+def test_pathwise_gradient_of_a_variance_has_the_right_sign(x0):
+    # One Bernoulli unit, p = sigmoid(x / delta): d var / dx = p' (1 - 2p), +-0.47 here.
+    # The expected-spike gradient is the same for every trial, so its estimate is exactly 0.
+    delta = 0.2
+    prob = torch.sigmoid(torch.tensor(x0 / delta))
+    true = (prob * (1 - prob) / delta * (1 - 2 * prob)).item()
+    est = {}
+    for grad in ("pathwise", "expected"):
+        x = torch.tensor(1.0 + x0, requires_grad=True)
+        p = LIFParams(threshold=1.0, delta=delta, gradient=grad)
+        s, _ = lif_step(x.expand(400, 64), LIFState(torch.zeros(400, 64)), p, torch.Generator().manual_seed(0))
+        s.var(1).mean().backward()
+        est[grad] = x.grad.item()
+    assert est["pathwise"] * true > 0 and abs(est["pathwise"]) > 0.5 * abs(true)
+    assert est["expected"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_deterministic_surrogate_gradient_is_nonzero():
@@ -92,6 +122,8 @@ def test_module_and_bad_input():
         LIFParams(beta=1.5)
     with pytest.raises(ValueError, match="reset"):
         LIFParams(reset="none")
+    with pytest.raises(ValueError, match="gradient"):
+        LIFParams(gradient="score")
 
 
 # ----------------------------------------------------------------------------- fused and compiled scans
@@ -102,8 +134,9 @@ VARIANTS = [
     LIFParams(delta=0.0, sigma=0.3),
     LIFParams(delta=0.3, sigma=0.2, reset="subtract"),
     LIFParams(delta=0.0, reset="subtract"),
+    LIFParams(delta=0.2, gradient="expected"),
 ]
-VARIANT_IDS = ["escape", "heaviside", "membrane-noise", "both-noises-subtract", "heaviside-subtract"]
+VARIANT_IDS = ["escape", "heaviside", "membrane-noise", "both-noises-subtract", "heaviside-subtract", "escape-expected"]
 
 
 def run_scan(scan, p, x, v0=None, seed=11):
