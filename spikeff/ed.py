@@ -24,11 +24,11 @@ Consistency, ``covariance=``:
 
 Diversity, ``diversity=``:
 
-* ``"signal"`` (default): the covariance of the trial means across inputs minus the
-  trial noise that a mean over ``n`` trials keeps, ``C_noise / n``: an unbiased estimate
-  of the signal covariance. Without the correction, a few noisy trials inflate the
-  diversity ED with isotropic noise, and the loss can be lowered by silencing neurons
-  until noise dominates (measured: see ``benchmarks/results/``).
+* ``"signal"`` (default): the scatter of the trial means about the batch mean minus the
+  share of trial noise it keeps, ``(1 - 1/B) sum_b C_noise,b / n``: an unbiased estimate of
+  the scatter of the inputs' expected counts (the signal), tested by Monte Carlo. Without
+  the correction a few noisy trials inflate the diversity ED with isotropic noise. The
+  estimate can be indefinite when the noise dominates; its ED is then a plug-in value.
 * ``"covariance"``: the plain covariance of the trial means.
 * ``"second_moment"``: their uncentred second moment, as the paper's reference code does.
 
@@ -52,6 +52,7 @@ __all__ = [
     "EDLossConfig",
     "consistency_ed",
     "diversity_ed",
+    "diversity_matrix",
     "ed_loss",
     "random_projection",
 ]
@@ -152,7 +153,12 @@ Reduce = Callable[[Tensor], Tensor]
 
 
 def diversity_ed(counts: Tensor, kind: Diversity = "signal", reduce: Reduce | None = None) -> Tensor:
-    """ED of the signal covariance, covariance or second moment of the trial-averaged counts across the batch.
+    """ED of :func:`diversity_matrix`: the diversity term of the loss."""
+    return effective_dimensionality(diversity_matrix(counts, kind, reduce))
+
+
+def diversity_matrix(counts: Tensor, kind: Diversity = "signal", reduce: Reduce | None = None) -> Tensor:
+    """``C x C`` signal scatter, scatter or second moment of the trial-averaged counts across the batch.
 
     Built from batch sums, so the batch may be split across processes: ``reduce`` (e.g. a
     differentiable all-reduce sum, :mod:`spikeff.distributed`) is applied to every sum, the
@@ -163,24 +169,26 @@ def diversity_ed(counts: Tensor, kind: Diversity = "signal", reduce: Reduce | No
     """
     _check_counts(counts)
     x = _features_last(counts.mean(0).unsqueeze(0))[0]  # (B, S, C)
+    batch = None
     if kind != "second_moment":
         stats = torch.cat([x.sum(0).flatten(), x.new_full((1,), x.shape[0])])
         if reduce is not None:
             stats = reduce(stats)
-        n = stats[-1]
-        if n.item() < 2:
+        batch = stats[-1]
+        if batch.item() < 2:
             raise ValueError("the diversity covariance needs a batch of at least 2 inputs")
-        x = x - (stats[:-1] / n).view(x.shape[1:])
+        x = x - (stats[:-1] / batch).view(x.shape[1:])
     x = x.flatten(0, 1)  # (B*S, C)
     second = x.transpose(0, 1) @ x
     if kind == "signal":
-        # A mean over n trials keeps 1/n of the trial noise: subtract it.
+        # Each trial mean keeps 1/n of its input's trial noise N_b, and the scatter about the
+        # batch mean keeps (1 - 1/B) of that: E[scatter] = signal scatter + (1 - 1/B) sum_b N_b / n.
         n = counts.shape[0]
         if n < 2:
             raise ValueError(f"the signal covariance needs at least 2 trials, got {n}")
         dev = _features_last(counts - counts.mean(0, keepdim=True)).flatten(0, 2)  # (n*B*S, C)
-        second = second - (dev.transpose(0, 1) @ dev) / (n * (n - 1))
-    return effective_dimensionality(second if reduce is None else reduce(second))
+        second = second - (1.0 - 1.0 / batch) * (dev.transpose(0, 1) @ dev) / (n * (n - 1))
+    return second if reduce is None else reduce(second)
 
 
 def ed_loss(

@@ -5,6 +5,7 @@ from spikeff.ed import (
     EDLossConfig,
     consistency_ed,
     diversity_ed,
+    diversity_matrix,
     ed_loss,
     effective_dimensionality,
     effective_dimensionality_eig,
@@ -124,3 +125,20 @@ def test_loss_combines_terms_and_projection():
         ed_loss(torch.rand(4, 8))
     with pytest.raises(ValueError, match="labels"):
         ed_loss(counts, EDLossConfig(supervised=True))
+
+
+def test_signal_scatter_is_unbiased():
+    # Monte Carlo: small batch and few trials, where the batch-mean share (1 - 1/B) matters.
+    g = torch.Generator().manual_seed(3)
+    n, b, c, draws = 3, 4, 5, 20_000
+    mu = torch.rand(b, c, generator=g, dtype=torch.float64) * 3
+    scale = torch.rand(b, c, generator=g, dtype=torch.float64) + 0.5  # per-input noise levels
+    counts = mu + scale * torch.randn(draws, n, b, c, generator=g, dtype=torch.float64)
+    est = torch.stack([diversity_matrix(counts[i], "signal") for i in range(draws)]).mean(0)
+    centred = mu - mu.mean(0)
+    target = centred.T @ centred
+    noise = torch.diag((scale**2).sum(0)) / n  # sum_b C_noise,b / n
+    se = torch.stack([diversity_matrix(counts[i], "signal") for i in range(2000)]).std(0) / draws**0.5
+    assert torch.all((est - target).abs() < 5 * se + 1e-9)
+    # The correction without the (1 - 1/B) share would be off by noise / B on the diagonal.
+    assert torch.all((torch.diagonal(est - noise / b) - torch.diagonal(target)).abs() > 5 * torch.diagonal(se))
