@@ -51,7 +51,7 @@ from .fileio import atomic_write, write_json
 from .network import PRECISIONS, NetworkConfig, Precision, SpikingNet
 from .neurons import SCAN_BACKENDS, ScanBackend
 from .readout import MODES, scores
-from .trainer import TrainConfig, TrainingError
+from .trainer import TrainConfig, TrainingError, calibrate_norm
 
 __all__ = ["METHODS", "BenchSettings", "measure_spikeff", "run_method", "run_bench", "write_outputs", "main"]
 
@@ -252,6 +252,7 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
             rec["raster"] = _raster(net, x.to(device), g(300))
         if "random" in s.methods:
             ctrl = SpikingNet(net_cfg, seeded_generators(seed, device)["init"]).to(device)
+            calibrate_norm(ctrl, make_loader(splits.train, s.batch_size, shuffle=False, seed=0), g(402))
             _, c_ops = measure_spikeff(ctrl, test, train_cfg.trials, g(400), input_ops=s.input_ops)
             _, c_det = measure_spikeff(ctrl, test, 1, g(401), deterministic=True, input_ops=s.input_ops)
             rec["control"] = {"accuracy": m["control_accuracy"], "layer_rates": m["control_layer_rates"],

@@ -96,4 +96,4 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 layer.lif = LIFParams(**d)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its architecture: {e}") from e
-    return net.to(map_location), dict(payload.get("meta", {}))
+    return net.to(map_location).eval(), dict(payload.get("meta", {}))

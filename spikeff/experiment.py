@@ -36,7 +36,7 @@ from .distributed import (
 )
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
-from .trainer import LayerTrainer, TrainConfig, evaluate, fit_readout
+from .trainer import LayerTrainer, TrainConfig, calibrate_norm, evaluate, fit_readout
 
 __all__ = ["EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "train_and_evaluate", "load_state"]
 
@@ -225,6 +225,7 @@ def train_and_evaluate(
     if not ctx.is_main:
         return RunResult(net, {}, trainer.history)
     if phase == "readout":
+        calibrate_norm(net, train_loader, gens["train"])
         fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
         train_seconds += time.perf_counter() - t0
         result = evaluate(net, test_loader, trials, gens["eval"])
@@ -253,6 +254,7 @@ def train_and_evaluate(
     if control:
         ctrl = SpikingNet(net_config).to(device)
         ctrl.load_state_dict(initial)
+        calibrate_norm(ctrl, train_loader, gens["control"])
         fit_readout(ctrl, train_loader, train_config, gens["control"], train_config.epochs + train_config.readout_epochs)
         c = evaluate(ctrl, test_loader, trials, gens["eval"])
         metrics["control_accuracy"] = {m: c[m] for m in ("energy", "average", "deterministic")}

@@ -22,6 +22,7 @@ readout head always runs in float32. A conv and its avg-pool always run as one s
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -34,11 +35,13 @@ from .neurons import SCAN_BACKENDS, LIFParams, ScanBackend, ScanFn, lif_scan, ma
 from .readout import HeadKind, Readout
 
 __all__ = [
-    "NetworkConfig", "Precision", "PRECISIONS", "SpikingLayer", "SpikingNet", "expand_trials", "spike_counts", "synapse_pool",
+    "NetworkConfig", "Precision", "PRECISIONS", "Norm", "NORMS", "fold_norm", "SpikingLayer", "SpikingNet", "expand_trials", "spike_counts", "synapse_pool",
 ]
 
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
+Norm = Literal["batch", "none"]
+NORMS: tuple[Norm, ...] = ("batch", "none")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class NetworkConfig:
     readout: HeadKind = "linear"
     scan: ScanBackend = "eager"
     precision: Precision = "fp32"
+    norm: Norm = "batch"
 
     def __post_init__(self) -> None:
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
@@ -74,14 +78,17 @@ class NetworkConfig:
             raise ValueError(f"scan must be one of {SCAN_BACKENDS}, got {self.scan!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NetworkConfig":
-        """Inverse of :meth:`to_dict`; dicts written before ``scan`` and ``precision`` existed get the defaults."""
-        d = dict(d)
+        """Inverse of :meth:`to_dict`; dicts written before ``scan`` and ``precision`` existed get the
+        defaults, those written before ``norm`` existed get ``norm="none"`` (their networks had none)."""
+        d = {"norm": "none", **d}
         d["lif"] = LIFParams(**d["lif"])
         for key in ("input_shape", "conv_channels", "hidden"):
             d[key] = tuple(d[key])
@@ -132,13 +139,14 @@ class SpikingLayer(nn.Module):
 
     def __init__(
         self, synapse: nn.Module, pool: nn.Module | None, lif: LIFParams, scan: ScanFn = lif_scan,
-        precision: Precision = "fp32",
+        precision: Precision = "fp32", norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.synapse = synapse
         self.pool = pool
+        self.norm = norm
         self.lif = lif
         self.scan = scan
         self.precision = precision
@@ -156,6 +164,8 @@ class SpikingLayer(nn.Module):
         bf16 = self.precision == "bf16"
         with torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             y = synapse_pool(x.flatten(0, 1), self.synapse, self.pool)
+        if self.norm is not None:  # in at least float32 (bf16 statistics are too coarse), then back
+            y = self.norm(y.to(torch.promote_types(y.dtype, torch.float32))).to(y.dtype)
         return y.unflatten(0, (t, n))
 
     def forward(
@@ -191,11 +201,13 @@ class SpikingNet(nn.Module):
         for out in config.conv_channels:
             conv = nn.Conv2d(c, out, config.kernel_size, padding=config.kernel_size // 2)
             pool = nn.AvgPool2d(config.pool) if config.pool > 1 else None
-            layers.append(SpikingLayer(conv, pool, config.lif, scan, config.precision))
+            norm = nn.BatchNorm2d(out, momentum=None, affine=False) if config.norm == "batch" else None
+            layers.append(SpikingLayer(conv, pool, config.lif, scan, config.precision, norm))
             c, h, w = out, h // config.pool, w // config.pool
         features = c * h * w
         for out in config.hidden:
-            layers.append(SpikingLayer(nn.Linear(features, out), None, config.lif, scan, config.precision))
+            norm = nn.BatchNorm1d(out, momentum=None, affine=False) if config.norm == "batch" else None
+            layers.append(SpikingLayer(nn.Linear(features, out), None, config.lif, scan, config.precision, norm))
             features = out
         self.layers = nn.ModuleList(layers)
         self.head = Readout(features, config.n_classes, config.readout, scan)
@@ -247,6 +259,28 @@ class SpikingNet(nn.Module):
         for layer in self.layers:
             layer.lif = lif
         return self
+
+
+@torch.no_grad()
+def fold_norm(net: SpikingNet) -> SpikingNet:
+    """A copy of ``net`` with every layer's normalisation folded into its synapse (``norm="none"``).
+
+    In evaluation a batch norm without affine is ``(y - mu) / s`` with its running statistics,
+    ``s = sqrt(var + eps)``; since ``y = W x + b`` that is the synapse ``W / s, (b - mu) / s``. The
+    copy computes the same currents up to rounding, needs no normalisation op, and exports to NIR
+    as plain synapses and LIF neurons. A net without normalisation is copied as it is.
+    """
+    folded = copy.deepcopy(net)
+    folded.config = replace(net.config, norm="none")
+    for layer in folded.layers:
+        norm, layer.norm = layer.norm, None
+        if norm is None:
+            continue
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        w = layer.synapse.weight
+        w.mul_(scale.view(-1, *[1] * (w.dim() - 1)))
+        layer.synapse.bias.sub_(norm.running_mean).mul_(scale)
+    return folded
 
 
 def check_input(x: Tensor, config: NetworkConfig) -> None:

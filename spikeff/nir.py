@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from .checkpoint import first_nonfinite
 from .fileio import atomic_write, staged
-from .network import NetworkConfig, SpikingLayer, SpikingNet
+from .network import NetworkConfig, SpikingLayer, SpikingNet, fold_norm
 from .neurons import LIFParams
 
 __all__ = [
@@ -193,6 +193,7 @@ def to_nir_graph(
     """
     if not isinstance(net, SpikingNet):
         raise NIRExportError(f"expected a spikeff SpikingNet, got {type(net).__name__}")
+    net = fold_norm(net)
     dt = _check_dt(dt)
     if pooling not in ("sum", "avg"):
         raise NIRExportError(f"pooling must be 'sum' or 'avg', got {pooling!r}")
@@ -421,11 +422,9 @@ def quantize_loihi(net: SpikingNet) -> tuple[SpikingNet, LoihiQuantization]:
     scale, and ``beta`` becomes ``1 - dv/4096`` with integer ``dv``. The copy's layers carry
     their own :class:`LIFParams` (thresholds differ per layer); noise parameters are kept.
     """
-    import copy
-
     if not isinstance(net, SpikingNet):
         raise NIRExportError(f"expected a spikeff SpikingNet, got {type(net).__name__}")
-    q = copy.deepcopy(net)
+    q = fold_norm(net)
     base = net.config.lif
     dv = int(min(max(round((1.0 - base.beta) * LOIHI_DECAY_SCALE), 0), LOIHI_DECAY_SCALE - 1))
     beta_q = 1.0 - dv / LOIHI_DECAY_SCALE
@@ -664,9 +663,9 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
             conv_channels=tuple(int(c["w"].shape[0]) for c in convs),
             hidden=tuple(int(d["w"].shape[0]) for d in hidden),
             kernel_size=convs[0]["k"] if convs else 3, pool=convs[0]["p"] if convs else 2,
-            lif=head["lif"] if kind == "lif" else lifs[0], readout=kind,
+            lif=head["lif"] if kind == "lif" else lifs[0], readout=kind, norm="none",  # folded on export
         )
-        net = SpikingNet(cfg)
+        net = SpikingNet(cfg, torch.Generator().manual_seed(0))  # weights overwritten below
         with torch.no_grad():
             for layer, src, lif in zip(net.layers, convs + hidden, lifs):
                 layer.synapse.weight.copy_(torch.from_numpy(src["w"]))
@@ -692,6 +691,7 @@ def _nonfinite(net: SpikingNet) -> str | None:
 def reference_outputs(net: SpikingNet, x: Tensor) -> list[Tensor]:
     """Deterministic spikes of every layer ``(T, B, ...)`` and, last, the head's per-step output
     ``(T, B, K)``: readout spikes for the ``lif`` head, readout currents for the ``linear`` head."""
+    net = fold_norm(net)
     with torch.no_grad():
         outs = net.layer_outputs(x, deterministic=True)
         top = outs[-1]

@@ -37,7 +37,9 @@ from .readout import MODES, Mode, scores
 if TYPE_CHECKING:
     from .distributed import DataParallel
 
-__all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "cosine_schedule", "evaluate", "fit_readout"]
+__all__ = [
+    "TrainConfig", "TrainingError", "LayerTrainer", "calibrate_norm", "cosine_schedule", "evaluate", "fit_readout",
+]
 
 # A layer counts as nearly silent below both: a sparse but large layer still carries signal
 # (64/128 channels on the digits: 0.4 % of 8192 neurons, ~33 spikes per bin, the best run seen).
@@ -308,6 +310,27 @@ class LayerTrainer:
         return self.history
 
 
+@torch.no_grad()
+def calibrate_norm(net: SpikingNet, batches: Iterable[Batch], generator: torch.Generator) -> None:
+    """Set every layer's normalisation statistics to their mean over one pass of ``batches``.
+
+    Training normalises each batch by its own statistics; evaluation, the readout and NIR
+    export use these fixed ones. The layers' norms average (``momentum=None``) the batch
+    statistics of one single-trial pass with the final weights, each layer seeing the layer
+    below as it was trained. A network without normalisation is left as it is.
+    """
+    norms = [layer.norm for layer in net.layers if layer.norm is not None]
+    if not norms:
+        return
+    device = _device_of(net)
+    for norm in norms:
+        norm.reset_running_stats()
+    net.train()
+    for x, _ in tqdm(batches, desc="norm statistics", leave=False, dynamic_ncols=True):
+        net.layer_outputs(x.to(device), generator)
+    net.eval()
+
+
 def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Decay ``opt``'s learning rates to zero over ``steps`` scheduler steps (half a cosine)."""
     steps = max(steps, 1)
@@ -327,6 +350,7 @@ def fit_readout(
     and every epoch reshuffles it. A spiking head needs the spike trains and streams them.
     """
     device = _device_of(net)
+    net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)
     opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
     if epochs == 0:
         return []

@@ -59,9 +59,10 @@ def _ed_loss_and_grad(x: torch.Tensor, w: torch.Tensor, case: tuple, sync: DataP
 
 
 def _tiny_net() -> tuple[SpikingNet, TrainConfig]:
-    # Deterministic neurons, so every process sees the spikes a single process would.
+    # Deterministic neurons, so every process sees the spikes a single process would; no batch
+    # norm, whose statistics are those of each process's part of the batch.
     lif = LIFParams(delta=0.0, sigma=0.0, threshold=0.3)
-    cfg = NetworkConfig(input_shape=(2, 8, 8), n_classes=3, conv_channels=(4,), hidden=(6,), lif=lif)
+    cfg = NetworkConfig(input_shape=(2, 8, 8), n_classes=3, conv_channels=(4,), hidden=(6,), lif=lif, norm="none")
     net = SpikingNet(cfg, torch.Generator().manual_seed(0)).double()
     tcfg = TrainConfig(epochs=1, trials=2, lr=1e-2, loss=EDLossConfig(covariance="second_moment"))
     return net, tcfg

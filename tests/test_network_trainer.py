@@ -4,14 +4,15 @@ import pytest
 import torch
 
 from spikeff.ed import EDLossConfig
-from spikeff.network import NetworkConfig, SpikingNet, expand_trials, spike_counts, synapse_pool
+from spikeff.network import NetworkConfig, SpikingNet, expand_trials, fold_norm, spike_counts, synapse_pool
 from spikeff.neurons import LIFParams
 from spikeff.readout import scores
-from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, cosine_schedule, evaluate
+from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, calibrate_norm, cosine_schedule, evaluate
 
 
-def tiny_net(seed: int = 0, readout: str = "linear", hidden=(6,)) -> SpikingNet:
-    cfg = NetworkConfig((2, 8, 8), 3, conv_channels=(4,), hidden=hidden, lif=LIFParams(delta=0.3), readout=readout)
+def tiny_net(seed: int = 0, readout: str = "linear", hidden=(6,), norm: str = "none") -> SpikingNet:
+    cfg = NetworkConfig((2, 8, 8), 3, conv_channels=(4,), hidden=hidden, lif=LIFParams(delta=0.3), readout=readout,
+                        norm=norm)
     return SpikingNet(cfg, torch.Generator().manual_seed(seed))
 
 
@@ -203,3 +204,43 @@ def test_synapse_pool_falls_back_where_the_pool_is_not_a_box():
                           (torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.AvgPool2d(2)), (conv, None)]:
         ref = synapse(x) if pool is None else pool(synapse(x))
         assert torch.equal(synapse_pool(x, synapse, pool), ref)
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def test_batch_norm_keeps_deep_layers_active_where_plain_layers_fall_silent():
+    x = (torch.rand(6, 8, 2, 32, 32, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    rates = {}
+    for norm in ("none", "batch"):
+        cfg = NetworkConfig((2, 32, 32), 3, conv_channels=(8, 16, 32, 32), norm=norm)
+        net = SpikingNet(cfg, torch.Generator().manual_seed(0)).train()
+        with torch.no_grad():
+            rates[norm] = [s.mean().item() for s in net.layer_outputs(x, torch.Generator().manual_seed(1))]
+    assert min(rates["batch"]) > 0.02, rates
+    assert rates["none"][-1] < 0.5 * min(rates["batch"]), rates
+
+
+def test_calibrated_norm_folds_into_the_synapse():
+    net = SpikingNet(NetworkConfig((2, 8, 8), 3, conv_channels=(4,), hidden=(6,)), torch.Generator().manual_seed(0))
+    batches = tiny_batches(3)
+    calibrate_norm(net, batches, torch.Generator().manual_seed(1))
+    assert not net.training
+    norm = net.layers[0].norm
+    assert norm.num_batches_tracked == 3 and not torch.allclose(norm.running_var, torch.ones(4))
+    folded = fold_norm(net)
+    assert folded.config.norm == "none" and all(layer.norm is None for layer in folded.layers)
+    x = batches[0][0]
+    for a, b in zip(net.layers, folded.layers):
+        torch.testing.assert_close(a.currents(x), b.currents(x), rtol=1e-5, atol=1e-5)
+        x = a(x, deterministic=True)
+    x = batches[1][0]
+    assert torch.equal(net(x, deterministic=True), folded(x, deterministic=True))
+
+
+def test_configs_written_before_norm_load_without_it():
+    d = NetworkConfig((2, 8, 8), 3).to_dict()
+    del d["norm"]
+    assert NetworkConfig.from_dict(d).norm == "none"
+    with pytest.raises(ValueError, match="norm"):
+        NetworkConfig((2, 8, 8), 3, norm="layer")

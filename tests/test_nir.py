@@ -31,10 +31,10 @@ def data_root() -> Path:
 
 
 def make_net(readout: str = "linear", input_shape=(2, 16, 16), channels=(4, 8), hidden=(16,), seed: int = 0,
-             lif: LIFParams | None = None, gain: float = 3.0) -> SpikingNet:
+             lif: LIFParams | None = None, gain: float = 3.0, norm: str = "none") -> SpikingNet:
     """A tiny net; weights scaled by ``gain`` so that every layer spikes."""
     cfg = NetworkConfig(input_shape, 4, conv_channels=channels, hidden=hidden,
-                        lif=lif or LIFParams(beta=0.9, threshold=1.0), readout=readout)
+                        lif=lif or LIFParams(beta=0.9, threshold=1.0), readout=readout, norm=norm)
     net = SpikingNet(cfg, torch.Generator().manual_seed(seed))
     with torch.no_grad():
         for p in net.parameters():
@@ -120,6 +120,24 @@ def test_round_trip_identical(tmp_path, readout, pooling):
     for a, b in zip(reference_outputs(net, x), reference_outputs(back, x)):
         assert torch.equal(a, b)
     assert torch.equal(net(x, trials=1, deterministic=True), back(x, trials=1, deterministic=True))
+
+
+def test_batch_norm_is_folded_into_the_synapses(tmp_path):
+    net = make_net(norm="batch", gain=1.0).train()
+    x = random_spikes(net)
+    with torch.no_grad():
+        for layer in net.layers:  # running statistics far from (0, 1), as a trained net's are
+            layer.norm.running_mean.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(0))
+            layer.norm.running_var.uniform_(0.05, 0.3, generator=torch.Generator().manual_seed(1))
+    net.eval()
+    path = tmp_path / "bn.nir"
+    export_nir(net, path)
+    back = from_nir(path)
+    assert back.config.norm == "none" and all(layer.norm is None for layer in back.layers)
+    assert_active(net, x)
+    with torch.no_grad():  # the folded file gives the evaluated net's deterministic outputs
+        torch.testing.assert_close(net(x, deterministic=True), back(x, deterministic=True))
+    assert_zero_mismatch(verify_nir(path, net, x))
 
 
 @pytest.mark.parametrize("readout", ["linear", "lif"])

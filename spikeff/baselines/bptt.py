@@ -110,6 +110,11 @@ class SnnTorchNet(nn.Module):
         ref = SpikingNet(config, generator)  # same shapes and same initial weights as spikeff
         self.synapses = nn.ModuleList([layer.synapse for layer in ref.layers])
         self.pools = nn.ModuleList([layer.pool if layer.pool is not None else nn.Identity() for layer in ref.layers])
+        # spikeff's normalisation, with the running statistics a BPTT user keeps (momentum 0.1).
+        self.norms = nn.ModuleList([
+            type(layer.norm)(layer.norm.num_features, affine=False) if layer.norm is not None else nn.Identity()
+            for layer in ref.layers
+        ])
         self.neurons = nn.ModuleList([_leaky(config) for _ in ref.layers])
         self.head = ref.head.fc
         self.head_neurons = _leaky(config) if config.readout == "lif" else None
@@ -119,9 +124,9 @@ class SnnTorchNet(nn.Module):
         check_input(x, self.config)
         t, b = x.shape[:2]
         h, spikes = x, []
-        for syn, pool, neuron in zip(self.synapses, self.pools, self.neurons):
+        for syn, pool, norm, neuron in zip(self.synapses, self.pools, self.norms, self.neurons):
             inp = h.flatten(2) if isinstance(syn, nn.Linear) else h
-            cur = synapse_pool(inp.flatten(0, 1), syn, pool).unflatten(0, (t, b))
+            cur = norm(synapse_pool(inp.flatten(0, 1), syn, pool)).unflatten(0, (t, b))
             h = run_leaky(neuron, cur)
             spikes.append(h)
         if self.head_neurons is None:

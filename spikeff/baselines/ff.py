@@ -16,7 +16,8 @@
 * **Negatives**: the same input with a wrong label, drawn uniformly from the other classes
   by a seeded generator. Loss per layer: ``softplus(threshold - g_pos) + softplus(g_neg - threshold)``.
 * **Training** is layer-local: each layer gets its input detached and steps its own Adam
-  optimizer on every batch (no normalisation between layers: spikes are already binary).
+  optimizer on every batch (no normalisation between layers: spikes are already binary; the body
+  is built with ``norm="none"``).
 * **Prediction**: run the net once per candidate label and pick the label with the highest
   goodness summed over layers. An inference therefore costs ``n_classes`` passes; the data
   part of the first synaptic op is shared by all of them (it does not depend on the label).
@@ -72,7 +73,7 @@ class FFNet(nn.Module):
         super().__init__()
         self.config, self.ff = config, ff
         c, h, w = config.input_shape
-        body = SpikingNet(replace(config, input_shape=(c + config.n_classes, h, w)), generator)
+        body = SpikingNet(replace(config, input_shape=(c + config.n_classes, h, w), norm="none"), generator)
         self.layers = body.layers
 
     def embed(self, x: Tensor, labels: Tensor) -> Tensor:
