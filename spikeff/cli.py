@@ -29,8 +29,8 @@ from .distributed import barrier, init_from_env, shutdown
 from .ed import EDLossConfig
 from .experiment import EVAL_BATCH_SIZE, load_state, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, write_json
-from .network import PRECISIONS, NetworkConfig
-from .neurons import SCAN_BACKENDS, LIFParams
+from .network import NORMS, PRECISIONS, NetworkConfig
+from .neurons import GRADIENTS, SCAN_BACKENDS, LIFParams
 from .nir import NIRExportError, NIRImportError, add_export_parser, cmd_export
 from .readout import MODES
 from .trainer import TrainConfig, TrainingError, evaluate
@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--delta", type=_finite, default=LIFParams.delta, help="escape-noise temperature (0 = deterministic)")
     t.add_argument("--sigma", type=_finite, default=LIFParams.sigma, help="membrane noise std")
     t.add_argument("--reset", choices=("zero", "subtract"), default="zero")
+    t.add_argument("--gradient", choices=GRADIENTS, default=LIFParams.gradient,
+                   help="escape-noise gradient: pathwise (soft step at each trial's own threshold) or expected "
+                        "(derivative of the spike probability; blind to trial-to-trial variance)")
+    t.add_argument("--sharpness", type=_finite, default=LIFParams.sharpness,
+                   help="pathwise surrogate slope in units of delta")
+    t.add_argument("--norm", choices=NORMS, default=NetworkConfig.norm,
+                   help="per-layer normalisation of the currents (batch: BatchNorm without affine, "
+                        "folded into the synapse for evaluation and NIR)")
     t.add_argument("--readout", choices=("linear", "lif"), default="linear")
     t.add_argument("--train-mode", choices=("energy", "average"), default=TrainConfig.train_mode)
     t.add_argument("--alpha", type=_finite, default=EDLossConfig.alpha)
@@ -298,7 +306,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any]
     if ctx.is_main:
         remove_stale_temps(out, RUN_FILES)  # writes cut short by a kill
     device = ctx.device
-    lif = LIFParams(beta=args.beta, threshold=args.threshold, delta=args.delta, sigma=args.sigma, reset=args.reset)
+    lif = LIFParams(beta=args.beta, threshold=args.threshold, delta=args.delta, sigma=args.sigma, reset=args.reset,
+                    gradient=args.gradient, sharpness=args.sharpness)
     train_cfg = TrainConfig(
         epochs=args.epochs, readout_epochs=args.readout_epochs, trials=args.trials, lr=args.lr,
         head_lr=args.head_lr, schedule=args.schedule, projection_dims=args.projection, train_mode=args.train_mode,
@@ -315,7 +324,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any]
         _check_same_data(resume["meta"].get("data"), splits, out)
     net_cfg = NetworkConfig(
         input_shape=splits.frame_shape, n_classes=splits.n_classes, conv_channels=args.channels,
-        hidden=args.hidden, lif=lif, readout=args.readout, scan=args.scan, precision=args.precision,
+        hidden=args.hidden, lif=lif, readout=args.readout, scan=args.scan, precision=args.precision, norm=args.norm,
     )
 
     def report(rec: dict[str, Any]) -> None:

@@ -1,0 +1,72 @@
+"""Linear probes: how much of the label a linear classifier reads from each layer's spike counts.
+
+A probe is a multinomial logistic regression (scikit-learn) on one representation of every
+input, fitted on the training split and scored once on the held-out split. Its inverse
+regularisation ``C`` is chosen by cross-validation on the training split alone. The
+representations: the input's event counts (layer 0: the floor every layer must clear) and each
+layer's spike counts averaged over ``trials`` noisy trials, all divided by ``T``.
+
+Layer-local learning is only useful if depth adds to what a linear readout can find; a probe
+that falls with depth shows a layer that loses information.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor
+
+from .network import SpikingNet
+
+__all__ = ["PROBE_CS", "layer_features", "probe_accuracy", "layer_probes"]
+
+PROBE_CS: tuple[float, ...] = (0.01, 0.1, 1.0)
+
+Batch = tuple[Tensor, Tensor]
+
+
+@torch.no_grad()
+def layer_features(
+    net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per representation (input, then every layer) the features ``(N, D)``, and the labels ``(N,)``."""
+    net.eval()
+    device = next(net.parameters()).device
+    feats: list[list[np.ndarray]] = []
+    labels = []
+    for x, y in batches:
+        x = x.to(device)
+        outs = net.layer_outputs(x, generator, trials)
+        reps = [x.mean(0).flatten(1)] + [s.mean(0).unflatten(0, (trials, x.shape[1])).mean(0).flatten(1) for s in outs]
+        if not feats:
+            feats = [[] for _ in reps]
+        for acc, r in zip(feats, reps):
+            acc.append(r.float().cpu().numpy())
+        labels.append(y.numpy())
+    if not labels:
+        raise ValueError("no batches to probe")
+    return [np.concatenate(f) for f in feats], np.concatenate(labels)
+
+
+def probe_accuracy(
+    train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray,
+    cs: Sequence[float] = PROBE_CS, folds: int = 3, seed: int = 0,
+) -> float:
+    """Held-out accuracy of a logistic regression whose ``C`` is cross-validated on the training split."""
+    scaler = StandardScaler().fit(train)
+    clf = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed)
+    clf.fit(scaler.transform(train), y_train)
+    return float(clf.score(scaler.transform(test), y_test))
+
+
+def layer_probes(
+    net: SpikingNet, train: Iterable[Batch], test: Iterable[Batch], trials: int, generator: torch.Generator
+) -> list[float]:
+    """Probe accuracy of the input (index 0) and of every layer (index ``k`` for layer ``k``)."""
+    f_train, y_train = layer_features(net, train, trials, generator)
+    f_test, y_test = layer_features(net, test, trials, generator)
+    return [probe_accuracy(a, y_train, b, y_test) for a, b in zip(f_train, f_test)]
