@@ -182,14 +182,17 @@ class LayerTrainer:
         return spikes.detach(), stats
 
     def _check_finite(self, losses: dict[int, Tensor]) -> None:
-        """Stop on a non-finite layer loss, naming the first such layer; one device sync per batch."""
+        """Stop on a non-finite layer loss or weight after a step, naming the first such layer; one
+        device sync per batch."""
         if not losses:
             return
-        finite = torch.isfinite(torch.stack(list(losses.values())))
+        weights = [torch.stack([p.isfinite().all() for p in self.net.layers[k].parameters()]).all() for k in losses]
+        finite = torch.isfinite(torch.stack(list(losses.values()))) & torch.stack(weights)
         if not bool(finite.all()):
             k = list(losses)[int((~finite).nonzero()[0, 0])]
+            what = "ED loss" if not bool(torch.isfinite(losses[k])) else "weights after the step"
             raise TrainingError(
-                f"non-finite ED loss in layer {k + 1} at epoch {self.epoch + 1}; "
+                f"non-finite {what} in layer {k + 1} at epoch {self.epoch + 1}; "
                 "try a lower --lr or a different noise level (--delta)"
             )
 
@@ -289,9 +292,9 @@ class LayerTrainer:
                 warnings.warn(
                     f"layer {k} is nearly silent in epoch {self.epoch}: {record[f'layer{k}/spikes_per_bin']:.1f} "
                     f"spikes per input and time bin ({record[f'layer{k}/rate']:.2%} of its neuron-steps), so "
-                    "its ED loss and the layers above it get little signal. Rates fall with depth at the "
-                    "default init (a third pooled conv layer went silent on the digits); fewer layers or a "
-                    "lower threshold raise them",
+                    "its ED loss and the layers above it get little signal. Without normalisation rates "
+                    "fall with depth; --norm batch (the default) keeps every layer's currents at unit "
+                    "variance, and fewer layers or a lower threshold raise them too",
                     RuntimeWarning, stacklevel=2,
                 )
 

@@ -96,6 +96,12 @@ def test_nan_loss_names_layer_and_epoch():
         trainer.fit(tiny_batches(1))
 
 
+def test_non_finite_weights_after_a_step_stop_training():
+    trainer = LayerTrainer(tiny_net(), TrainConfig(trials=2, lr=float("inf")), torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingError, match="non-finite weights after the step in layer 1 at epoch 1"):
+        trainer.fit(tiny_batches(1))
+
+
 def test_nearly_silent_layer_warns_once():
     net = tiny_net()
     with torch.no_grad():
