@@ -5,25 +5,57 @@
 
 Everything after ``--`` goes to ``spikeff train`` unchanged (each seed gets its own run folder
 under ``--runs``). The table reports every seed, the median and the spread (min..max) of the
-held-out accuracy in each readout mode, for the trained network and the untrained control.
+held-out accuracy in each readout mode, for the trained network and the untrained control, with
+95 % Wilson intervals per seed for the energy mode; per seed, each layer's ED loss over the
+epochs and its rate; with ``--probes``, a linear probe of the input and of every layer's counts
+(:mod:`spikeff.probe`) for the trained network and the control.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from spikeff.bench import device_name, git_commit
+from spikeff.checkpoint import load_checkpoint
+from spikeff.cli import _splits, build_parser
 from spikeff.cli import main as spikeff_main
+from spikeff.data import make_loader
+from spikeff.experiment import seeded_generators
+from spikeff.network import SpikingNet
+from spikeff.probe import layer_probes
 from spikeff.readout import MODES
+from spikeff.trainer import calibrate_norm
 
 
 def _fmt(values: list[float]) -> str:
     return f"{statistics.median(values):.4f} ({min(values):.4f}..{max(values):.4f})"
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial proportion ``p`` observed on ``n`` trials."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _probes(run: Path, seed: int, train_args: list[str]) -> dict[str, list[float]]:
+    """Linear probes of the trained net (its checkpoint) and of the control (its seeded initial weights)."""
+    net, meta = load_checkpoint(run / "model.pt")
+    splits = _splits(build_parser().parse_args(["train", *train_args, "--out", str(run)]))
+    train = make_loader(splits.train, 64, shuffle=False, seed=0)
+    test = make_loader(splits.test, 64, shuffle=False, seed=0)
+    ctrl = SpikingNet(net.config, seeded_generators(seed, torch.device("cpu"))["init"])
+    calibrate_norm(ctrl, train, torch.Generator().manual_seed(seed))
+    return {name: layer_probes(n, train, test, meta["eval_trials"], torch.Generator().manual_seed(seed))
+            for name, n in (("trained", net), ("control", ctrl))}
 
 
 def main() -> int:
@@ -31,6 +63,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--runs", type=Path, default=Path("runs/core_accuracy"))
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--probes", action="store_true", help="linear probes per layer (trained and control)")
     ap.add_argument("train_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     train_args = [a for a in args.train_args if a != "--"]
@@ -42,6 +75,8 @@ def main() -> int:
         if rc != 0:
             return rc
         metrics.append(json.loads((run / "metrics.json").read_text()))
+        if args.probes:
+            metrics[-1]["probes"] = _probes(run, seed, train_args)
 
     m0, commit = metrics[0], git_commit()
     device = device_name(m0["device"])
@@ -69,11 +104,28 @@ def main() -> int:
         ct = [m["control_accuracy"][mode] for m in metrics if "control_accuracy" in m]
         diff = ", ".join(f"{a - b:+.3f}" for a, b in zip(tr, ct)) if ct else "n/a"
         lines.append(f"| {mode} | {_fmt(tr)} | {_fmt(ct) if ct else 'n/a'} | {diff} |")
-    lines += ["", "Per seed (trained energy / average / deterministic; training seconds):", ""]
+    lines += ["", "Per seed: trained energy [95 % Wilson interval] vs control energy [interval]; "
+              "trained average / deterministic; training seconds; per layer: ED loss epoch 1 -> last "
+              "and the rate in evaluation:", ""]
     for seed, m in zip(args.seeds, metrics):
-        acc = m["test_accuracy"]
-        lines.append(f"- seed {seed}: {acc['energy']:.4f} / {acc['average']:.4f} / {acc['deterministic']:.4f}; "
-                     f"{m['train_seconds']:.0f} s")
+        acc, n = m["test_accuracy"], m["n_test"]
+        ctrl = m.get("control_accuracy", {}).get("energy")
+        ci = "[{:.3f}, {:.3f}]".format(*wilson(acc["energy"], n))
+        cc = " vs {:.4f} [{:.3f}, {:.3f}]".format(ctrl, *wilson(ctrl, n)) if ctrl is not None else ""
+        layers = [
+            f"L{k + 1} {m['history'][0][f'layer{k + 1}/loss']:.2f} -> {m['history'][-1][f'layer{k + 1}/loss']:.2f}, "
+            f"rate {r:.3f}" for k, r in enumerate(m["layer_rates"])
+        ] if m.get("history") else []
+        lines.append(f"- seed {seed}: {acc['energy']:.4f} {ci}{cc}; {acc['average']:.4f} / "
+                     f"{acc['deterministic']:.4f}; {m['train_seconds']:.0f} s; " + "; ".join(layers))
+    if args.probes:
+        lines += ["", "Linear probes (held-out accuracy of a logistic regression, C cross-validated on the "
+                  "training split; input counts, then each layer's counts averaged over the evaluation trials):", "",
+                  "| seed | net | input | " + " | ".join(f"layer {k + 1}" for k in range(len(m0["layer_rates"])))
+                  + " |", "| --- " * (3 + len(m0["layer_rates"])) + "|"]
+        for seed, m in zip(args.seeds, metrics):
+            for name, accs in m["probes"].items():
+                lines.append(f"| {seed} | {name} | " + " | ".join(f"{a:.3f}" for a in accs) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

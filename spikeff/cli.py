@@ -26,7 +26,7 @@ from .data import (
     manifest_changes, manifest_summary,
 )
 from .distributed import barrier, init_from_env, shutdown
-from .ed import EDLossConfig
+from .ed import FORMS, EDLossConfig
 from .experiment import EVAL_BATCH_SIZE, load_state, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, write_json
 from .network import NORMS, PRECISIONS, NetworkConfig
@@ -43,6 +43,11 @@ def _ints(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _finites(text: str) -> tuple[float, ...]:
+    """Comma-separated finite floats."""
+    return tuple(_finite(v) for v in text.split(",") if v.strip())
 
 
 def _finite(text: str) -> float:
@@ -90,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trials per test input (default: --trials); more give a less noisy energy estimate")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=_finite, default=TrainConfig.lr)
-    t.add_argument("--head-lr", type=_finite, default=TrainConfig.head_lr)
+    t.add_argument("--head-lr", type=_finite, default=TrainConfig.head_lr,
+                   help="head learning rate while the layers train (and for a spiking head's readout)")
+    t.add_argument("--readout-lrs", type=_finites, default=TrainConfig.readout_lrs,
+                   help="linear readout learning rates to choose from on a held-out 20%% of the training inputs "
+                        f"(default: {','.join(map(str, TrainConfig.readout_lrs))})")
     t.add_argument("--schedule", choices=("greedy", "simultaneous"), default=TrainConfig.schedule)
     t.add_argument("--channels", type=_ints, default=NetworkConfig.conv_channels,
                    help=f"conv channels per layer (default: {','.join(map(str, NetworkConfig.conv_channels))})")
@@ -116,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--diversity", choices=("signal", "covariance", "second_moment"), default=EDLossConfig.diversity,
                    help="diversity: noise-corrected signal covariance, covariance or second moment of trial means")
     t.add_argument("--supervised", action="store_true", help="one consistency covariance per class")
+    t.add_argument("--form", choices=FORMS, default=EDLossConfig.form,
+                   help="difference: alpha*ED_cons - (1-alpha)*ED_div; log_ratio: the same of their logs")
     t.add_argument("--projection", type=_ints, default=(), help="random projection dims per layer, e.g. 30,20")
     t.add_argument("--no-control", action="store_true", help="skip the untrained-weights control")
     t.add_argument("--seed", type=int, default=0)
@@ -310,9 +321,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any]
                     gradient=args.gradient, sharpness=args.sharpness)
     train_cfg = TrainConfig(
         epochs=args.epochs, readout_epochs=args.readout_epochs, trials=args.trials, lr=args.lr,
-        head_lr=args.head_lr, schedule=args.schedule, projection_dims=args.projection, train_mode=args.train_mode,
+        head_lr=args.head_lr, readout_lrs=args.readout_lrs, schedule=args.schedule, projection_dims=args.projection, train_mode=args.train_mode,
         loss=EDLossConfig(alpha=args.alpha, covariance=args.covariance, diversity=args.diversity,
-                          supervised=args.supervised),
+                          supervised=args.supervised, form=args.form),
     )
     if not ctx.is_main:
         barrier(ctx)  # rank 0 downloads and caches the data first

@@ -59,6 +59,8 @@ __all__ = [
 
 Covariance = Literal["trial", "second_moment"]
 Diversity = Literal["signal", "covariance", "second_moment"]
+Form = Literal["difference", "log_ratio"]
+FORMS: tuple[Form, ...] = ("difference", "log_ratio")
 
 
 def effective_dimensionality(cov: Tensor, eps: float = 1e-12) -> Tensor:
@@ -100,6 +102,7 @@ class EDLossConfig:
     covariance: Covariance = "trial"
     diversity: Diversity = "signal"
     supervised: bool = False
+    form: Form = "difference"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -108,6 +111,8 @@ class EDLossConfig:
             raise ValueError(f"covariance must be 'trial' or 'second_moment', got {self.covariance!r}")
         if self.diversity not in ("signal", "covariance", "second_moment"):
             raise ValueError(f"diversity must be 'signal', 'covariance' or 'second_moment', got {self.diversity!r}")
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
 
 
 def _check_counts(counts: Tensor) -> None:
@@ -150,6 +155,7 @@ def consistency_ed(
 
 
 Reduce = Callable[[Tensor], Tensor]
+_LOG_EPS = 1e-6  # keeps log ED finite for an all-silent layer (ED 0)
 
 
 def diversity_ed(counts: Tensor, kind: Diversity = "signal", reduce: Reduce | None = None) -> Tensor:
@@ -223,4 +229,6 @@ def ed_loss(
         total = reduce(torch.stack([cons * b, cons.new_tensor(float(b))]))
         cons = total[0] / total[1]
     div = diversity_ed(counts, config.diversity, reduce)
+    if config.form == "log_ratio":
+        return config.alpha * torch.log(cons + _LOG_EPS) - (1.0 - config.alpha) * torch.log(div + _LOG_EPS), cons, div
     return config.alpha * cons - (1.0 - config.alpha) * div, cons, div

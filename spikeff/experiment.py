@@ -226,9 +226,10 @@ def train_and_evaluate(
         return RunResult(net, {}, trainer.history)
     if phase == "readout":
         calibrate_norm(net, train_loader, gens["train"])
-        fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
+        readout = fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
         train_seconds += time.perf_counter() - t0
         result = evaluate(net, test_loader, trials, gens["eval"])
+        result["readout"] = {"lr": readout["lr"], "selection": readout.get("selection", {})}
         save("control")
     history = trainer.history
 
@@ -240,6 +241,7 @@ def train_and_evaluate(
         "time_bins": splits.n_time_bins,
         "test_accuracy": {m: result[m] for m in ("energy", "average", "deterministic")},
         "layer_rates": result["layer_rates"],
+        "readout": result.get("readout"),
         "epochs": train_config.epochs,
         "readout_epochs": train_config.readout_epochs,
         "trials": train_config.trials,
@@ -255,8 +257,10 @@ def train_and_evaluate(
         ctrl = SpikingNet(net_config).to(device)
         ctrl.load_state_dict(initial)
         calibrate_norm(ctrl, train_loader, gens["control"])
-        fit_readout(ctrl, train_loader, train_config, gens["control"], train_config.epochs + train_config.readout_epochs)
+        ctrl_readout = fit_readout(ctrl, train_loader, train_config, gens["control"],
+                                   train_config.epochs + train_config.readout_epochs)
         c = evaluate(ctrl, test_loader, trials, gens["eval"])
         metrics["control_accuracy"] = {m: c[m] for m in ("energy", "average", "deterministic")}
         metrics["control_layer_rates"] = c["layer_rates"]
+        metrics["control_readout"] = {"lr": ctrl_readout["lr"], "selection": ctrl_readout.get("selection", {})}
     return RunResult(net, metrics, history)

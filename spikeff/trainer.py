@@ -17,6 +17,7 @@ too is local.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import time
@@ -58,10 +59,11 @@ class TrainConfig:
     """Optimisation settings."""
 
     epochs: int = 3
-    readout_epochs: int = 10
+    readout_epochs: int = 30
     trials: int = 8
     lr: float = 1e-3
     head_lr: float = 1e-2
+    readout_lrs: tuple[float, ...] = (1e-2, 3e-3, 1e-3)
     schedule: Literal["greedy", "simultaneous"] = "simultaneous"
     loss: EDLossConfig = field(default_factory=EDLossConfig)
     projection_dims: tuple[int, ...] = ()
@@ -72,6 +74,8 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}, {self.readout_epochs}")
         if self.trials < 1:
             raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if not self.readout_lrs or min(self.readout_lrs) <= 0:
+            raise ValueError(f"readout_lrs must be positive learning rates, got {self.readout_lrs}")
         if self.trials < 2 and (
             (self.loss.covariance == "trial" and not self.loss.supervised) or self.loss.diversity == "signal"
         ):
@@ -340,24 +344,30 @@ def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sc
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps)))
 
 
+READOUT_HOLDOUT = 0.2  # share of the training inputs that picks the linear head's learning rate
+
+
 def fit_readout(
     net: SpikingNet, batches: Collection[Batch], config: TrainConfig, generator: torch.Generator, epochs: int
-) -> list[float]:
-    """Train only the head for ``epochs`` passes with every layer frozen.
+) -> dict[str, Any]:
+    """Train only the head for ``epochs`` passes with every layer frozen; returns the per-epoch
+    losses, the learning rate used and, for the linear head, the held-out accuracy of each candidate.
 
-    The learning rate decays from ``config.head_lr`` to zero over the passes (cosine), so
-    the head ends converged rather than wherever the last large step left it. Used after
-    layer training, and with the same budget for the untrained control. A linear
-    head sees only the top layer's spike counts, so the frozen layers run once: one draw of
-    ``n`` trials per training input is kept (as float16 on the CPU; counts / T are exact)
-    and every epoch reshuffles it. A spiking head needs the spike trains and streams them.
+    The learning rate decays to zero over the passes (cosine), so the head ends converged rather
+    than wherever the last large step left it. Used after layer training, and with the same budget
+    for the untrained control. A linear head sees only the top layer's spike counts, so the frozen
+    layers run once: one draw of ``n`` trials per training input is kept (as float16 on the CPU;
+    counts / T are exact) and every epoch reshuffles it. Its learning rate is chosen among
+    ``config.readout_lrs`` by the readout accuracy on a seeded ``READOUT_HOLDOUT`` share of the
+    *training* inputs (each candidate starts from the same head), then the head is fitted on all of
+    them. A spiking head streams the spike trains and uses ``config.head_lr``.
     """
     device = _device_of(net)
     net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)
-    opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
     if epochs == 0:
-        return []
+        return {"losses": [], "lr": None}
     if net.head.kind != "linear":
+        opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
         sched = cosine_schedule(opt, epochs * len(batches))
         losses = []
         for epoch in range(epochs):
@@ -370,7 +380,7 @@ def fit_readout(
                 sched.step()
                 n += 1
             losses.append(float(total) / max(n, 1))
-        return losses
+        return {"losses": losses, "lr": config.head_lr}
 
     feats, labels, batch_size = [], [], 1
     with torch.no_grad():
@@ -381,18 +391,52 @@ def fit_readout(
             batch_size = max(batch_size, y.shape[0])
     features, targets = torch.cat(feats, 1), torch.cat(labels)
     order_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
-    sched = cosine_schedule(opt, epochs * math.ceil(targets.shape[0] / batch_size))
-    losses = []
-    for _ in range(epochs):
-        total, n = 0.0, 0
-        for idx in torch.randperm(targets.shape[0], generator=order_gen).split(batch_size):
-            z = net.head.fc(features[:, idx].to(device, torch.float32))
-            loss = F.cross_entropy(scores(z, config.train_mode), targets[idx].to(device))
-            _step(opt, loss)
-            sched.step()
-            total, n = total + loss.detach(), n + 1
-        losses.append(float(total) / n)
-    return losses
+    fit = _LinearHeadFit(net.head.fc, features, targets, config.train_mode, batch_size, epochs, order_gen)
+    lr, selection = config.readout_lrs[0], {}
+    if len(config.readout_lrs) > 1:
+        perm = torch.randperm(targets.shape[0], generator=order_gen)
+        n_held = max(1, int(round(READOUT_HOLDOUT * targets.shape[0])))
+        held, kept = perm[:n_held], perm[n_held:]
+        start = copy.deepcopy(net.head.fc.state_dict())
+        for candidate in config.readout_lrs:
+            net.head.fc.load_state_dict(start)
+            fit.run(kept, candidate)
+            selection[candidate] = fit.accuracy(held)
+        lr = max(config.readout_lrs, key=lambda c: selection[c])  # the first of equals
+        net.head.fc.load_state_dict(start)
+    losses = fit.run(torch.arange(targets.shape[0]), lr)
+    return {"losses": losses, "lr": lr, "selection": selection}
+
+
+class _LinearHeadFit:
+    """Fits a linear head on cached trial features ``(n, N, D)`` (float16, on the CPU)."""
+
+    def __init__(self, fc: torch.nn.Linear, features: Tensor, targets: Tensor, mode: Mode, batch_size: int,
+                 epochs: int, order_gen: torch.Generator) -> None:
+        self.fc, self.features, self.targets, self.mode = fc, features, targets, mode
+        self.batch_size, self.epochs, self.order_gen = batch_size, epochs, order_gen
+        self.device = fc.weight.device
+
+    def run(self, idx: Tensor, lr: float) -> list[float]:
+        """Adam with a cosine decay from ``lr`` over ``epochs`` shuffled passes over the inputs ``idx``."""
+        opt = torch.optim.Adam(self.fc.parameters(), lr=lr)
+        sched = cosine_schedule(opt, self.epochs * math.ceil(idx.numel() / self.batch_size))
+        losses = []
+        for _ in range(self.epochs):
+            total, n = 0.0, 0
+            for part in idx[torch.randperm(idx.numel(), generator=self.order_gen)].split(self.batch_size):
+                z = self.fc(self.features[:, part].to(self.device, torch.float32))
+                loss = F.cross_entropy(scores(z, self.mode), self.targets[part].to(self.device))
+                _step(opt, loss)
+                sched.step()
+                total, n = total + loss.detach(), n + 1
+            losses.append(float(total) / n)
+        return losses
+
+    @torch.no_grad()
+    def accuracy(self, idx: Tensor) -> float:
+        z = self.fc(self.features[:, idx].to(self.device, torch.float32))
+        return float((scores(z, self.mode).argmax(1).cpu() == self.targets[idx]).float().mean())
 
 
 @torch.no_grad()

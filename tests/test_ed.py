@@ -142,3 +142,14 @@ def test_signal_scatter_is_unbiased():
     assert torch.all((est - target).abs() < 5 * se + 1e-9)
     # The correction without the (1 - 1/B) share would be off by noise / B on the diagonal.
     assert torch.all((torch.diagonal(est - noise / b) - torch.diagonal(target)).abs() > 5 * torch.diagonal(se))
+
+
+def test_log_ratio_form():
+    g = torch.Generator().manual_seed(0)
+    counts = torch.poisson(torch.rand(4, 6, 5, generator=g) * 3, generator=g)
+    loss, cons, div = ed_loss(counts, EDLossConfig(alpha=0.3, form="log_ratio"))
+    assert loss.item() == pytest.approx((0.3 * torch.log(cons) - 0.7 * torch.log(div)).item(), rel=1e-5)
+    silent, _, _ = ed_loss(torch.zeros(4, 6, 5), EDLossConfig(form="log_ratio"))
+    assert torch.isfinite(silent)
+    with pytest.raises(ValueError, match="form"):
+        EDLossConfig(form="ratio")

@@ -1,6 +1,6 @@
 """The layer gradients estimate the gradient of the *expected* ED loss under the neurons' own noise.
 
-For each term (consistency, diversity, their sum), both noise kinds (escape, membrane) and a
+For each term (consistency, diversity, their difference and their log ratio), both noise kinds (escape, membrane) and a
 small conv layer at initialisation and after a few training steps: the gradient averaged
 over noise draws is a descent direction of the loss averaged over fresh draws (the same
 draws before and after the step: common random numbers). A step along -gradient lowers
@@ -19,7 +19,10 @@ from spikeff.neurons import LIFParams
 
 TRIALS = 8
 NOISE = {"escape": LIFParams(delta=0.2), "membrane": LIFParams(delta=0.0, sigma=0.3)}
-TERMS = {"consistency": 1.0, "diversity": 0.0, "sum": 0.5}
+TERMS = {
+    "consistency": EDLossConfig(alpha=1.0), "diversity": EDLossConfig(alpha=0.0), "sum": EDLossConfig(form="difference"),
+    "log-ratio": EDLossConfig(form="log_ratio"),
+}
 
 
 def small_layer(lif: LIFParams, norm: bool = False) -> tuple[SpikingLayer, torch.Tensor]:
@@ -80,7 +83,7 @@ def pretrain(layer, x, steps):
 def test_gradient_descends_the_expected_loss(noise, term, warm):
     layer, x = small_layer(NOISE[noise])
     pretrain(layer, x, warm)
-    d = step_effects(layer, x, EDLossConfig(alpha=TERMS[term]))
+    d = step_effects(layer, x, TERMS[term])
     assert d["down"] < 0 < d["up"], d
     assert abs(d["random"]) < min(-d["down"], d["up"]), d
 
