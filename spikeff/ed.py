@@ -6,9 +6,15 @@ for an isotropic one in ``d`` dimensions, and invariant to the scale of ``C``.
 
 A layer's responses are spike counts ``c = sum_t s[t]`` of shape ``(n, B, C, *S)``:
 ``n`` noisy trials of ``B`` inputs, ``C`` channels (the features) and optional spatial
-positions ``S``, which count as extra samples, as in the paper. Per layer::
+positions ``S``, which count as extra samples, as in the paper. Per layer, ``form=``::
 
-    loss = alpha * ED_consistency - (1 - alpha) * ED_diversity
+    loss = alpha * log ED_consistency - (1 - alpha) * log ED_diversity    "log_ratio" (default)
+    loss = alpha * ED_consistency - (1 - alpha) * ED_diversity            "difference" (the paper's)
+
+The log ratio weighs a relative change of either term alike. In the difference, the
+consistency ED of a layer's own independent noise (about the number of noisy neurons, tens)
+outweighs the diversity ED of its signal (a few at the first layer), and with a right
+gradient the cheapest descent is to fire less (see ``benchmarks/results/``).
 
 * consistency: for each input, the covariance of its counts across the ``n`` trials
   (and positions); its ED is minimised and averaged over the batch. In supervised
@@ -102,7 +108,7 @@ class EDLossConfig:
     covariance: Covariance = "trial"
     diversity: Diversity = "signal"
     supervised: bool = False
-    form: Form = "difference"
+    form: Form = "log_ratio"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:

@@ -115,7 +115,7 @@ def test_supervised_consistency_pools_each_class():
 def test_loss_combines_terms_and_projection():
     g = torch.Generator().manual_seed(7)
     counts = torch.rand(4, 8, 6, 3, 3, generator=g)
-    loss, cons, div = ed_loss(counts, EDLossConfig(alpha=0.3))
+    loss, cons, div = ed_loss(counts, EDLossConfig(alpha=0.3, form="difference"))
     assert loss.item() == pytest.approx(0.3 * cons.item() - 0.7 * div.item(), rel=1e-5)
     p = random_projection(6, 2, torch.Generator().manual_seed(0))
     assert torch.allclose(p.T @ p, torch.eye(2), atol=1e-5)
