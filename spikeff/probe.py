@@ -12,6 +12,7 @@ that falls with depth shows a layer that loses information.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -58,8 +59,10 @@ def probe_accuracy(
 ) -> float:
     """Held-out accuracy of a logistic regression whose ``C`` is cross-validated on the training split."""
     scaler = StandardScaler().fit(train)
-    clf = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed)
-    clf.fit(scaler.transform(train), y_train)
+    clf = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")
+    with warnings.catch_warnings():  # scikit-learn's notices of future defaults; the settings above are explicit
+        warnings.simplefilter("ignore", FutureWarning)
+        clf.fit(scaler.transform(train), y_train)
     return float(clf.score(scaler.transform(test), y_test))
 
 
