@@ -51,6 +51,7 @@ from .fileio import atomic_write, write_json
 from .network import PRECISIONS, NetworkConfig, Precision, SpikingNet
 from .neurons import SCAN_BACKENDS, ScanBackend
 from .readout import MODES, scores
+from .probe import layer_probes
 from .trainer import TrainConfig, TrainingError, calibrate_norm
 
 __all__ = ["METHODS", "BenchSettings", "measure_spikeff", "run_method", "run_bench", "write_outputs", "main"]
@@ -250,9 +251,12 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         if seed == 0:
             x, _ = next(iter(test))
             rec["raster"] = _raster(net, x.to(device), g(300))
+        train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+        rec["probes"] = {"trained": layer_probes(net, train, test, train_cfg.trials, g(500))}
         if "random" in s.methods:
             ctrl = SpikingNet(net_cfg, seeded_generators(seed, device)["init"]).to(device)
-            calibrate_norm(ctrl, make_loader(splits.train, s.batch_size, shuffle=False, seed=0), g(402))
+            calibrate_norm(ctrl, train, g(402))
+            rec["probes"]["control"] = layer_probes(ctrl, train, test, train_cfg.trials, g(501))
             _, c_ops = measure_spikeff(ctrl, test, train_cfg.trials, g(400), input_ops=s.input_ops)
             _, c_det = measure_spikeff(ctrl, test, 1, g(401), deterministic=True, input_ops=s.input_ops)
             rec["control"] = {"accuracy": m["control_accuracy"], "layer_rates": m["control_layer_rates"],
@@ -393,6 +397,18 @@ def _ed_history(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _probes(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Linear-probe accuracy per representation (input, layer 1, ...): mean and std over seeds."""
+    out: dict[str, Any] = {"method": "logistic regression on the input's event counts and on each layer's counts "
+                                     "(averaged over the trials), C cross-validated on the training split"}
+    for net in ("trained", "control"):
+        runs = [r["probes"][net] for r in seeds if net in r.get("probes", {})]
+        if runs:
+            st = [_stats(list(v)) for v in zip(*runs)]
+            out[net] = {"mean": [v["mean"] for v in st], "std": [v["std"] for v in st]}
+    return out
+
+
 def git_commit(repo: str | Path = ".") -> dict[str, Any]:
     """Short commit hash of ``repo`` and whether tracked files differ from it."""
     def git(*a: str) -> str:
@@ -446,6 +462,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
         "trials_curve": None,
         "noise_curve": None,
         "ed_history": None,
+        "probes": None,
     }
     if "spikeff" in raw:
         sf = raw["spikeff"]
@@ -458,6 +475,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
                                            f"(trained at delta={sf['network']['lif']['delta']}), "
                                            f"{sf['trials']} trials"}
         report["ed_history"] = _ed_history(sf["seeds"])
+        report["probes"] = _probes(sf["seeds"])
     report["notes"] = NOTES
     return report
 
@@ -581,6 +599,20 @@ def _plots(report: dict[str, Any], raster: dict[str, Any] | None, out: Path) -> 
             ax.legend()
         save(fig, "ed_per_layer.png")
 
+    pr = report.get("probes")
+    if pr and "trained" in pr:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        names = ["input"] + [f"layer {k}" for k in range(1, len(pr["trained"]["mean"]))]
+        for net in ("trained", "control"):
+            if net in pr:
+                ax.errorbar(range(len(names)), pr[net]["mean"], yerr=pr[net]["std"], marker="o", capsize=3,
+                            label=f"spikeff {net}" if net == "trained" else "untrained control")
+        ax.set_xticks(range(len(names)), names)
+        ax.set(ylabel="linear probe accuracy (test)", title=f"{report['dataset']}: linear probe per layer")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        save(fig, "probes_per_layer.png")
+
     if raster:
         fig, axes = plt.subplots(len(raster), 1, figsize=(7, 1.8 * len(raster)), sharex=True)
         for ax, (name, r) in zip(axes, raster.items()):
@@ -628,6 +660,14 @@ def _markdown(report: dict[str, Any]) -> str:
                                                          c["average"]["mean"], c["average"]["std"],
                                                          c["synops_per_inference"], c["energy_pj_per_inference"][model])]
             lines.append("")
+    pr = report.get("probes")
+    if pr and "trained" in pr:
+        n = len(pr["trained"]["mean"])
+        lines += ["## Linear probe per layer (spikeff)", "", pr["method"], "",
+                  "| net | input | " + " | ".join(f"layer {k}" for k in range(1, n)) + " |", "|---" * (n + 1) + "|"]
+        lines += [f"| {net} | " + " | ".join(f"{m:.3f} ± {sd:.3f}" for m, sd in zip(pr[net]["mean"], pr[net]["std"]))
+                  + " |" for net in ("trained", "control") if net in pr]
+        lines.append("")
     if report.get("figures"):
         lines += ["## Figures", ""] + [f"- [{k}]({v})" for k, v in report["figures"].items()] + [""]
     lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]

@@ -12,7 +12,8 @@ from spikeff.bench import BenchSettings, main, run_bench
 
 TINY = dict(dataset="digits", limit=24, epochs=1, readout_epochs=1, channels=(2,), hidden=(4,), time_bins=3,
             seeds=2, trials=2, trials_curve=(1, 2), noise_levels=(0.0, 0.3), batch_size=12)
-FIGURES = ("accuracy_vs_energy", "accuracy_vs_trials", "accuracy_vs_noise", "ed_per_layer", "spike_raster")
+FIGURES = ("accuracy_vs_energy", "accuracy_vs_trials", "accuracy_vs_noise", "ed_per_layer", "probes_per_layer",
+           "spike_raster")
 
 
 def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
@@ -49,6 +50,9 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
     assert 0.2 in on_disk["noise_curve"]["x"] or on_disk["network"]["lif"]["delta"] in on_disk["noise_curve"]["x"]
     assert "without retraining" in on_disk["noise_curve"]["method"]
     assert set(on_disk["ed_history"]["layer1"]) == {"consistency", "diversity"}
+    for net in ("trained", "control"):  # input, layer 1, layer 2
+        assert len(on_disk["probes"][net]["mean"]) == 3 and all(0 <= a <= 1 for a in on_disk["probes"][net]["mean"])
+    assert "Linear probe per layer" in (out / "report.md").read_text()
     for f in FIGURES:
         assert (out / f"{f}.png").stat().st_size > 1000
         assert report["figures"][f] == f"{f}.png"
