@@ -359,8 +359,10 @@ def fit_readout(
     layers run once: one draw of ``n`` trials per training input is kept (as float16 on the CPU;
     counts / T are exact) and every epoch reshuffles it. Its learning rate is chosen among
     ``config.readout_lrs`` by the readout accuracy on a seeded ``READOUT_HOLDOUT`` share of the
-    *training* inputs (each candidate starts from the same head), then the head is fitted on all of
-    them. A spiking head streams the spike trains and uses ``config.head_lr``.
+    *training* inputs, then the head is fitted on all of them; each fit starts from the same freshly
+    initialised head (uniform fan-in, drawn from ``generator``'s stream), so the trained network
+    and the control are read out alike. A spiking head streams the spike trains, continues from
+    its current weights and uses ``config.head_lr``.
     """
     device = _device_of(net)
     net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)
@@ -391,6 +393,11 @@ def fit_readout(
             batch_size = max(batch_size, y.shape[0])
     features, targets = torch.cat(feats, 1), torch.cat(labels)
     order_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+    # A fresh head: the one trained beside the layers saw drifting features, and the control's is untrained.
+    bound = 1.0 / math.sqrt(net.head.fc.in_features)
+    with torch.no_grad():
+        for p in net.head.fc.parameters():
+            p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=order_gen))
     fit = _LinearHeadFit(net.head.fc, features, targets, config.train_mode, batch_size, epochs, order_gen)
     lr, selection = config.readout_lrs[0], {}
     if len(config.readout_lrs) > 1:
