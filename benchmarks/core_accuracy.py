@@ -87,7 +87,7 @@ def main() -> int:
         f"# spikeff train: trained vs untrained control on {m0['dataset']}",
         "",
         f"- command: `python benchmarks/core_accuracy.py --seeds {' '.join(map(str, args.seeds))} "
-        f"--out {args.out} -- {' '.join(train_args)}`",
+        f"{'--probes ' if args.probes else ''}--out {args.out} -- {' '.join(train_args)}`",
         f"- commit: {commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else ""),
         f"- device: {device}",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
