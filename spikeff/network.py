@@ -1,10 +1,16 @@
-"""Feed-forward stochastic spiking networks: synapse -> (pool) -> stochastic LIF, per layer.
+"""Feed-forward stochastic spiking networks: synapse -> (pool) -> (norm) -> stochastic LIF, per layer.
 
 A layer maps time-first spikes ``(T, N, ...)`` to spikes ``(T, N', ...)``. Its synaptic op
 (conv or linear) runs on all ``T`` steps in one call; the only Python loop is the LIF scan
 over time. Conv layers are ``Conv2d(k, padding=k//2) -> AvgPool2d(p) -> LIF`` (pooling the
 currents keeps spikes binary and maps onto NIR's ``AvgPool2d``); linear layers are
 ``Linear -> LIF`` on the flattened input.
+
+With ``norm="batch"`` (the default) each layer's currents are normalised per channel before
+the LIF (batch norm without affine): zero mean and unit variance over the batch, the time
+bins and the positions, so no layer can fall silent however deep. Training uses each batch's
+statistics; evaluation uses fixed ones (:func:`spikeff.trainer.calibrate_norm`), which
+:func:`fold_norm` folds into the synapse.
 
 ``n`` noisy trials of the same input run as one batch of ``n * B``, trial-major (trial
 ``i`` of input ``b`` sits at ``i * B + b``). The first layer's input is shared by all
@@ -35,7 +41,8 @@ from .neurons import SCAN_BACKENDS, LIFParams, ScanBackend, ScanFn, lif_scan, ma
 from .readout import HeadKind, Readout
 
 __all__ = [
-    "NetworkConfig", "Precision", "PRECISIONS", "Norm", "NORMS", "fold_norm", "SpikingLayer", "SpikingNet", "expand_trials", "spike_counts", "synapse_pool",
+    "NetworkConfig", "Precision", "PRECISIONS", "Norm", "NORMS", "fold_norm", "SpikingLayer", "SpikingNet",
+    "expand_trials", "spike_counts", "synapse_pool",
 ]
 
 Precision = Literal["fp32", "bf16"]
