@@ -29,11 +29,9 @@ from spikeff.checkpoint import load_checkpoint
 from spikeff.cli import _splits, build_parser
 from spikeff.cli import main as spikeff_main
 from spikeff.data import make_loader
-from spikeff.experiment import seeded_generators
-from spikeff.network import SpikingNet
+from spikeff.experiment import untrained_control
 from spikeff.probe import layer_probes
 from spikeff.readout import MODES
-from spikeff.trainer import calibrate_norm
 
 
 def _fmt(values: list[float]) -> str:
@@ -53,8 +51,7 @@ def _probes(run: Path, seed: int, train_args: list[str]) -> dict[str, list[float
     splits = _splits(build_parser().parse_args(["train", *train_args, "--out", str(run)]))
     train = make_loader(splits.train, 64, shuffle=False, seed=0)
     test = make_loader(splits.test, 64, shuffle=False, seed=0)
-    ctrl = SpikingNet(net.config, seeded_generators(seed, torch.device("cpu"))["init"])
-    calibrate_norm(ctrl, train, torch.Generator().manual_seed(seed))
+    ctrl = untrained_control(net.config, seed, torch.device("cpu"), train, torch.Generator().manual_seed(seed))
     return {name: layer_probes(n, train, test, meta["eval_trials"], torch.Generator().manual_seed(seed))
             for name, n in (("trained", net), ("control", ctrl))}
 

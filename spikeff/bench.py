@@ -46,13 +46,13 @@ from tqdm.auto import tqdm
 from .baselines import BPTTConfig, FFConfig
 from .data import DATASETS, DataError, Splits, load_splits, make_loader
 from .energy import COST_MODELS, CostModel, InputOps, OpCounts, count_ops, get_cost_model
-from .experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate
+from .experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate, untrained_control
 from .fileio import atomic_write, write_json
 from .network import PRECISIONS, NetworkConfig, Precision, SpikingNet
 from .neurons import SCAN_BACKENDS, ScanBackend
 from .readout import MODES, scores
 from .probe import layer_probes
-from .trainer import TrainConfig, TrainingError, calibrate_norm
+from .trainer import TrainConfig, TrainingError
 
 __all__ = ["METHODS", "BenchSettings", "measure_spikeff", "run_method", "run_bench", "write_outputs", "main"]
 
@@ -254,8 +254,7 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
         rec["probes"] = {"trained": layer_probes(net, train, test, train_cfg.trials, g(500))}
         if "random" in s.methods:
-            ctrl = SpikingNet(net_cfg, seeded_generators(seed, device)["init"]).to(device)
-            calibrate_norm(ctrl, train, g(402))
+            ctrl = untrained_control(net_cfg, seed, device, train, g(402))
             rec["probes"]["control"] = layer_probes(ctrl, train, test, train_cfg.trials, g(501))
             _, c_ops = measure_spikeff(ctrl, test, train_cfg.trials, g(400), input_ops=s.input_ops)
             _, c_det = measure_spikeff(ctrl, test, 1, g(401), deterministic=True, input_ops=s.input_ops)

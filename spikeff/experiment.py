@@ -38,7 +38,10 @@ from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .trainer import LayerTrainer, TrainConfig, calibrate_norm, evaluate, fit_readout
 
-__all__ = ["EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "train_and_evaluate", "load_state"]
+__all__ = [
+    "EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "untrained_control", "train_and_evaluate",
+    "load_state",
+]
 
 STATE_FORMAT = "spikeff-train-state"
 STATE_VERSION = 2  # 2: mid-pass positions
@@ -60,6 +63,16 @@ def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Genera
         name: torch.Generator(device=device if name != "init" else "cpu").manual_seed(seed * 1000 + i)
         for i, name in enumerate(("init", "train", "eval", "control"))
     }
+
+
+def untrained_control(
+    config: NetworkConfig, seed: int, device: torch.device, batches: Any, generator: torch.Generator
+) -> SpikingNet:
+    """The control of the run with ``seed``: its initial weights, normalisation statistics calibrated
+    on ``batches`` (no readout fitted)."""
+    ctrl = SpikingNet(config, seeded_generators(seed, device)["init"]).to(device)
+    calibrate_norm(ctrl, batches, generator)
+    return ctrl
 
 
 def _loader_state(loader: DataLoader) -> dict[str, Any]:
@@ -229,7 +242,7 @@ def train_and_evaluate(
         readout = fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
         train_seconds += time.perf_counter() - t0
         result = evaluate(net, test_loader, trials, gens["eval"])
-        result["readout"] = {"lr": readout["lr"], "selection": readout.get("selection", {})}
+        result["readout"] = {k: readout[k] for k in ("lr", "selection")}
         save("control")
     history = trainer.history
 
@@ -262,5 +275,5 @@ def train_and_evaluate(
         c = evaluate(ctrl, test_loader, trials, gens["eval"])
         metrics["control_accuracy"] = {m: c[m] for m in ("energy", "average", "deterministic")}
         metrics["control_layer_rates"] = c["layer_rates"]
-        metrics["control_readout"] = {"lr": ctrl_readout["lr"], "selection": ctrl_readout.get("selection", {})}
+        metrics["control_readout"] = {k: ctrl_readout[k] for k in ("lr", "selection")}
     return RunResult(net, metrics, history)

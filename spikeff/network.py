@@ -41,7 +41,7 @@ from .neurons import SCAN_BACKENDS, LIFParams, ScanBackend, ScanFn, lif_scan, ma
 from .readout import HeadKind, Readout
 
 __all__ = [
-    "NetworkConfig", "Precision", "PRECISIONS", "Norm", "NORMS", "fold_norm", "SpikingLayer", "SpikingNet",
+    "NetworkConfig", "Precision", "PRECISIONS", "Norm", "NORMS", "fold_norm", "init_fan_in_", "SpikingLayer", "SpikingNet",
     "expand_trials", "spike_counts", "synapse_pool",
 ]
 
@@ -229,9 +229,7 @@ class SpikingNet(nn.Module):
         """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                bound = 1.0 / math.sqrt(m.weight[0].numel())
-                nn.init.uniform_(m.weight, -bound, bound, generator=generator)
-                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+                init_fan_in_(m, generator)
         if self.config.readout == "lif":
             with torch.no_grad():
                 self.head.fc.bias.fill_(self.config.lif.threshold * (1.0 - self.config.lif.beta))
@@ -266,6 +264,15 @@ class SpikingNet(nn.Module):
         for layer in self.layers:
             layer.lif = lif
         return self
+
+
+@torch.no_grad()
+def init_fan_in_(m: nn.Conv2d | nn.Linear, generator: torch.Generator | None = None) -> None:
+    """Weight and bias ~ ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (PyTorch's default scale), drawn on the
+    CPU from ``generator`` (so a CPU generator serves a module on any device)."""
+    bound = 1.0 / math.sqrt(m.weight[0].numel())
+    for p in (m.weight, m.bias):
+        p.copy_(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=generator))
 
 
 @torch.no_grad()

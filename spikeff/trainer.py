@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .ed import EDLossConfig, ed_loss, random_projection
-from .network import SpikingNet, spike_counts
+from .network import SpikingNet, init_fan_in_, spike_counts
 from .readout import MODES, Mode, scores
 
 if TYPE_CHECKING:
@@ -367,7 +367,7 @@ def fit_readout(
     device = _device_of(net)
     net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)
     if epochs == 0:
-        return {"losses": [], "lr": None}
+        return {"losses": [], "lr": None, "selection": {}}
     if net.head.kind != "linear":
         opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
         sched = cosine_schedule(opt, epochs * len(batches))
@@ -382,7 +382,7 @@ def fit_readout(
                 sched.step()
                 n += 1
             losses.append(float(total) / max(n, 1))
-        return {"losses": losses, "lr": config.head_lr}
+        return {"losses": losses, "lr": config.head_lr, "selection": {}}
 
     feats, labels, batch_size = [], [], 1
     with torch.no_grad():
@@ -394,10 +394,7 @@ def fit_readout(
     features, targets = torch.cat(feats, 1), torch.cat(labels)
     order_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
     # A fresh head: the one trained beside the layers saw drifting features, and the control's is untrained.
-    bound = 1.0 / math.sqrt(net.head.fc.in_features)
-    with torch.no_grad():
-        for p in net.head.fc.parameters():
-            p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=order_gen))
+    init_fan_in_(net.head.fc, order_gen)
     fit = _LinearHeadFit(net.head.fc, features, targets, config.train_mode, batch_size, epochs, order_gen)
     lr, selection = config.readout_lrs[0], {}
     if len(config.readout_lrs) > 1:
