@@ -189,7 +189,7 @@ def measure_spikeff(
             correct[m] += (scores(z, m).argmax(1) == y).sum().item()
         ops.append(count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=n, head=net.head.fc,
                              head_spikes=head_spikes, shared_input=True, input_ops=input_ops,
-                             stochastic=lif.stochastic))
+                             stochastic=lif.stochastic, pools=[layer.pool for layer in net.layers]))
         sizes.append(y.shape[0])
     if not sizes:
         raise TrainingError("the evaluation set is empty")

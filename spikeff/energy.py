@@ -2,23 +2,30 @@
 
 Counting (per inference = one input, all of its trials; :func:`count_ops`):
 
-* **synaptic ops** (accumulates, ACs): every input spike times its fan-out. For a
-  ``Conv2d`` (stride 1, zero padding ``p``) the fan-out of a spike at ``(i, j)`` is
-  ``out_channels * n_h(i) * n_w(j)``, where ``n_h(i)`` counts the output rows whose kernel
-  window covers row ``i`` (``k`` in the interior, fewer at the edges); edges are counted
-  exactly (:func:`conv_fanout_map`). An ``AvgPool2d`` after the conv does not change
-  this: the ops are the conv's (pooling the currents is a fixed sum per output neuron,
-  which is not counted). For a ``Linear`` the fan-out is ``out_features``.
+* **synaptic ops** (accumulates, ACs): every input spike times its fan-out, counted on the
+  op that runs. A ``Conv2d`` (stride 1, zero padding ``pad``, kernel ``k``) followed by an
+  ``AvgPool2d(p)`` runs as one conv of stride ``p`` and kernel ``k + p - 1``
+  (:func:`spikeff.network.synapse_pool`), so the fan-out of a spike at ``(i, j)`` is
+  ``out_channels * n_h(i) * n_w(j)``, where ``n_h(i)`` counts the output rows of that
+  executed conv whose window covers row ``i`` (edges and stride alignment exact,
+  :func:`conv_fanout_map`). A conv without a fusable pool is counted as the stride-1 conv.
+  ``OpCounts.synops_unfused`` holds the stride-1 conv count (the convention of most papers;
+  about ``9/4`` times the executed count for ``k = 3, p = 2``). For a ``Linear`` the
+  fan-out is ``out_features``.
+* **connections**: the synapses of the unrolled executed op (input, output element pairs);
+  ``synops / connections`` is how often each synapse is used per inference (a dense net
+  uses each weight ``T`` times).
 * **first layer**: the input is a frame of event counts per time bin. With
   ``input_ops="events"`` (default) each event is one spike into the first layer, so a bin
-  holding ``c`` events at a pixel costs ``c * fan-out`` ACs (event-driven hardware sees
-  ``c`` events). With ``input_ops="dense"`` the first layer is a dense frame convolution
-  instead: ``T * C_in * sum(fan-out map)`` MACs whatever the content. When the trials of
-  a method share the input (``shared_input``), the first layer's synaptic op runs once
-  per inference, not once per trial (as :class:`spikeff.network.SpikingLayer` does).
-* **neuron updates**: every neuron of every layer, every time bin, every trial; they are
-  split into active (the neuron spiked) and inactive updates for chips that price them
-  differently. A stochastic neuron draws one random number per update.
+  holding ``c`` events at a pixel costs ``c * fan-out`` ACs. With ``input_ops="dense"`` the
+  first layer is a dense frame convolution instead: ``T * C_in * sum(fan-out map)`` MACs of
+  the executed conv whatever the content. When the trials of a method share the input
+  (``shared_input``), the first layer's synaptic op runs once per inference, not once per
+  trial (as :class:`spikeff.network.SpikingLayer` does).
+* **neuron updates**: every neuron of every layer, every time bin, every trial; split into
+  active (the neuron spiked) and inactive updates for chips that price them differently.
+* **random draws**: a stochastic neuron draws one random number per update, priced by
+  ``CostModel.random_draw_pj``.
 * **head**: a linear readout of spike counts is event-driven: each top-layer spike adds a
   weight column (``n_classes`` ACs); the per-trial scaling, bias and score (squaring or
   averaging) are counted as ``n_classes`` MACs per trial. A spiking head adds its neurons.
@@ -28,12 +35,15 @@ Cost models (:class:`CostModel`, presets in :data:`COST_MODELS`) turn counts int
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+from .network import _box_pool_size
 
 __all__ = [
     "CostModel",
@@ -42,6 +52,7 @@ __all__ = [
     "InputOps",
     "conv_fanout_map",
     "fanout_map",
+    "n_connections",
     "synaptic_ops",
     "dense_macs",
     "count_ops",
@@ -99,20 +110,23 @@ class CostModel:
 
 COST_MODELS: dict[str, CostModel] = {
     "cmos45": CostModel(
-        "cmos45", synop_pj=0.9, mac_pj=4.6, neuron_update_pj=4.6,
+        "cmos45", synop_pj=0.9, mac_pj=4.6, neuron_update_pj=4.6, random_draw_pj=2.7,
         reference="Horowitz, ISSCC 2014, 45 nm CMOS, 32-bit float: add (AC) 0.9 pJ, mult 3.7 + add 0.9 = "
-        "MAC 4.6 pJ. A neuron update (beta * v + I) is counted as one MAC; random draws are free.",
+        "MAC 4.6 pJ. A neuron update (beta * v + I) is counted as one MAC. A random draw is one step of a "
+        "32-bit xorshift PRNG (3 shifts + 3 XORs); assumption, not measured: priced as 3 x 32-bit adds "
+        "(3 x 0.9 = 2.7 pJ), shifts taken as nearly free.",
     ),
     "cmos45-synaptic": CostModel(
-        "cmos45-synaptic", synop_pj=0.9, mac_pj=4.6,
-        reference="Horowitz, ISSCC 2014 (AC 0.9 pJ, MAC 4.6 pJ), synaptic ops only, neuron updates free: "
-        "the convention of most SNN energy estimates.",
+        "cmos45-synaptic", synop_pj=0.9, mac_pj=4.6, random_draw_pj=0.0,
+        reference="Horowitz, ISSCC 2014 (AC 0.9 pJ, MAC 4.6 pJ), synaptic ops only: neuron updates and random "
+        "draws are free, the convention of most SNN energy estimates.",
     ),
     "loihi": CostModel(
-        "loihi", synop_pj=23.6, mac_pj=23.6, neuron_update_pj=52.0, active_update_pj=81.0,
+        "loihi", synop_pj=23.6, mac_pj=23.6, neuron_update_pj=52.0, active_update_pj=81.0, random_draw_pj=0.0,
         reference="Davies et al., IEEE Micro 2018 (Loihi): 23.6 pJ per synaptic op, 52 pJ per inactive and "
-        "81 pJ per active neuron update. Loihi has no MAC unit: a dense MAC is priced as one synaptic op; "
-        "on-chip noise is free.",
+        "81 pJ per active neuron update. Loihi has no MAC unit: a dense MAC is priced as one synaptic op. "
+        "Random draws come from Loihi's per-core noise generators, for which no per-draw energy is "
+        "published; assumption: their energy is included in the neuron-update energy, so a draw adds 0 pJ.",
     ),
 }
 
@@ -125,9 +139,18 @@ def get_cost_model(name: str) -> CostModel:
         raise ValueError(f"unknown cost model {name!r}; presets: {sorted(COST_MODELS)}") from None
 
 
+_STAGE_FIELDS = ("synops", "synops_unfused", "macs", "spikes", "neuron_updates")
+
+
 @dataclass(frozen=True)
 class OpCounts:
-    """Operations per inference. Tuples hold one entry per stage (layers, then the head)."""
+    """Operations per inference. Tuples hold one entry per stage (layers, then the head).
+
+    ``synops`` counts the executed op (a conv fused with its average pool runs as one strided
+    conv); ``synops_unfused`` the stride-1 conv as papers count it (``None``: same as
+    ``synops``); ``connections`` the synapses of each stage's unrolled executed op (``()``:
+    unknown).
+    """
 
     synops: tuple[float, ...]
     macs: tuple[float, ...]
@@ -135,14 +158,37 @@ class OpCounts:
     neuron_updates: tuple[float, ...]
     random_draws: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    synops_unfused: tuple[float, ...] | None = None
+    connections: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.synops_unfused is None:
+            object.__setattr__(self, "synops_unfused", tuple(self.synops))
+        if len(self.synops_unfused) != len(self.synops):
+            raise ValueError(f"synops_unfused has {len(self.synops_unfused)} stages, synops {len(self.synops)}")
+        if self.connections and len(self.connections) != len(self.synops):
+            raise ValueError(f"connections has {len(self.connections)} stages, synops {len(self.synops)}")
 
     def total(self, name: str) -> float:
         return float(sum(getattr(self, name)))
 
+    def spikes_per_synapse(self) -> list[float | None]:
+        """``synops / connections`` per stage (``None`` where the connections are unknown or 0)."""
+        if not self.connections:
+            return [None] * len(self.synops)
+        return [s / c if c else None for s, c in zip(self.synops, self.connections)]
+
+    def activation_sparsity(self) -> list[float | None]:
+        """``1 - spikes / neuron_updates`` per layer (``None`` without updates)."""
+        return [1.0 - s / u if u else None for s, u in zip(self.spikes, self.neuron_updates)]
+
     def to_dict(self, models: Sequence[CostModel] = ()) -> dict[str, Any]:
-        d: dict[str, Any] = {k: list(getattr(self, k)) for k in ("synops", "macs", "spikes", "neuron_updates")}
+        d: dict[str, Any] = {k: list(getattr(self, k)) for k in _STAGE_FIELDS}
+        d["connections"] = list(self.connections)
+        d["spikes_per_synapse"] = self.spikes_per_synapse()
+        d["activation_sparsity"] = self.activation_sparsity()
         d["random_draws"] = self.random_draws
-        d.update({f"total_{k}": self.total(k) for k in ("synops", "macs", "spikes", "neuron_updates")})
+        d.update({f"total_{k}": self.total(k) for k in _STAGE_FIELDS})
         if self.extra:
             d["extra"] = dict(self.extra)
         if models:
@@ -166,21 +212,31 @@ class OpCounts:
             avg("synops"), avg("macs"), avg("spikes"), avg("neuron_updates"),
             sum(wi * c.random_draws for wi, c in zip(w, counts)) / tot,
             {k: sum(wi * c.extra.get(k, 0.0) for wi, c in zip(w, counts)) / tot for k in extra_keys},
+            synops_unfused=avg("synops_unfused"),
+            connections=avg("connections") if all(c.connections for c in counts) else (),
         )
 
 
-def _covering(n_in: int, kernel: int, padding: int) -> Tensor:
-    """For each input index, the number of output positions whose window covers it (stride 1)."""
-    n_out = n_in + 2 * padding - kernel + 1
+def _covering(n_in: int, kernel: int, padding: int, stride: int = 1) -> Tensor:
+    """For each input index, the number of output positions whose window covers it.
+
+    Output ``o`` (of ``floor((n_in + 2 padding - kernel) / stride) + 1``) reads the input
+    indices ``o * stride - padding ... o * stride - padding + kernel - 1``.
+    """
+    n_out = (n_in + 2 * padding - kernel) // stride + 1
     i = torch.arange(n_in)
-    lo = torch.clamp(i + padding - kernel + 1, min=0)
-    hi = torch.clamp(i + padding, max=n_out - 1)
+    lo = torch.clamp(-torch.div(kernel - 1 - i - padding, stride, rounding_mode="floor"), min=0)  # ceil
+    hi = torch.clamp(torch.div(i + padding, stride, rounding_mode="floor"), max=n_out - 1)
     return torch.clamp(hi - lo + 1, min=0)
 
 
-def conv_fanout_map(height: int, width: int, out_channels: int, kernel_size: int, padding: int) -> Tensor:
+def conv_fanout_map(
+    height: int, width: int, out_channels: int, kernel_size: int, padding: int, stride: int = 1
+) -> Tensor:
     """Exact synapses driven by one input spike at each pixel ``(H, W)`` of one input channel."""
-    return out_channels * torch.outer(_covering(height, kernel_size, padding), _covering(width, kernel_size, padding)).double()
+    return out_channels * torch.outer(
+        _covering(height, kernel_size, padding, stride), _covering(width, kernel_size, padding, stride)
+    ).double()
 
 
 def _check_conv(conv: nn.Conv2d) -> tuple[int, int]:
@@ -192,32 +248,50 @@ def _check_conv(conv: nn.Conv2d) -> tuple[int, int]:
     return k[0], p[0]
 
 
-def fanout_map(synapse: nn.Module, in_shape: Sequence[int]) -> Tensor:
-    """Fan-out of one spike on each input element, broadcastable to ``in_shape``."""
+def _fused_pool(synapse: nn.Module, pool: nn.Module | None) -> int | None:
+    """``p`` where the network runs ``pool(synapse(x))`` as one conv of stride ``p``, else ``None``."""
+    if pool is None or isinstance(pool, nn.Identity):
+        return None
+    return _box_pool_size(synapse, pool)
+
+
+def fanout_map(synapse: nn.Module, in_shape: Sequence[int], pool: nn.Module | None = None) -> Tensor:
+    """Fan-out of one spike on each input element of the executed op, broadcastable to ``in_shape``.
+
+    With a ``pool`` that the network fuses into the conv (:func:`spikeff.network.synapse_pool`)
+    this is the fan-out of the stride-``p`` conv with kernel ``k + p - 1``; else of the conv.
+    """
     if isinstance(synapse, nn.Conv2d):
-        k, p = _check_conv(synapse)
-        return conv_fanout_map(in_shape[-2], in_shape[-1], synapse.out_channels, k, p)
+        k, pad = _check_conv(synapse)
+        p = _fused_pool(synapse, pool)
+        kernel, stride = (k, 1) if p is None else (k + p - 1, p)
+        return conv_fanout_map(in_shape[-2], in_shape[-1], synapse.out_channels, kernel, pad, stride)
     if isinstance(synapse, nn.Linear):
         return torch.tensor(float(synapse.out_features), dtype=torch.float64)
     raise TypeError(f"op counting supports nn.Conv2d and nn.Linear synapses, got {type(synapse).__name__}")
 
 
-def synaptic_ops(input_counts: Tensor, synapse: nn.Module) -> float:
+def n_connections(in_shape: Sequence[int], synapse: nn.Module, pool: nn.Module | None = None) -> float:
+    """Synapses of the unrolled executed op on inputs of shape ``in_shape``: (input, output) element pairs."""
+    fan = fanout_map(synapse, in_shape, pool)
+    if isinstance(synapse, nn.Conv2d):
+        return float(in_shape[-3] * fan.sum())
+    return float(torch.tensor(in_shape).prod() * fan)
+
+
+def synaptic_ops(input_counts: Tensor, synapse: nn.Module, pool: nn.Module | None = None) -> float:
     """ACs for input spike counts (one inference, summed over time and trials): ``(C, H, W)`` or ``(F,)``."""
     counts = input_counts.detach().double().cpu()
     if isinstance(synapse, nn.Conv2d):
         if counts.dim() != 3:
             raise ValueError(f"a conv layer needs input counts (C, H, W), got {tuple(counts.shape)}")
-        return float((counts.sum(0) * fanout_map(synapse, counts.shape)).sum())
-    return float(counts.sum() * fanout_map(synapse, counts.shape))
+        return float((counts.sum(0) * fanout_map(synapse, counts.shape, pool)).sum())
+    return float(counts.sum() * fanout_map(synapse, counts.shape, pool))
 
 
-def dense_macs(in_shape: Sequence[int], synapse: nn.Module, time_steps: int) -> float:
+def dense_macs(in_shape: Sequence[int], synapse: nn.Module, time_steps: int, pool: nn.Module | None = None) -> float:
     """MACs of a dense (frame-based) synaptic op over ``time_steps`` on inputs of shape ``in_shape``."""
-    fan = fanout_map(synapse, in_shape)
-    if isinstance(synapse, nn.Conv2d):
-        return float(time_steps * in_shape[0] * fan.sum())
-    return float(time_steps * torch.tensor(in_shape).prod() * fan)
+    return float(time_steps * n_connections(in_shape, synapse, pool))
 
 
 def count_ops(
@@ -231,6 +305,7 @@ def count_ops(
     shared_input: bool = True,
     input_ops: InputOps = "events",
     stochastic: bool = False,
+    pools: Sequence[nn.Module | None] | None = None,
 ) -> OpCounts:
     """Mean op counts per inference for one batch.
 
@@ -245,11 +320,17 @@ def count_ops(
         shared_input: the first synaptic op runs once for all trials (else once per trial).
         input_ops: ``"events"`` (input events are ACs) or ``"dense"`` (frame MACs).
         stochastic: each neuron update draws one random number.
+        pools: each layer's pool module (``None`` or ``nn.Identity``: none). A conv whose
+            average pool the network fuses into it is counted as the strided conv that runs;
+            ``synops_unfused`` keeps the stride-1 count.
     """
     if len(spikes) != len(synapses) or not spikes:
         raise ValueError(f"need one spike tensor per synapse, got {len(spikes)} and {len(synapses)}")
     if input_ops not in ("events", "dense"):
         raise ValueError(f"input_ops must be 'events' or 'dense', got {input_ops!r}")
+    pools = [None] * len(synapses) if pools is None else list(pools)
+    if len(pools) != len(synapses):
+        raise ValueError(f"need one pool (or None) per synapse, got {len(pools)} and {len(synapses)}")
     t, b = inputs.shape[:2]
     inputs, spikes = inputs.detach(), [s.detach() for s in spikes]
     head_spikes = None if head_spikes is None else head_spikes.detach()
@@ -257,24 +338,36 @@ def count_ops(
         if s.shape[1] != trials * b:
             raise ValueError(f"spikes of shape {tuple(s.shape)} do not hold {trials} trials of {b} inputs")
     first_repeat = 1 if shared_input else trials
-    synops, macs = [], []
+    in_shapes = [tuple(inputs.shape[2:])] + [tuple(s.shape[2:]) for s in spikes[:-1]]
+    synops, unfused, macs = [], [], []
     if input_ops == "events":
-        synops.append(first_repeat * synaptic_ops(inputs.sum((0, 1)) / b, synapses[0]))
+        counts = inputs.sum((0, 1)) / b
+        synops.append(first_repeat * synaptic_ops(counts, synapses[0], pools[0]))
+        unfused.append(first_repeat * synaptic_ops(counts, synapses[0]))
         macs.append(0.0)
     else:
         synops.append(0.0)
-        macs.append(first_repeat * dense_macs(tuple(inputs.shape[2:]), synapses[0], t))
-    for prev, syn in zip(spikes[:-1], synapses[1:]):
+        unfused.append(0.0)
+        macs.append(first_repeat * dense_macs(in_shapes[0], synapses[0], t, pools[0]))
+    for prev, syn, pool in zip(spikes[:-1], synapses[1:], pools[1:]):
         counts = prev.sum((0, 1)) / b
-        synops.append(synaptic_ops(counts.flatten() if isinstance(syn, nn.Linear) else counts, syn))
+        counts = counts.flatten() if isinstance(syn, nn.Linear) else counts
+        synops.append(synaptic_ops(counts, syn, pool))
+        unfused.append(synaptic_ops(counts, syn))
         macs.append(0.0)
+    connections = [n_connections(shape, syn, pool) for shape, syn, pool in zip(in_shapes, synapses, pools)]
     n_spikes = [float(s.sum()) / b for s in spikes]
     updates = [s.numel() / b for s in spikes]
     if head is not None:
         synops.append(n_spikes[-1] * head.out_features)
+        unfused.append(synops[-1])
         macs.append(float(trials * head.out_features))
+        connections.append(float(math.prod(spikes[-1].shape[2:]) * head.out_features))
         if head_spikes is not None:
             n_spikes.append(float(head_spikes.sum()) / b)
             updates.append(head_spikes.numel() / b)
     draws = sum(updates) if stochastic else 0.0
-    return OpCounts(tuple(synops), tuple(macs), tuple(n_spikes), tuple(updates), draws)
+    return OpCounts(
+        tuple(synops), tuple(macs), tuple(n_spikes), tuple(updates), draws,
+        synops_unfused=tuple(unfused), connections=tuple(connections),
+    )

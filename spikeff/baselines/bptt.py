@@ -160,7 +160,8 @@ def evaluate_bptt(net: SnnTorchNet, batches: Iterable[Batch], input_ops: InputOp
 
     def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
         z, spikes, head_spikes = net(x)
-        ops = count_ops(x, spikes, list(net.synapses), head=net.head, head_spikes=head_spikes, input_ops=input_ops)
+        ops = count_ops(x, spikes, list(net.synapses), head=net.head, head_spikes=head_spikes, input_ops=input_ops,
+                        pools=list(net.pools))
         return z.argmax(1), ops
 
     return evaluate_batches(batches, next(net.parameters()).device, infer)
