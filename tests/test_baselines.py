@@ -1,13 +1,12 @@
-"""BPTT (snntorch) and Forward-Forward baselines: same shapes, same neurons, op counts, training runs."""
+"""BPTT (snntorch) baseline: same shapes, same neurons, op counts, training runs (Forward-Forward: test_ff.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from spikeff.baselines import BPTTConfig, FFConfig, FFNet, SnnTorchNet, train_bptt, train_ff
+from spikeff.baselines import BPTTConfig, SnnTorchNet, train_bptt
 from spikeff.baselines.bptt import _leaky, run_leaky, sigmoid_surrogate
-from spikeff.baselines.ff import goodness
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import LIFParams, lif_scan
 
@@ -81,35 +80,6 @@ def test_bptt_trains_and_counts_ops():
     assert res.passes == 6 and res.train_seconds > 0
 
 
-def test_ff_label_embedding_goodness_and_prediction_passes():
-    c = cfg()
-    net = FFNet(c, FFConfig(label_scale=2.0), torch.Generator().manual_seed(0))
-    x, y = toy_batches(1)[0]
-    e = net.embed(x, y)
-    assert e.shape == (4, 8, 4, 8, 8)
-    assert torch.equal(e[:, :, :2], x)
-    assert torch.all(e[:, y == 0, 2] == 2.0) and torch.all(e[:, y == 0, 3] == 0.0)
-    assert net.layers[0].synapse.in_channels == 2 + 2
-    s = torch.zeros(3, 2, 4)
-    s[:, 0, 0] = 1  # neuron 0 of sample 0 spikes 3 times
-    assert goodness(s).tolist() == [9 / 4, 0.0]
-    pred, spikes = net.predict(x)
-    assert pred.shape == (8,) and spikes[0].shape[1] == 2 * 8  # one pass per label, label-major
-
-
-def test_ff_trains_with_wrong_label_negatives_and_counts_label_ops():
-    data = toy_batches()
-    c = cfg()
-    res = train_ff(c, FFConfig(epochs=4, lr=1e-2), data, data, generator=torch.Generator().manual_seed(0))
-    assert set(res.history[0]) >= {"layer1/loss", "layer1/goodness_gap", "layer2/loss"}
-    assert 0.0 <= res.accuracy <= 1.0
-    neurons1 = 4 * 4 * 4  # after pooling
-    assert res.ops.extra["label_bias_adds"] == pytest.approx(2 * 4 * neurons1)  # labels x T x neurons
-    assert res.ops.neuron_updates[0] == pytest.approx(2 * 4 * neurons1)
-
-
 def test_baseline_configs_reject_bad_values():
     with pytest.raises(ValueError, match="epochs"):
         BPTTConfig(epochs=-1)
-    with pytest.raises(ValueError, match="positive"):
-        FFConfig(threshold=0.0)

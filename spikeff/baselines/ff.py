@@ -1,33 +1,57 @@
 """Forward-Forward baseline (Hinton, 2022) on spikeff's spiking layers.
 
 * **Layers**: the :class:`~spikeff.network.SpikingLayer` stack of a
-  :class:`~spikeff.network.NetworkConfig` (same conv/pool/linear shapes), with the
-  deterministic LIF (``delta = sigma = 0``, classic FF uses deterministic units) unless
-  ``FFConfig.stochastic``. The first synapse has ``n_classes`` extra input channels.
-* **Label embedding**: the label is a one-hot of ``n_classes`` extra input channels, constant
-  (``label_scale``) over space and time, so every first-layer neuron sees it (a corner
-  one-hot, as in Hinton's MNIST net, would reach only the corner of a conv layer). The
-  label channels' contribution to a first-layer current is a fixed map per label, so op
-  counting prices it as one add per first-layer neuron and time bin (``label_bias_adds``),
-  not as dense input events.
-* **Goodness** of a layer: the mean over its neurons of the squared spike count,
-  ``g = mean_i c_i^2``; ``p(positive) = sigmoid(g - threshold)`` (Hinton's sum of squares
-  minus a threshold equal to the number of units is the same up to the neuron count).
-* **Negatives**: the same input with a wrong label, drawn uniformly from the other classes
-  by a seeded generator. Loss per layer: ``softplus(threshold - g_pos) + softplus(g_neg - threshold)``.
-* **Training** is layer-local: each layer gets its input detached and steps its own Adam
-  optimizer on every batch (no normalisation between layers: spikes are already binary; the body
-  is built with ``norm="none"``).
-* **Prediction**: run the net once per candidate label and pick the label with the highest
-  goodness summed over layers. An inference therefore costs ``n_classes`` passes; the data
-  part of the first synaptic op is shared by all of them (it does not depend on the label).
+  :class:`~spikeff.network.NetworkConfig` (same conv/pool/linear shapes) with spikeff's
+  deterministic LIF (``delta = sigma = 0``), built with ``norm="none"``. A data-dependent
+  initialisation scales each layer's synapse once, on the first training batch, so that its
+  currents have zero mean and unit variance per channel (a batch norm whose statistics are
+  frozen at initialisation and folded into the weights); after that nothing depends on the batch.
+* **Label embedding**: ``n_classes`` extra input channels hold the one-hot label times
+  ``label_scale``, constant over space and time, so every first-layer neuron sees it. Its
+  contribution to the first layer's currents is a fixed map per label, ``L_y``; the data part
+  ``W x + b`` is computed once and shared by all the labels a sample is paired with. The
+  *neutral* label sets every label channel to ``label_scale / n_classes``.
+* **Layer normalisation**: with ``c_l`` the spike counts of layer ``l`` over the ``T`` bins
+  (``N_l`` neurons), layer ``l + 1`` receives the spikes ``s_l * sqrt(N_l) / ||c_l||`` (per
+  sample), so it sees the pattern of activity, not its magnitude.
+* **Goodness** of a layer: ``g_l = mean_i c_i^2`` (Hinton's sum of squares over ``N_l``), and
+  ``p(positive) = sigmoid(a (g_l - theta_l))`` with ``a = sharpness`` and the threshold where the
+  goodness of the initialised net lies: ``theta_l = threshold * mean g_l`` on the first training
+  batch (true labels) right after the data-dependent init. Loss per layer:
+  ``softplus(-a (g_pos - theta)) + softplus(a (g_neg - theta))``, averaged over the batch.
+* **Negatives**: the same input with a wrong label. With probability ``hard_fraction`` it is
+  the hardest one, ``argmax_{k != y} sum_l g_l(x, k)``, mined without gradient by the current
+  net on every batch, among all wrong labels (``mine_candidates=None``) or among
+  ``mine_candidates`` distinct wrong labels drawn uniformly (a cheaper mining pass); otherwise a
+  uniformly drawn wrong label. All draws come from one seeded generator.
+* **Training** is layer-local: each layer gets its (normalised) input detached and steps its
+  own Adam optimizer on every batch, the learning rate decaying to zero over the epochs
+  (cosine). Inside a layer the gradient flows over time through the LIF surrogate.
+* **Prediction** (``FFConfig.predict``):
+
+  - ``"goodness"``: ``argmax_k sum_l g_l(x, k)`` over all layers, one pass per label
+    (``n_classes`` passes per inference);
+  - ``"goodness_top"``: the same over layers ``2..L`` (Hinton's choice for deep nets);
+  - ``"head"``: one pass with the neutral label and a softmax (linear) head
+    ``z = W c_L / ||c_L|| * sqrt(N_L) + b`` on the top layer's normalised spike counts,
+    fitted by cross-entropy after FF training (the counterpart of spikeff's linear head).
+
+  Op counts (:func:`spikeff.energy.count_ops`) cover every pass; ``extra`` adds the label
+  map (one add per first-layer neuron and bin per pass, ``label_bias_adds``) and the
+  normalisation and goodness arithmetic (``norm_macs``: per pass, one square per neuron of a
+  normalised or scored layer and one scaling per current of the next layer and bin), which
+  are also added to ``synops`` and ``macs``. Layer normalisation needs a layer's full spike
+  counts before the next layer runs: the layers run one after another over all ``T`` bins.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,30 +59,46 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..energy import InputOps, OpCounts, count_ops
-from ..network import NetworkConfig, SpikingNet, check_input
+from ..network import NetworkConfig, SpikingLayer, SpikingNet, _box_pool_size, check_input, init_fan_in_
+from ..neurons import LIFParams
+from ..trainer import cosine_schedule
 from .bptt import BaselineResult, evaluate_batches
 
-__all__ = ["FFConfig", "FFNet", "goodness", "train_ff", "evaluate_ff"]
+__all__ = ["FFConfig", "FFNet", "PREDICT_MODES", "goodness", "ff_loss", "train_ff", "fit_head", "evaluate_ff"]
 
 Batch = tuple[Tensor, Tensor]
+PredictMode = Literal["goodness", "goodness_top", "head"]
+PREDICT_MODES: tuple[PredictMode, ...] = ("goodness", "goodness_top", "head")
 
 
 @dataclass(frozen=True)
 class FFConfig:
-    """Settings of the Forward-Forward baseline."""
+    """Settings of the Forward-Forward baseline (defaults chosen on a validation share of N-MNIST's
+    training split, ``benchmarks/ff_nmnist.py``)."""
 
-    epochs: int = 8
-    lr: float = 3e-3
+    epochs: int = 10
+    lr: float = 1e-3
     threshold: float = 1.0
+    sharpness: float = 1.0
     label_scale: float = 1.0
-    stochastic: bool = False
+    hard_fraction: float = 0.5
+    mine_candidates: int | None = None
+    predict: PredictMode = "head"
+    head_epochs: int = 30
+    head_lr: float = 3e-3
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if self.lr <= 0 or self.threshold <= 0 or self.label_scale <= 0:
-            raise ValueError(f"lr, threshold and label_scale must be positive, got {self.lr}, "
-                             f"{self.threshold}, {self.label_scale}")
+        if self.epochs < 0 or self.head_epochs < 0:
+            raise ValueError(f"epochs and head_epochs must be >= 0, got {self.epochs}, {self.head_epochs}")
+        values = (self.lr, self.threshold, self.sharpness, self.label_scale, self.head_lr)
+        if min(values) <= 0:
+            raise ValueError(f"lr, threshold, sharpness, label_scale and head_lr must be positive, got {values}")
+        if self.mine_candidates is not None and self.mine_candidates < 1:
+            raise ValueError(f"mine_candidates must be >= 1 or None, got {self.mine_candidates}")
+        if not 0.0 <= self.hard_fraction <= 1.0:
+            raise ValueError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
+        if self.predict not in PREDICT_MODES:
+            raise ValueError(f"predict must be one of {PREDICT_MODES}, got {self.predict!r}")
 
 
 def goodness(spikes: Tensor) -> Tensor:
@@ -66,8 +106,36 @@ def goodness(spikes: Tensor) -> Tensor:
     return spikes.sum(0).flatten(1).pow(2).mean(1)
 
 
+def ff_loss(g_pos: Tensor, g_neg: Tensor, threshold: float, sharpness: float) -> Tensor:
+    """``mean softplus(-a (g_pos - theta)) + mean softplus(a (g_neg - theta))``."""
+    return F.softplus(-sharpness * (g_pos - threshold)).mean() + F.softplus(sharpness * (g_neg - threshold)).mean()
+
+
+def normalise(spikes: Tensor) -> Tensor:
+    """Per-sample layer normalisation of spikes ``(T, N, ...)``: ``s * sqrt(D) / ||c||``, ``c`` the counts."""
+    c = spikes.sum(0).flatten(1)
+    scale = math.sqrt(c.shape[1]) / c.norm(dim=1).clamp_min(1e-6)
+    return spikes * scale.view(1, -1, *[1] * (spikes.dim() - 2))
+
+
+def _conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, layer: SpikingLayer) -> Tensor:
+    """``layer.pool(conv(x))`` with the given weights (a conv and its average pool as one strided conv)."""
+    syn = layer.synapse
+    if isinstance(syn, nn.Linear):
+        return F.linear(x.flatten(1), weight, bias)
+    p = _box_pool_size(syn, layer.pool)
+    if p is None:
+        y = F.conv2d(x, weight, bias, padding=syn.padding)
+        return y if layer.pool is None else layer.pool(y)
+    o, i, kh, kw = weight.shape
+    box = torch.full((1, 1, p, p), 1.0 / p**2, dtype=weight.dtype, device=weight.device)
+    w = F.conv2d(weight.reshape(o * i, 1, kh, kw), box, padding=p - 1).reshape(o, i, kh + p - 1, kw + p - 1)
+    return F.conv2d(x, w, bias, stride=p, padding=syn.padding)
+
+
 class FFNet(nn.Module):
-    """Spiking layers of a :class:`NetworkConfig` whose input carries a one-hot label."""
+    """Spiking layers of a :class:`NetworkConfig` whose first layer also sees the label channels,
+    plus the linear head of the ``"head"`` prediction."""
 
     def __init__(self, config: NetworkConfig, ff: FFConfig = FFConfig(), generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -75,45 +143,224 @@ class FFNet(nn.Module):
         c, h, w = config.input_shape
         body = SpikingNet(replace(config, input_shape=(c + config.n_classes, h, w), norm="none"), generator)
         self.layers = body.layers
+        top = body.layers[-1].out_channels * (math.prod(_out_hw(config)) if not config.hidden else 1)
+        self.head = nn.Linear(top, config.n_classes)
+        init_fan_in_(self.head, generator)
+        # theta_l: ``threshold`` times layer l's mean goodness after the data-dependent init
+        self.register_buffer("thresholds", torch.full((len(self.layers),), float(ff.threshold)))
+
+    def _autocast(self, x: Tensor) -> contextlib.AbstractContextManager:
+        bf16 = self.config.precision == "bf16"
+        return torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def label_inputs(self, labels: Tensor | None, n: int = 0) -> Tensor:
+        """The label channels ``(M, K, H, W)`` for ``labels`` ``(M,)``, or ``n`` neutral ones (``labels=None``)."""
+        k, (_, h, w) = self.config.n_classes, self.config.input_shape
+        dev = self.layers[0].synapse.weight.device
+        if labels is None:
+            v = torch.full((n, k), self.ff.label_scale / k, device=dev)
+        else:
+            v = F.one_hot(labels, k).float() * self.ff.label_scale
+        return v.view(*v.shape, 1, 1).expand(-1, -1, h, w)
 
     def embed(self, x: Tensor, labels: Tensor) -> Tensor:
         """``(T, B, C, H, W)`` -> ``(T, B, C + K, H, W)`` with the one-hot ``labels`` as constant channels."""
         check_input(x, self.config)
-        t, b, _, h, w = x.shape
-        onehot = F.one_hot(labels, self.config.n_classes).to(x.dtype) * self.ff.label_scale
-        return torch.cat([x, onehot.view(1, b, -1, 1, 1).expand(t, b, -1, h, w)], dim=2)
+        lab = self.label_inputs(labels).to(x.dtype)
+        return torch.cat([x, lab.unsqueeze(0).expand(x.shape[0], *lab.shape)], dim=2)
 
-    def layer_spikes(self, x: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
-        """Each layer's spikes for inputs ``x`` paired with ``labels`` (no training)."""
-        h, out = self.embed(x, labels), []
-        for layer in self.layers:
-            h = layer(h, generator, deterministic=not self.ff.stochastic)
-            out.append(h)
+    def first_currents(self, x: Tensor, labels: Tensor | None, repeat: int = 1) -> Tensor:
+        """First-layer currents ``(T, M, ...)`` for ``x`` ``(T, B, ...)`` with ``M = repeat * B`` labels
+        (label-major), or ``repeat`` neutral passes (``labels=None``): the data part once, plus ``L_y``."""
+        check_input(x, self.config)
+        layer, c = self.layers[0], self.config.input_shape[0]
+        t, b = x.shape[:2]
+        w, bias = layer.synapse.weight, layer.synapse.bias
+        data_w, label_w = (w[:, :c], w[:, c:]) if w.dim() == 4 else _split_linear(w, self.config)
+        with self._autocast(x):
+            data = _conv_pool(x.flatten(0, 1), data_w, bias, layer).unflatten(0, (t, b))
+            maps = _conv_pool(self.label_inputs(labels, repeat * b), label_w, None, layer)
+        data = data.float() if self.config.precision == "bf16" else data
+        data = data.unsqueeze(1).expand(t, repeat, *data.shape[1:]).flatten(1, 2)
+        return data + maps.to(data.dtype).unsqueeze(0)
+
+    def layer_spikes(self, x: Tensor, labels: Tensor | None, repeat: int = 1) -> list[Tensor]:
+        """Each layer's spikes (not normalised) for ``x`` with ``labels`` (see :meth:`first_currents`)."""
+        out = [self._scan(self.layers[0], self.first_currents(x, labels, repeat))]
+        for layer in self.layers[1:]:
+            out.append(self._scan(layer, layer.currents(normalise(out[-1]))))
         return out
 
+    @staticmethod
+    def _scan(layer: SpikingLayer, currents: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and currents.requires_grad:
+            return layer.scan(currents, layer.lif.deterministic())[0]
+        return _lif_nograd(currents, layer.lif)
+
     @torch.no_grad()
-    def predict(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, list[Tensor]]:
-        """Predicted labels ``(B,)`` and the spikes of all ``K`` label passes (label-major, ``(T, K * B, ...)``)."""
+    def init_from_batch(self, x: Tensor, labels: Tensor) -> None:
+        """Data-dependent initialisation: scale each synapse so that its currents on this batch have
+        zero mean and unit variance per channel (over time, batch and positions)."""
+        h = None
+        for i, layer in enumerate(self.layers):
+            cur = self.first_currents(x, labels) if i == 0 else layer.currents(normalise(h))
+            dims = [d for d in range(cur.dim()) if d != 2]
+            mean, std = cur.mean(dims), cur.std(dims).clamp_min(1e-6)
+            syn = layer.synapse
+            syn.weight.div_(std.view(-1, *[1] * (syn.weight.dim() - 1)))
+            syn.bias.sub_(mean).div_(std)
+            cur = (cur - mean.view(1, 1, -1, *[1] * (cur.dim() - 3))) / std.view(1, 1, -1, *[1] * (cur.dim() - 3))
+            h = self._scan(layer, cur)
+            self.thresholds[i] = self.ff.threshold * goodness(h).mean().clamp_min(1e-3)
+
+    @torch.no_grad()
+    def label_goodness(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Goodness ``(L, K, B)`` of every layer for every label, and the spikes of the ``K`` passes."""
         k, b = self.config.n_classes, x.shape[1]
         labels = torch.arange(k, device=x.device).repeat_interleave(b)
-        spikes = self.layer_spikes(x.repeat(1, k, 1, 1, 1), labels, generator)
-        g = sum(goodness(s) for s in spikes).view(k, b)
-        return g.argmax(0), spikes
+        spikes = self.layer_spikes(x, labels, repeat=k)
+        return torch.stack([goodness(s).view(k, b) for s in spikes]), spikes
+
+    @torch.no_grad()
+    def head_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The head's input ``(B, N_L)``: normalised top-layer counts of the neutral pass; and its spikes."""
+        spikes = self.layer_spikes(x, None)
+        c = spikes[-1].sum(0).flatten(1)
+        return c * math.sqrt(c.shape[1]) / c.norm(dim=1, keepdim=True).clamp_min(1e-6), spikes
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, mode: PredictMode | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Predicted labels ``(B,)`` and the spikes of the passes that gave them."""
+        mode = self.ff.predict if mode is None else mode
+        if mode == "head":
+            f, spikes = self.head_features(x)
+            return self.head(f).argmax(1), spikes
+        g, spikes = self.label_goodness(x)
+        first = 1 if mode == "goodness_top" and len(self.layers) > 1 else 0
+        return g[first:].sum(0).argmax(0), spikes
+
+
+def _lif_nograd(currents: Tensor, p: LIFParams) -> Tensor:
+    """The deterministic LIF's spikes without autograd (in place, the same numbers as
+    :func:`~spikeff.neurons.lif_scan` at ``delta = sigma = 0``)."""
+    cur = currents.to(torch.promote_types(currents.dtype, torch.float32))
+    v = torch.zeros_like(cur[0])
+    out = torch.empty_like(cur)
+    for t in range(cur.shape[0]):
+        v.mul_(p.beta).add_(cur[t])
+        s = v >= p.threshold
+        out[t] = s
+        if p.reset == "zero":
+            v.masked_fill_(s, 0.0)
+        else:
+            v.sub_(s, alpha=p.threshold)
+    return out
+
+
+def _out_hw(config: NetworkConfig) -> tuple[int, int]:
+    h, w = config.input_shape[1:]
+    for _ in config.conv_channels:
+        h, w = h // config.pool, w // config.pool
+    return h, w
+
+
+def _split_linear(w: Tensor, config: NetworkConfig) -> tuple[Tensor, Tensor]:
+    c, h, ww = config.input_shape
+    return w[:, : c * h * ww], w[:, c * h * ww:]
+
+
+def hardest_wrong(g: Tensor, labels: Tensor, y: Tensor) -> Tensor:
+    """``labels[argmax_j g[j]]`` over the candidates ``j`` whose label is not ``y``; ``g``, ``labels`` ``(J, B)``."""
+    g = g.masked_fill(labels == y.unsqueeze(0), float("-inf"))
+    return labels.gather(0, g.argmax(0, keepdim=True))[0]
+
+
+@torch.no_grad()
+def mine_negatives(net: FFNet, x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, int]:
+    """Negative labels for ``(x, y)``, and how many true labels had the highest goodness.
+
+    With probability ``hard_fraction`` a sample's negative is the hardest wrong label,
+    ``argmax_{k != y} sum_l g_l(x, k)`` under the current net (among all wrong labels, or among
+    ``mine_candidates`` uniformly drawn distinct ones); otherwise a uniformly drawn wrong label.
+    """
+    ff, k, b = net.ff, net.config.n_classes, y.shape[0]
+    dev = generator.device
+    rand = (y + torch.randint(1, k, (b,), generator=generator, device=dev).to(y.device)) % k
+    pick = torch.rand(b, generator=generator, device=dev).to(y.device) < ff.hard_fraction
+    if ff.hard_fraction == 0:
+        return rand, 0
+    right = 0
+    if ff.mine_candidates is None or ff.mine_candidates >= k - 1:
+        g, _ = net.label_goodness(x)
+        score, labels = g.sum(0), torch.arange(k, device=y.device).unsqueeze(1).expand(k, b)
+        right = int((score.argmax(0) == y).sum())
+    else:
+        m = ff.mine_candidates
+        offsets = torch.rand(b, k - 1, generator=generator, device=dev).argsort(1)[:, :m].to(y.device) + 1
+        labels = ((y.unsqueeze(1) + offsets) % k).T.contiguous()  # (m, B), label-major
+        spikes = net.layer_spikes(x, labels.flatten(), repeat=m)
+        score = sum(goodness(s) for s in spikes).view(m, b)
+    return torch.where(pick, hardest_wrong(score, labels, y), rand), right
+
+
+def fit_head(net: FFNet, batches: Iterable[Batch], generator: torch.Generator) -> list[float]:
+    """Fit the linear head by cross-entropy on the neutral pass's normalised top-layer counts (cached
+    once; Adam with a cosine decay over ``head_epochs`` shuffled passes); returns the epoch losses."""
+    device = net.head.weight.device
+    feats, labels, bs = [], [], 1
+    for x, y in batches:
+        feats.append(net.head_features(x.to(device))[0])
+        labels.append(y.to(device))
+        bs = max(bs, y.shape[0])
+    if not feats or net.ff.head_epochs == 0:
+        return []
+    f, y = torch.cat(feats), torch.cat(labels)
+    opt = torch.optim.Adam(net.head.parameters(), lr=net.ff.head_lr)
+    sched = cosine_schedule(opt, net.ff.head_epochs * math.ceil(y.shape[0] / bs))
+    losses = []
+    for _ in range(net.ff.head_epochs):
+        total, n = 0.0, 0
+        for part in torch.randperm(y.shape[0], generator=generator, device=generator.device).to(device).split(bs):
+            loss = F.cross_entropy(net.head(f[part]), y[part])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total, n = total + loss.item(), n + 1
+        losses.append(total / n)
+    return losses
 
 
 def evaluate_ff(
-    net: FFNet, batches: Iterable[Batch], generator: torch.Generator | None = None, input_ops: InputOps = "events"
+    net: FFNet, batches: Iterable[Batch], input_ops: InputOps = "events", mode: PredictMode | None = None
 ) -> tuple[float, OpCounts]:
-    """Accuracy and mean op counts per inference (all ``n_classes`` label passes)."""
-    k = net.config.n_classes
+    """Accuracy and mean op counts per inference: ``n_classes`` label passes for the goodness modes,
+    one neutral pass and the head for ``"head"``."""
+    mode = net.ff.predict if mode is None else mode
+    passes = 1 if mode == "head" else net.config.n_classes
+    scored = len(net.layers) - (1 if mode == "goodness_top" and len(net.layers) > 1 else 0)
 
     def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
-        pred, spikes = net.predict(x, generator)
-        c = count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=k, shared_input=True,
-                      input_ops=input_ops, stochastic=net.ff.stochastic)
-        label_adds = spikes[0].numel() / y.shape[0]  # one add per first-layer neuron, bin and label pass
+        pred, spikes = net.predict(x, mode)
+        b = y.shape[0]
+        c = count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=passes, shared_input=True,
+                      input_ops=input_ops, head=net.head if mode == "head" else None,
+                      pools=[layer.pool for layer in net.layers])
+        per = [s.numel() / b for s in spikes]  # neurons x T x passes, per layer
+        neurons = [p / x.shape[0] for p in per]  # neurons x passes
+        label_adds = per[0]  # one add per first-layer neuron, bin and pass
+        # layer l -> l + 1: one square per neuron of l, one scaling per current of l + 1 and bin
+        norm = [0.0] + [neurons[i - 1] + per[i] for i in range(1, len(per))]
+        if mode == "head":
+            norm.append(neurons[-1] + net.config.n_classes)  # ||c_L|| and one scaling per class
+        else:  # goodness: one square per neuron of every scored layer
+            for i in range(len(per) - scored, len(per)):
+                norm[i] += neurons[i]
         synops = (c.synops[0] + label_adds,) + c.synops[1:]
-        return pred, replace(c, synops=synops, extra={"label_bias_adds": label_adds})
+        unfused = (c.synops_unfused[0] + label_adds,) + c.synops_unfused[1:]
+        macs = tuple(m + n for m, n in zip(c.macs, norm))
+        extra = {"label_bias_adds": label_adds, "norm_macs": float(sum(norm)), "passes": float(passes)}
+        return pred, replace(c, synops=synops, synops_unfused=unfused, macs=macs, extra=extra)
 
     return evaluate_batches(batches, next(net.parameters()).device, infer)
 
@@ -128,41 +375,64 @@ def train_ff(
     device: str | torch.device = "cpu",
     input_ops: InputOps = "events",
 ) -> BaselineResult:
-    """Layer-local FF training (positive: true label, negative: a random wrong label), then evaluation."""
+    """Layer-local FF training (positive: true label; negative: a hard or random wrong label), the
+    head's fit when ``config.predict == "head"``, then evaluation on ``test_batches``."""
     device = torch.device(device)
     net = FFNet(net_config, config, generator).to(device)
     noise = torch.Generator(device=device).manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
-    opts = [torch.optim.Adam(layer.parameters(), lr=config.lr) for layer in net.layers]
-    k, history = net_config.n_classes, []
+    head_gen = torch.Generator(device=device).manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+    history = train_layers(net, train_batches, noise)
     t0 = time.perf_counter()
+    if config.predict == "head":
+        losses = fit_head(net, train_batches, head_gen)
+        history.append({"head_losses": losses, "seconds": time.perf_counter() - t0})
+    train_seconds = sum(rec["seconds"] for rec in history)
+    acc, ops = evaluate_ff(net, test_batches, input_ops)
+    return BaselineResult(net, acc, ops, history, train_seconds, config.epochs)
+
+
+def train_layers(net: FFNet, train_batches: Iterable[Batch], noise: torch.Generator) -> list[dict[str, float]]:
+    """Data-dependent init on the first batch, then ``epochs`` of layer-local FF; the per-epoch history."""
+    config, device = net.ff, net.head.weight.device
+    opts = [torch.optim.Adam(layer.parameters(), lr=config.lr) for layer in net.layers]
+    steps = config.epochs * len(train_batches) if hasattr(train_batches, "__len__") else 0
+    scheds = [cosine_schedule(opt, steps) for opt in opts] if steps else []
+    n_layers, history, initialised = len(net.layers), [], False
     for epoch in range(config.epochs):
         net.train()
-        sums = [0.0] * len(net.layers)
-        gaps = [0.0] * len(net.layers)
-        n, te = 0, time.perf_counter()
+        stats = {key: [0.0] * n_layers for key in ("loss", "g_pos", "g_neg")}
+        n, hard_right, te = 0, 0, time.perf_counter()
         for x, y in tqdm(train_batches, desc=f"ff epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True):
             x, y = x.to(device), y.to(device)
             b = y.shape[0]
-            wrong = (y + torch.randint(1, k, y.shape, generator=noise, device=device)) % k
-            h = net.embed(torch.cat([x, x], dim=1), torch.cat([y, wrong]))
+            if not initialised:
+                net.init_from_batch(x, y)
+                initialised = True
+            neg, right = mine_negatives(net, x, y, noise)
+            hard_right += right
+            h = net.first_currents(x, torch.cat([y, neg]), repeat=2)
             for i, (layer, opt) in enumerate(zip(net.layers, opts)):
-                s = layer(h.detach(), noise, deterministic=not config.stochastic)
+                s = net._scan(layer, h if i == 0 else layer.currents(h))
                 g = goodness(s)
-                loss = F.softplus(config.threshold - g[:b]).mean() + F.softplus(g[b:] - config.threshold).mean()
+                loss = ff_loss(g[:b], g[b:], float(net.thresholds[i]), config.sharpness)
                 if not torch.isfinite(loss):
                     raise RuntimeError(f"non-finite FF loss in layer {i + 1}; try a lower learning rate")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sums[i] += loss.item() * b
-                gaps[i] += (g[:b] - g[b:]).mean().item() * b
-                h = s.detach()
+                stats["loss"][i] += loss.item() * b
+                stats["g_pos"][i] += g[:b].sum().item()
+                stats["g_neg"][i] += g[b:].sum().item()
+                h = normalise(s.detach())
+            for sched in scheds:
+                sched.step()
             n += b
-        rec = {"epoch": epoch + 1, "seconds": time.perf_counter() - te}
-        for i in range(len(net.layers)):
-            rec[f"layer{i + 1}/loss"] = sums[i] / max(n, 1)
-            rec[f"layer{i + 1}/goodness_gap"] = gaps[i] / max(n, 1)
+        rec: dict[str, float] = {"epoch": epoch + 1, "seconds": time.perf_counter() - te}
+        if config.hard_fraction > 0 and config.mine_candidates is None:
+            rec["train_goodness_accuracy"] = hard_right / max(n, 1)
+        for i in range(n_layers):
+            for key, vals in stats.items():
+                rec[f"layer{i + 1}/{key}"] = vals[i] / max(n, 1)
+            rec[f"layer{i + 1}/goodness_gap"] = rec[f"layer{i + 1}/g_pos"] - rec[f"layer{i + 1}/g_neg"]
         history.append(rec)
-    train_seconds = time.perf_counter() - t0
-    acc, ops = evaluate_ff(net, test_batches, noise, input_ops)
-    return BaselineResult(net, acc, ops, history, train_seconds, config.epochs)
+    return history

@@ -1,0 +1,112 @@
+"""Forward-Forward baseline: label embedding, goodness, hard negatives, layer-local learning, op counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikeff.baselines import FFConfig, FFNet, train_ff
+from spikeff.baselines.ff import ff_loss, goodness, hardest_wrong, mine_negatives, normalise, train_layers
+from spikeff.network import NetworkConfig
+from spikeff.neurons import lif_scan
+
+
+def cfg(n_classes: int = 2) -> NetworkConfig:
+    return NetworkConfig((2, 8, 8), n_classes, conv_channels=(4,), hidden=(6,))
+
+
+def toy_batches(n_batches: int = 4, b: int = 8, t: int = 4, seed: int = 0):
+    """Class 0: events in the left half; class 1: in the right half."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        y = torch.arange(b) % 2
+        x = (torch.rand(t, b, 2, 8, 8, generator=g) < 0.5).float()
+        mask = torch.zeros(b, 1, 1, 8)
+        mask[y == 0, ..., :4] = 1
+        mask[y == 1, ..., 4:] = 1
+        out.append((x * mask, y))
+    return out
+
+
+def test_goodness_loss_and_normalisation():
+    s = torch.zeros(3, 2, 4)
+    s[:, 0, 0] = 1  # neuron 0 of sample 0 spikes 3 times
+    assert goodness(s).tolist() == [9 / 4, 0.0]
+    assert ff_loss(torch.tensor([5.0]), torch.tensor([1.0]), 3.0, 1.0) < ff_loss(torch.tensor([1.0]), torch.tensor([5.0]), 3.0, 1.0)
+    h = normalise(s * 7)
+    c = h.sum(0)
+    assert c[0].norm().item() == pytest.approx(4**0.5)  # sqrt(N) / ||c||: magnitude removed
+    assert torch.equal(c[1], torch.zeros(4))  # a silent sample stays silent
+
+
+def test_label_embedding_shares_the_data_part_and_matches_the_concatenated_input():
+    c = cfg(3)
+    net = FFNet(c, FFConfig(label_scale=2.0), torch.Generator().manual_seed(0))
+    x, _ = toy_batches(1)[0]
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    e = net.embed(x, y)
+    assert e.shape == (4, 8, 5, 8, 8) and torch.equal(e[:, :, :2], x)
+    assert torch.all(e[:, y == 1, 3] == 2.0) and torch.all(e[:, y == 1, 2] == 0.0)
+    full = net.layers[0].currents(e)  # the conv on data + label channels, as one input
+    assert torch.allclose(net.first_currents(x, y), full, atol=1e-5)
+    labels = torch.arange(3).repeat_interleave(8)
+    rep = net.first_currents(x, labels, repeat=3)  # label-major passes share the data part
+    assert torch.allclose(rep[:, 8:16], net.layers[0].currents(net.embed(x, torch.full((8,), 1))), atol=1e-5)
+    # the fast no-grad scan gives lif_scan's spikes
+    with torch.no_grad():
+        assert torch.equal(net._scan(net.layers[0], full), lif_scan(full, net.layers[0].lif.deterministic())[0])
+
+
+def test_hard_negatives_are_the_highest_goodness_wrong_labels():
+    g = torch.tensor([[5.0, 0.0], [1.0, 2.0], [3.0, 9.0]])  # (K=3 labels, B=2)
+    labels = torch.arange(3).unsqueeze(1).expand(3, 2)
+    assert hardest_wrong(g, labels, torch.tensor([0, 2])).tolist() == [2, 1]
+    torch.manual_seed(0)
+    net = FFNet(cfg(4), FFConfig(hard_fraction=1.0), torch.Generator().manual_seed(1))
+    x = (torch.rand(4, 16, 2, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    y = torch.arange(16) % 4
+    net.init_from_batch(x, y)
+    neg, right = mine_negatives(net, x, y, torch.Generator().manual_seed(3))
+    gl, _ = net.label_goodness(x)
+    score = gl.sum(0).masked_fill(torch.nn.functional.one_hot(y, 4).T.bool(), float("-inf"))
+    assert torch.all(neg != y) and torch.equal(neg, score.argmax(0))
+    assert right == int((gl.sum(0).argmax(0) == y).sum())
+    rand = mine_negatives(net.__class__(cfg(4), FFConfig(hard_fraction=0.0)), x, y, torch.Generator().manual_seed(3))[0]
+    assert torch.all(rand != y) and not torch.equal(rand, neg)  # random wrong labels, not the mined ones
+
+
+def test_layer_local_training_separates_positive_from_negative_goodness():
+    data = toy_batches()
+    net = FFNet(cfg(), FFConfig(epochs=5, lr=1e-2), torch.Generator().manual_seed(0))
+    hist = train_layers(net, data, torch.Generator().manual_seed(1))
+    for layer in (1, 2):
+        assert hist[-1][f"layer{layer}/loss"] < hist[0][f"layer{layer}/loss"] - 0.05
+        assert hist[-1][f"layer{layer}/goodness_gap"] > 0.5
+    assert hist[0]["layer1/loss"] == pytest.approx(2 * 0.6931, abs=0.15)  # threshold where goodness lies at init
+
+
+@pytest.mark.parametrize("predict", ["goodness", "head"])
+def test_train_ff_is_seeded_and_counts_every_pass(predict):
+    data = toy_batches(2)
+    c = cfg()
+    run = lambda: train_ff(c, FFConfig(epochs=2, lr=1e-2, predict=predict, head_epochs=3), data, data,  # noqa: E731
+                           generator=torch.Generator().manual_seed(0))
+    a, b = run(), run()
+    assert a.accuracy == b.accuracy and a.ops == b.ops
+    assert all(torch.equal(p, q) for p, q in zip(a.net.state_dict().values(), b.net.state_dict().values()))
+    passes = 2 if predict == "goodness" else 1
+    neurons1 = 4 * 4 * 4  # after pooling
+    assert a.ops.extra["passes"] == passes
+    assert a.ops.neuron_updates == (passes * 4 * neurons1, passes * 4 * 6)  # passes x T x neurons
+    assert a.ops.extra["label_bias_adds"] == pytest.approx(passes * 4 * neurons1)
+    assert len(a.ops.synops) == (3 if predict == "head" else 2)  # the head's event-driven adds
+
+
+def test_ff_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="positive"):
+        FFConfig(threshold=0.0)
+    with pytest.raises(ValueError, match="hard_fraction"):
+        FFConfig(hard_fraction=1.5)
+    with pytest.raises(ValueError, match="predict"):
+        FFConfig(predict="vote")
