@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from spikeff.bench import device_name, git_commit
+from spikeff.bench import device_name, git_commit, wilson_interval as wilson
 from spikeff.checkpoint import load_checkpoint
 from spikeff.cli import _splits, build_parser
 from spikeff.cli import main as spikeff_main
@@ -36,13 +36,6 @@ from spikeff.readout import MODES
 
 def _fmt(values: list[float]) -> str:
     return f"{statistics.median(values):.4f} ({min(values):.4f}..{max(values):.4f})"
-
-
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion ``p`` observed on ``n`` trials."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def _probes(run: Path, seed: int, train_args: list[str]) -> dict[str, list[float]]:

@@ -18,12 +18,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegressionCV
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from .network import SpikingNet
 
-__all__ = ["PROBE_CS", "layer_features", "probe_accuracy", "layer_probes"]
+__all__ = ["PROBE_CS", "layer_features", "fit_probe", "probe_accuracy", "layer_probes"]
 
 PROBE_CS: tuple[float, ...] = (0.01, 0.1, 1.0)
 
@@ -53,17 +54,24 @@ def layer_features(
     return [np.concatenate(f) for f in feats], np.concatenate(labels)
 
 
+def fit_probe(
+    train: np.ndarray, y_train: np.ndarray, cs: Sequence[float] = PROBE_CS, folds: int = 3, seed: int = 0
+) -> Pipeline:
+    """Standardise, then a logistic regression whose ``C`` is cross-validated on ``train`` alone."""
+    clf = make_pipeline(
+        StandardScaler(), LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")
+    )
+    with warnings.catch_warnings():  # scikit-learn's notices of future defaults; the settings above are explicit
+        warnings.simplefilter("ignore", FutureWarning)
+        return clf.fit(train, y_train)
+
+
 def probe_accuracy(
     train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray,
     cs: Sequence[float] = PROBE_CS, folds: int = 3, seed: int = 0,
 ) -> float:
-    """Held-out accuracy of a logistic regression whose ``C`` is cross-validated on the training split."""
-    scaler = StandardScaler().fit(train)
-    clf = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")
-    with warnings.catch_warnings():  # scikit-learn's notices of future defaults; the settings above are explicit
-        warnings.simplefilter("ignore", FutureWarning)
-        clf.fit(scaler.transform(train), y_train)
-    return float(clf.score(scaler.transform(test), y_test))
+    """Held-out accuracy of :func:`fit_probe` fitted on the training split."""
+    return float(fit_probe(train, y_train, cs, folds, seed).score(test, y_test))
 
 
 def layer_probes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,62 +13,109 @@ from spikeff.bench import BenchSettings, main, run_bench
 
 TINY = dict(dataset="digits", limit=24, epochs=1, readout_epochs=1, channels=(2,), hidden=(4,), time_bins=3,
             seeds=2, trials=2, trials_curve=(1, 2), noise_levels=(0.0, 0.3), batch_size=12)
-FIGURES = ("accuracy_vs_energy", "accuracy_vs_trials", "accuracy_vs_noise", "ed_per_layer", "probes_per_layer",
+FIGURES = ("frontier", "accuracy_vs_trials", "accuracy_vs_noise", "ed_per_layer", "probes_per_layer",
            "spike_raster")
 
 
 def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
     out = tmp_path / "out"
-    s = BenchSettings(**TINY, cache_dir=str(tmp_path / "cache"), isolate=False)
+    s = BenchSettings(**TINY, cache_dir=str(tmp_path / "cache"), isolate=False, baseline_epochs=1)
     report = run_bench(s, out, command="test")
     on_disk = json.loads((out / "report.json").read_text())
-    assert on_disk["methods"].keys() == {"spikeff", "bptt", "ff", "random"}
+    assert on_disk["methods"].keys() == {"spikeff", "bptt", "ff", "random", "linear"}
     for key in ("dataset", "device", "device_name", "commit", "date", "command", "settings", "data",
-                "cost_models", "methods", "trials_curve", "noise_curve", "ed_history", "figures"):
+                "cost_models", "methods", "trials_curve", "noise_curve", "ed_history", "figures", "frontier"):
         assert key in on_disk, key
     assert on_disk["dataset"] == "digits" and on_disk["data"]["time_bins"] == 3
+    n_test = on_disk["data"]["n_test"]
     for name, m in on_disk["methods"].items():
-        assert set(m["accuracy"]) == {"mean", "std", "per_seed"} and len(m["accuracy"]["per_seed"]) == 2
-        assert m["synops_per_inference"] > 0
+        acc = m["accuracy"]
+        assert len(acc["per_seed"]) == (1 if name == "linear" else 2)
+        assert acc["n_test"] == n_test and acc["ci95"][0] <= acc["median"] <= acc["ci95"][1]
+        assert acc["ci95"] == pytest.approx(list(bench.wilson_interval(acc["median"], n_test)))
+        assert m["synops_per_inference"] > 0 and m["synops_unfused_per_inference"] >= m["synops_per_inference"]
         assert set(m["energy_pj_per_inference"]) == {"cmos45", "cmos45-synaptic", "loihi"}
         assert all(v > 0 for v in m["energy_pj_per_inference"].values())
         assert m["peak_memory_mib"] > 0
-        assert len(m["spikes_per_layer"]) == 2
         if name == "random":
             assert m["train_seconds"] is None
         else:
             assert m["train_seconds"] > 0 and m["samples_per_second"] > 0
+            assert m["trial_samples_per_second"] >= m["samples_per_second"]
+        if name != "linear":  # two layers and the head
+            assert len(m["per_stage"]["synops"]) == 3 and len(m["per_stage"]["activation_sparsity"]) == 2
+            assert all(0 <= a <= 1 for a in m["per_stage"]["activation_sparsity"])
     sf = on_disk["methods"]["spikeff"]
-    assert set(sf["readout_modes"]) == {"energy", "average", "deterministic"}
+    assert set(sf["readout_modes"]) == {"energy", "deterministic"}
     assert sf["accuracy"] == sf["readout_modes"]["energy"]["accuracy"]
+    assert sf["trial_samples_per_second"] == pytest.approx(2 * sf["samples_per_second"])
     # deterministic: one trial; energy: two trials share the first layer's synaptic op
     det, en = sf["readout_modes"]["deterministic"], sf["readout_modes"]["energy"]
     assert en["neuron_updates_per_inference"] == pytest.approx(2 * det["neuron_updates_per_inference"])
-    # FF pays for one pass per label
-    assert on_disk["methods"]["ff"]["trials"] == 10
+    assert en["random_draws_per_inference"] > 0 and det["random_draws_per_inference"] == 0
     assert on_disk["trials_curve"]["x"] == [1.0, 2.0]
-    assert len(on_disk["trials_curve"]["energy"]["mean"]) == 2
+    assert len(on_disk["trials_curve"]["energy"]) == 2
     assert 0.2 in on_disk["noise_curve"]["x"] or on_disk["network"]["lif"]["delta"] in on_disk["noise_curve"]["x"]
     assert "without retraining" in on_disk["noise_curve"]["method"]
     assert set(on_disk["ed_history"]["layer1"]) == {"consistency", "diversity"}
     for net in ("trained", "control"):  # input, layer 1, layer 2
         assert len(on_disk["probes"][net]["mean"]) == 3 and all(0 <= a <= 1 for a in on_disk["probes"][net]["mean"])
-    assert "Linear probe per layer" in (out / "report.md").read_text()
+    names = {p["name"] for p in on_disk["frontier"]["points"]}
+    assert {"spikeff n=1", "spikeff n=2", "spikeff deterministic", "bptt", "ff", "linear", "random n=2"} <= names
+    assert set(on_disk["frontier"]["matched_bptt"]) == {"cmos45", "cmos45-synaptic", "loihi"}
     for f in FIGURES:
         assert (out / f"{f}.png").stat().st_size > 1000
         assert report["figures"][f] == f"{f}.png"
     md = (out / "report.md").read_text()
-    assert "| spikeff/energy |" in md and "accuracy_vs_energy.png" in md and "commit" in md
+    for text in ("| spikeff/energy |", "frontier.png", "commit", "Linear probe per layer", "Energy-accuracy frontier",
+                 "| linear | head |"):
+        assert text in md, text
+    for m in ("spikeff", "bptt", "ff", "linear"):
+        assert (out / f"raw_{m}.json").exists()
+
+
+def test_results_are_kept_and_resumed_only_with_matching_settings(tmp_path: Path, monkeypatch):
+    out = tmp_path / "out"
+    s = BenchSettings(**{**TINY, "seeds": 1}, methods=("linear",), cache_dir=str(tmp_path / "cache"), isolate=False)
+    first = run_bench(s, out)
+    with pytest.raises(ValueError, match="already holds bench results"):
+        run_bench(s, out)
+    calls = []
+    monkeypatch.setattr(bench, "run_method", lambda m, st: calls.append(m) or pytest.fail("should reuse"))
+    again = run_bench(s, out, resume=True)
+    assert calls == [] and again["methods"]["linear"]["accuracy"] == first["methods"]["linear"]["accuracy"]
+    monkeypatch.undo()
+    other = replace(s, time_bins=2)  # changed settings: the saved result does not count
+    assert run_bench(other, out, resume=True)["data"]["time_bins"] == 2
+
+
+def test_select_bptt_picks_on_the_training_holdout_and_reports_its_curve(tmp_path: Path):
+    from spikeff.baselines import select_bptt
+    from spikeff.baselines.bptt import holdout_split
+    from spikeff.data import load_splits
+    from spikeff.network import NetworkConfig
+
+    splits = load_splits("digits", limit=30, n_time_bins=3, cache_dir=str(tmp_path / "c"))
+    cfg = NetworkConfig(input_shape=tuple(splits.frame_shape), n_classes=splits.n_classes, conv_channels=(2,))
+    sel = select_bptt(cfg, splits.train, (1e-3, 1e-2), 4, batch_size=8)
+    fit, held = holdout_split(len(splits.train), 0.2, 0)
+    assert not set(fit) & set(held) and sorted(fit + held) == list(range(len(splits.train)))
+    assert (sel["n_fit"], sel["n_holdout"]) == (len(fit), len(held))
+    assert set(sel["curves"]) == {"0.001", "0.01"} and all(len(c["holdout_accuracy"]) == 4 for c in sel["curves"].values())
+    best = max(sel["curves"].values(), key=lambda c: c["last_quarter"])
+    assert sel["lr"] == best["lr"] and sel["converged"] == best["converged"]
+    assert holdout_split(len(splits.train), 0.2, 0) == (fit, held) != holdout_split(len(splits.train), 0.2, 1)
 
 
 def test_cli_isolated_run_and_summary(tmp_path: Path, capsys):
     out = tmp_path / "cli"
     argv = ["--dataset", "digits", "--methods", "bptt", "--seeds", "1", "--limit", "16", "--epochs", "1",
             "--readout-epochs", "0", "--channels", "2", "--time-bins", "2", "--cache-dir", str(tmp_path / "c"),
-            "--out", str(out)]
+            "--bptt-lrs", "0.5,1", "--bptt-epochs", "2", "--out", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert list(report["methods"]) == ["bptt"] and report["methods"]["bptt"]["peak_memory_isolated"] is True
+    assert report["methods"]["bptt"]["selection"]["lr"] in (0.5, 1.0)
     assert report["trials_curve"] is None and report["command"].startswith("spikeff-bench --dataset digits")
     text = capsys.readouterr().out
     assert "bptt" in text and "report.json" in text

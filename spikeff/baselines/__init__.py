@@ -1,10 +1,12 @@
-"""Baselines for ``spikeff-bench``: BPTT with snntorch (:mod:`.bptt`) and Forward-Forward (:mod:`.ff`).
+"""Baselines for ``spikeff-bench``: BPTT with snntorch (:mod:`.bptt`), Forward-Forward (:mod:`.ff`)
+and logistic regression on the raw event counts (:mod:`.linear`).
 
-Both build the layer shapes of a :class:`spikeff.network.NetworkConfig`, train with one loop
-each, and report accuracy and :class:`spikeff.energy.OpCounts` on a loader of time-first batches.
+Each trains on a loader of time-first batches and reports accuracy and
+:class:`spikeff.energy.OpCounts` per inference on another.
 """
 
-from .bptt import BPTTConfig, SnnTorchNet, train_bptt
+from .bptt import BPTTConfig, SnnTorchNet, select_bptt, train_bptt
 from .ff import FFConfig, FFNet, train_ff
+from .linear import train_linear
 
-__all__ = ["BPTTConfig", "SnnTorchNet", "train_bptt", "FFConfig", "FFNet", "train_ff"]
+__all__ = ["BPTTConfig", "SnnTorchNet", "select_bptt", "train_bptt", "FFConfig", "FFNet", "train_ff", "train_linear"]

@@ -1,0 +1,57 @@
+"""``linear``: logistic regression on the raw event counts, the floor every method must clear.
+
+Each input becomes its event counts summed over time, ``(C * H * W,)``; a standardised
+multinomial logistic regression (:func:`spikeff.probe.fit_probe`, ``C`` cross-validated on
+the training split alone) classifies them. Inference is event-driven: the standardisation
+folds into the weights, so each input event adds one weight column (``n_classes`` ACs), and
+the bias and argmax cost ``n_classes`` MACs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..energy import OpCounts
+from ..probe import fit_probe
+from .bptt import BaselineResult, evaluate_batches
+
+__all__ = ["event_counts", "train_linear"]
+
+Batch = tuple[Tensor, Tensor]
+
+
+def event_counts(batches: Iterable[Batch]) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(N, C * H * W)`` (events summed over time) and labels ``(N,)`` of time-first batches."""
+    feats, labels = [], []
+    for x, y in batches:
+        feats.append(x.sum(0).flatten(1).double().numpy())
+        labels.append(y.numpy())
+    if not labels:
+        raise ValueError("the training set is empty")
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def train_linear(
+    train_batches: Iterable[Batch], test_batches: Iterable[Batch], n_classes: int, *, seed: int = 0
+) -> BaselineResult:
+    """Fit on the training batches, then accuracy and op counts per inference on the test batches."""
+    t0 = time.perf_counter()
+    clf = fit_probe(*event_counts(train_batches), seed=seed)
+    train_seconds = time.perf_counter() - t0
+    n_features = clf[-1].coef_.shape[1]
+
+    def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
+        pred = torch.as_tensor(clf.predict(x.sum(0).flatten(1).double().numpy()))
+        events = float(x.sum()) / y.shape[0]
+        ops = OpCounts(synops=(events * n_classes,), macs=(float(n_classes),), spikes=(), neuron_updates=(),
+                       synops_unfused=(events * n_classes,), connections=(float(n_features * n_classes),))
+        return pred, ops
+
+    acc, ops = evaluate_batches(test_batches, torch.device("cpu"), infer)
+    c = float(clf[-1].C_[0])
+    return BaselineResult(clf, acc, ops, [{"C": c}], train_seconds, 1)
