@@ -35,6 +35,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import re
 import resource
 import shlex
 import statistics
@@ -870,6 +871,42 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += ["## Figures", ""] + [f"- [{k}]({v})" for k, v in report["figures"].items()] + [""]
     lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
     return "\n".join(lines)
+
+
+README_BLOCK = re.compile(r"(<!-- bench: (?P<dir>[^ ]+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
+
+
+def readme_block(report: dict[str, Any]) -> str:
+    """The README's view of a report: the summary table, the frontier and the matched operating point."""
+    d = report["data"]
+    lines = [f"`{report['command']}` (commit `{report['commit']}`, {report['date'][:10]}, {report['device_name']}; "
+             f"{d['n_train']} train / {d['n_test']} {d['test_split']} samples). Accuracy: median over seeds "
+             "[95 % Wilson interval], seeds' range; inputs/s counts training inputs, trial-samples/s each noisy "
+             "trial.", "", summary_table(report, markdown=True), ""]
+    if report["frontier"]["points"]:
+        lines += ["Energy-accuracy frontier (cheapest first):", "", frontier_table(report, markdown=True), ""]
+        lines += [f"- {x}" for x in matched_lines(report)] + [""]
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | Path) -> list[str]:
+    """Regenerate every ``<!-- bench: DIR -->`` ... ``<!-- /bench -->`` block of ``readme`` from
+    ``DIR/report.json`` (relative to the README's folder); returns the folders used."""
+    readme = Path(readme)
+    text, used = readme.read_text(), []
+
+    def fill(m: re.Match) -> str:
+        path = readme.parent / m["dir"] / "report.json"
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{readme}: the block for {m['dir']} needs a readable {path} ({e})") from None
+        used.append(m["dir"])
+        return m.group(1) + readme_block(report) + m.group(4)
+
+    new = README_BLOCK.sub(fill, text)
+    atomic_write(readme, lambda f: f.write(new), mode="w")
+    return used
 
 
 def write_outputs(report: dict[str, Any], raw: dict[str, dict[str, Any]], out: Path) -> None:

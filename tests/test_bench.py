@@ -144,3 +144,19 @@ def test_user_errors_exit_2_with_a_clear_message(tmp_path: Path, capsys, argv, m
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="unknown methods"):
         BenchSettings(methods=("spikeff", "sgd"))
+
+
+def test_readme_blocks_are_regenerated_from_the_report(tmp_path: Path):
+    out = tmp_path / "results" / "run"
+    s = BenchSettings(**{**TINY, "seeds": 1}, methods=("linear",), cache_dir=str(tmp_path / "cache"), isolate=False)
+    report = run_bench(s, out, command="spikeff-bench tiny")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- bench: results/run -->\nstale numbers\n<!-- /bench -->\n\ntail\n")
+    assert bench.update_readme(readme) == ["results/run"]
+    text = readme.read_text()
+    assert "stale" not in text and text.endswith("<!-- /bench -->\n\ntail\n")
+    assert "spikeff-bench tiny" in text and "| linear |" in text
+    assert f"{report['methods']['linear']['accuracy']['median']:.3f}" in text
+    readme.write_text("<!-- bench: results/missing -->\n<!-- /bench -->\n")
+    with pytest.raises(ValueError, match="results/missing"):
+        bench.update_readme(readme)
