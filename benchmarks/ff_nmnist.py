@@ -102,7 +102,7 @@ def test(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
         seeds.append({"seed": seed, "accuracy": res.accuracy, "ci": wilson(k, n), "train_seconds": res.train_seconds,
                       "synops": res.ops.total("synops"), "macs": res.ops.total("macs")})
         print(json.dumps(seeds[-1]), flush=True)
-    write_report(args, cfg, state["rows"], seeds)
+        write_report(args, cfg, state["rows"], seeds)  # after every seed
 
 
 def write_report(args: argparse.Namespace, cfg: FFConfig, rows: list[dict], seeds: list[dict]) -> None:

@@ -63,7 +63,7 @@ def test_hard_negatives_are_the_highest_goodness_wrong_labels():
     labels = torch.arange(3).unsqueeze(1).expand(3, 2)
     assert hardest_wrong(g, labels, torch.tensor([0, 2])).tolist() == [2, 1]
     torch.manual_seed(0)
-    net = FFNet(cfg(4), FFConfig(hard_fraction=1.0), torch.Generator().manual_seed(1))
+    net = FFNet(cfg(4), FFConfig(hard_fraction=1.0, mine_candidates=None), torch.Generator().manual_seed(1))
     x = (torch.rand(4, 16, 2, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.3).float()
     y = torch.arange(16) % 4
     net.init_from_batch(x, y)
@@ -72,6 +72,11 @@ def test_hard_negatives_are_the_highest_goodness_wrong_labels():
     score = gl.sum(0).masked_fill(torch.nn.functional.one_hot(y, 4).T.bool(), float("-inf"))
     assert torch.all(neg != y) and torch.equal(neg, score.argmax(0))
     assert right == int((gl.sum(0).argmax(0) == y).sum())
+    # among 2 of the 3 wrong labels: a wrong label, never the lowest-goodness one
+    net.ff = FFConfig(hard_fraction=1.0, mine_candidates=2)
+    two, _ = mine_negatives(net, x, y, torch.Generator().manual_seed(4))
+    lowest = gl.sum(0).masked_fill(torch.nn.functional.one_hot(y, 4).T.bool(), float("inf")).argmin(0)
+    assert torch.all(two != y) and torch.all(two != lowest)
     rand = mine_negatives(net.__class__(cfg(4), FFConfig(hard_fraction=0.0)), x, y, torch.Generator().manual_seed(3))[0]
     assert torch.all(rand != y) and not torch.equal(rand, neg)  # random wrong labels, not the mined ones
 

@@ -76,13 +76,13 @@ class FFConfig:
     """Settings of the Forward-Forward baseline (defaults chosen on a validation share of N-MNIST's
     training split, ``benchmarks/ff_nmnist.py``)."""
 
-    epochs: int = 10
-    lr: float = 1e-3
+    epochs: int = 4
+    lr: float = 1e-2
     threshold: float = 1.0
     sharpness: float = 1.0
     label_scale: float = 1.0
     hard_fraction: float = 0.5
-    mine_candidates: int | None = None
+    mine_candidates: int | None = 2
     predict: PredictMode = "head"
     head_epochs: int = 30
     head_lr: float = 3e-3
