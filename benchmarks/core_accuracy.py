@@ -18,12 +18,13 @@ import json
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from spikeff.bench import device_name, git_commit, wilson_interval as wilson
+from spikeff.bench import device_name, git_commit
+from spikeff.bench import wilson_interval as wilson
 from spikeff.checkpoint import load_checkpoint
 from spikeff.cli import _splits, build_parser
 from spikeff.cli import main as spikeff_main
@@ -79,7 +80,7 @@ def main() -> int:
         f"{'--probes ' if args.probes else ''}--out {args.out} -- {' '.join(train_args)}`",
         f"- commit: {commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else ""),
         f"- device: {device}",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- held-out split: {m0['test_split']} ({m0['n_test']} samples; {m0['n_train']} training samples)",
         f"- epochs {m0['epochs']} + {m0['readout_epochs']} readout epochs, {m0['trials']} trials, "
         f"T={m0['time_bins']}, batch {m0['batch_size']}, network {m0['network']['conv_channels']} conv "

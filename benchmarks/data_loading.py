@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 def one_pass(splits, batch_size: int, num_workers: int) -> int:
     n = 0
     for ds in (splits.train, splits.test):
-        for frames, labels in make_loader(ds, batch_size, shuffle=True, seed=0, num_workers=num_workers):
+        for _frames, labels in make_loader(ds, batch_size, shuffle=True, seed=0, num_workers=num_workers):
             n += len(labels)
     return n
 

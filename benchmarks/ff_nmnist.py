@@ -54,7 +54,8 @@ def cpu_model() -> str:
 
 
 def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def select(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
@@ -79,7 +80,8 @@ def select(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
         seconds = time.perf_counter() - t0
         val = make_loader(val_set, 64, shuffle=False, seed=0)
         accs = {mode: evaluate_ff(net, val, mode=mode)[0] for mode in PREDICT_MODES}
-        row = {"config": {k: v for k, v in asdict(cfg).items() if v != getattr(FFConfig, k, None) or k in json.loads(spec)},
+        row = {"config": {k: v for k, v in asdict(cfg).items()
+                          if v != getattr(FFConfig, k, None) or k in json.loads(spec)},
                "spec": json.loads(spec), "val": accs, "seconds": seconds,
                "losses": [[round(h[f"layer{i + 1}/loss"], 4) for i in range(len(net.layers))] for h in history],
                "gaps": [[round(h[f"layer{i + 1}/goodness_gap"], 3) for i in range(len(net.layers))] for h in history]}

@@ -101,7 +101,7 @@ def bench_shape(shape, precision, backends, device, warmup, repeats, seed=0):
     for backend in backends:
         scan = lif_scan if backend == "eager" else CompiledLIFScan()
 
-        def step() -> None:
+        def step(scan=scan) -> None:
             spikes, _ = scan(currents, p, g)
             spikes.backward(grad)
             currents.grad = None
@@ -120,10 +120,12 @@ def bench_shape(shape, precision, backends, device, warmup, repeats, seed=0):
             x = currents.detach()
             spikes, _ = fwd(x, noise.uniform, None, v0, *args, True)
             rows.append({"shape": shape, "precision": precision, "backend": backend, "what": "kernel fwd",
-                         "times": timed(lambda: fwd(x, noise.uniform, None, v0, *args, True), device, warmup, repeats),
+                         "times": timed(lambda fwd=fwd, x=x, noise=noise, v0=v0, args=args:
+                                        fwd(x, noise.uniform, None, v0, *args, True), device, warmup, repeats),
                          "bytes": fwd_b})
             rows.append({"shape": shape, "precision": precision, "backend": backend, "what": "kernel bwd",
-                         "times": timed(lambda: bwd(grad, None, x, None, spikes, v0, *args, p.surrogate_slope, True),
+                         "times": timed(lambda bwd=bwd, x=x, spikes=spikes, v0=v0, args=args:
+                                        bwd(grad, None, x, None, spikes, v0, *args, p.surrogate_slope, True),
                                         device, warmup, repeats),
                          "bytes": bwd_b})
     return rows
@@ -189,7 +191,7 @@ def main() -> None:
                 print(line, flush=True)
             rows += new
         if args.out:  # after every shape, so a run stopped by a time limit keeps what it measured
-            atomic_write(Path(args.out), lambda f: f.write(render(rows, args, device)), mode="w")
+            atomic_write(Path(args.out), lambda f, rows=rows: f.write(render(rows, args, device)), mode="w")
     print(render(rows, args, device))
 
 

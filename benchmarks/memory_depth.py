@@ -42,7 +42,7 @@ import subprocess
 import sys
 import weakref
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +107,11 @@ class SavedForBackward:
         self.live = self.peak = 0
         self._count: dict[tuple[str, int], list[int]] = {}
 
-    def pack(self, t: torch.Tensor) -> "_Held":
+    def pack(self, t: torch.Tensor) -> _Held:
         return _Held(self, t)
 
     @staticmethod
-    def unpack(held: "_Held") -> torch.Tensor:
+    def unpack(held: _Held) -> torch.Tensor:
         return held.tensor
 
     def add(self, key: tuple[str, int], nbytes: int) -> None:
@@ -140,7 +140,8 @@ class _Held:
 
 
 def _storage_bytes(tensors: list[torch.Tensor]) -> int:
-    return sum({(str(t.device), t.untyped_storage().data_ptr()): t.untyped_storage().nbytes() for t in tensors}.values())
+    return sum({(str(t.device), t.untyped_storage().data_ptr()): t.untyped_storage().nbytes()
+                for t in tensors}.values())
 
 
 class OpTransients(TorchDispatchMode):
@@ -224,7 +225,8 @@ def measure(method: str, depth: int, args: argparse.Namespace) -> dict[str, Any]
     out["saved"] = saved.peak
     out["rss"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024  # KiB on Linux
     if args.op_transients and device.type == "cuda":
-        meter = OpTransients(lambda: torch.cuda.memory_allocated(device), lambda: torch.cuda.max_memory_allocated(device),
+        meter = OpTransients(lambda: torch.cuda.memory_allocated(device),
+                             lambda: torch.cuda.max_memory_allocated(device),
                              lambda: torch.cuda.reset_peak_memory_stats(device))
         net.zero_grad(set_to_none=True)
         with meter:
@@ -241,8 +243,9 @@ def _worker_cmd(method: str, depth: int, args: argparse.Namespace) -> list[str]:
 
 
 def _run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
-    env = {**os.environ, "TQDM_DISABLE": "1", "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": os.pathsep.join(filter(None, [
-        str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "TQDM_DISABLE": "1", "MALLOC_MMAP_THRESHOLD_": "65536",
+           "PYTHONPATH": os.pathsep.join(filter(None, [
+               str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
     rows = []
     for rep in range(args.repeats):
         for method in METHODS:
@@ -279,7 +282,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         f"- command: `{command}`",
         f"- commit: {commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else ""),
         f"- device: {device_name(args.device)}; torch {torch.__version__}",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- network: depth x conv {args.channels} channels (3x3, pool {args.pool}) on (2, {args.size}, {args.size}) "
         f"frames, linear head, 10 classes; batch {args.batch}, T={args.time_bins}; spikeff: {n} trials, "
         f"schedule {args.schedule}, escape noise (default LIF); BPTT: deterministic snntorch Leaky, 1 pass per input",
@@ -312,7 +315,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
                       f"**{r:.2f}** ({'met' if r <= TARGET else 'not met'}); BPTT: {rb:.2f}."]
     transients = [r for r in rows if r.get("op_transients")]
     if transients:
-        lines += ["", "Ops that held the most CUDA memory beyond their inputs and outputs (one step, first repeat):", ""]
+        lines += ["", "Ops that held the most CUDA memory beyond their inputs and outputs "
+                  "(one step, first repeat):", ""]
         seen = set()
         for r in transients:
             if (r["method"], r["depth"]) not in seen:
@@ -355,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("channels", "size", "pool", "batch", "trials", "time_bins", "repeats"):
         if getattr(args, flag) < 1:
             raise SystemExit(f"memory_depth.py: --{flag.replace('_', '-')} must be >= 1")
-    NetworkConfig(input_shape=(2, args.size, args.size), n_classes=10, conv_channels=(args.channels,) * max(args.depths),
+    NetworkConfig(input_shape=(2, args.size, args.size), n_classes=10,
+                  conv_channels=(args.channels,) * max(args.depths),
                   pool=args.pool)  # fail early if the deepest net does not fit the frames
     text = report(_run_all(args), args, "python benchmarks/memory_depth.py " + " ".join(argv))
     print(text)

@@ -820,8 +820,10 @@ def _markdown(report: dict[str, Any]) -> str:
         f"- data: {d['n_train']} train / {d['n_test']} {d['test_split']} samples, T={d['time_bins']}, "
         f"frames {d['frame_shape']}",
         f"- seeds: {s['seeds']}; network: {report.get('network', {}).get('conv_channels')} conv channels, "
-        f"hidden {report.get('network', {}).get('hidden')}; spikeff trials {report.get('train_config', {}).get('trials')}, "
-        f"epochs {report.get('train_config', {}).get('epochs')} + readout {report.get('train_config', {}).get('readout_epochs')}",
+        f"hidden {report.get('network', {}).get('hidden')}; "
+        f"spikeff trials {report.get('train_config', {}).get('trials')}, "
+        f"epochs {report.get('train_config', {}).get('epochs')} "
+        f"+ readout {report.get('train_config', {}).get('readout_epochs')}",
         "",
         "## Results",
         "",
@@ -1022,7 +1024,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split-seed", type=int, default=0, help="seed of the validation split and --limit")
     g.add_argument("--val-fraction", type=float, default=0.2)
     g.add_argument("--trials-curve", type=_ints, default=None, help=f"default {','.join(map(str, TRIALS_CURVE))}")
-    g.add_argument("--noise-levels", type=_floats, default=None, help=f"deltas, default {','.join(map(str, NOISE_LEVELS))}")
+    g.add_argument("--noise-levels", type=_floats, default=None,
+                   help=f"deltas, default {','.join(map(str, NOISE_LEVELS))}")
     g.add_argument("--input-ops", choices=("events", "dense"), default="events",
                    help="first-layer input: events as ACs (default) or dense frame MACs")
     g.add_argument("--cost-models", nargs="+", choices=sorted(COST_MODELS), default=list(COST_MODELS))
@@ -1046,7 +1049,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     return BenchSettings(
-        dataset=args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, methods=tuple(dict.fromkeys(args.methods)),
+        dataset=args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
+        methods=tuple(dict.fromkeys(args.methods)),
         seeds=args.seeds, trials=args.trials, device=args.device, quick=args.quick, limit=args.limit,
         epochs=args.epochs, readout_epochs=args.readout_epochs, channels=args.channels, hidden=args.hidden,
         time_bins=args.time_bins, batch_size=args.batch_size, split_seed=args.split_seed,

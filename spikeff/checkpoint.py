@@ -78,7 +78,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "as written by `spikeff train`)"
         )
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")
     try:
         bad = first_nonfinite(payload["state_dict"], list(payload.get("layer_lif") or []))
     except (KeyError, TypeError, AttributeError) as e:

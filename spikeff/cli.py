@@ -22,8 +22,16 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, first_nonfinite, load_checkpoint, save_checkpoint
 from .data import (
-    DATASETS, DataError, default_cache_dir, default_data_dir, describe, load_recorded_test, load_splits, make_loader,
-    manifest_changes, manifest_summary,
+    DATASETS,
+    DataError,
+    default_cache_dir,
+    default_data_dir,
+    describe,
+    load_recorded_test,
+    load_splits,
+    make_loader,
+    manifest_changes,
+    manifest_summary,
 )
 from .distributed import barrier, init_from_env, shutdown
 from .ed import FORMS, EDLossConfig
@@ -71,11 +79,13 @@ class _Parser(argparse.ArgumentParser):
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     p.add_argument("--data-dir", type=Path, default=None, help="tonic save_to root (default: $SPIKEFF_DATA or ./data)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="frame cache (default: $SPIKEFF_CACHE or ~/.cache/spikeff)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="frame cache (default: $SPIKEFF_CACHE or ~/.cache/spikeff)")
     p.add_argument("--time-bins", type=int, default=None, help="T (default: the dataset's)")
     p.add_argument("--resolution", type=int, default=None, help="dvsgesture: 32 or 64")
     p.add_argument("--limit", type=int, default=None, help="at most this many samples per split")
-    p.add_argument("--val-fraction", type=_finite, default=0.2, help="held-out share of Train when there is no Test split")
+    p.add_argument("--val-fraction", type=_finite, default=0.2,
+                   help="held-out share of Train when there is no Test split")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seed of that held-out share and of --limit; fixed, independent of --seed")
     p.add_argument("--download", action="store_true", help="download a missing dataset with tonic")
@@ -106,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_ints, default=(), help="fully connected layer sizes after the convs")
     t.add_argument("--beta", type=_finite, default=LIFParams.beta)
     t.add_argument("--threshold", type=_finite, default=LIFParams.threshold)
-    t.add_argument("--delta", type=_finite, default=LIFParams.delta, help="escape-noise temperature (0 = deterministic)")
+    t.add_argument("--delta", type=_finite, default=LIFParams.delta,
+                   help="escape-noise temperature (0 = deterministic)")
     t.add_argument("--sigma", type=_finite, default=LIFParams.sigma, help="membrane noise std")
     t.add_argument("--reset", choices=("zero", "subtract"), default="zero")
     t.add_argument("--gradient", choices=GRADIENTS, default=LIFParams.gradient,
@@ -297,7 +308,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     args.data_dir = (args.data_dir or default_data_dir()).absolute()
     args.cache_dir = default_cache_dir(args.cache_dir).absolute()
     if not args.checkpoint_minutes >= 0:
-        raise ValueError(f"--checkpoint-minutes must be >= 0 (0 turns the timed saves off), got {args.checkpoint_minutes}")
+        raise ValueError(
+            f"--checkpoint-minutes must be >= 0 (0 turns the timed saves off), got {args.checkpoint_minutes}")
     try:
         return _train(args, argv, resume)
     except KeyboardInterrupt:
@@ -321,7 +333,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any]
                     gradient=args.gradient, sharpness=args.sharpness)
     train_cfg = TrainConfig(
         epochs=args.epochs, readout_epochs=args.readout_epochs, trials=args.trials, lr=args.lr,
-        head_lr=args.head_lr, readout_lrs=args.readout_lrs, schedule=args.schedule, projection_dims=args.projection, train_mode=args.train_mode,
+        head_lr=args.head_lr, readout_lrs=args.readout_lrs, schedule=args.schedule, projection_dims=args.projection,
+        train_mode=args.train_mode,
         loss=EDLossConfig(alpha=args.alpha, covariance=args.covariance, diversity=args.diversity,
                           supervised=args.supervised, form=args.form),
     )
@@ -340,8 +353,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any]
 
     def report(rec: dict[str, Any]) -> None:
         layers = sorted({k.split("/")[0] for k in rec if k.startswith("layer")})
-        parts = [f"{l}: ED cons {rec[f'{l}/ed_consistency']:.2f} div {rec[f'{l}/ed_diversity']:.2f} "
-                 f"rate {rec[f'{l}/rate']:.3f}" for l in layers]
+        parts = [f"{layer}: ED cons {rec[f'{layer}/ed_consistency']:.2f} div {rec[f'{layer}/ed_diversity']:.2f} "
+                 f"rate {rec[f'{layer}/rate']:.3f}" for layer in layers]
         print(f"epoch {rec['epoch']} ({rec['seconds']:.1f}s) | " + " | ".join(parts), flush=True)
 
     state_meta = {"argv": list(argv), "out": str(out), "data": dict(splits.manifest),
@@ -361,7 +374,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any]
         os._exit(0)
     meta = {
         "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
-        "limit": args.limit, "val_fraction": args.val_fraction, "split_seed": args.split_seed, "seed": args.seed, "trials": args.trials,
+        "limit": args.limit, "val_fraction": args.val_fraction, "split_seed": args.split_seed, "seed": args.seed,
+        "trials": args.trials,
         "eval_trials": run.metrics["eval_trials"], "test_accuracy": run.metrics["test_accuracy"],
         "data": dict(splits.manifest),
     }

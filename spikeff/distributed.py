@@ -245,7 +245,8 @@ def gather_objects(obj: object, ctx: DistContext) -> list[object]:
 
 
 def check_shardable(n: int, batch_size: int, world: int) -> None:
-    """Raise ``ValueError`` unless every batch of ``n`` inputs in batches of ``batch_size`` splits over ``world`` ranks."""
+    """Raise ``ValueError`` unless every batch of ``n`` inputs in batches of ``batch_size`` splits over ``world``
+    ranks."""
     last = n % batch_size
     if batch_size < world or 0 < last < world:
         raise ValueError(

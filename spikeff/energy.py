@@ -89,7 +89,7 @@ class CostModel:
     def active_pj(self) -> float:
         return self.neuron_update_pj if self.active_update_pj is None else self.active_update_pj
 
-    def breakdown(self, ops: "OpCounts") -> dict[str, float]:
+    def breakdown(self, ops: OpCounts) -> dict[str, float]:
         """Energy in pJ per kind of operation."""
         spikes, updates = ops.total("spikes"), ops.total("neuron_updates")
         return {
@@ -100,7 +100,7 @@ class CostModel:
             "random_draws": ops.random_draws * self.random_draw_pj,
         }
 
-    def energy_pj(self, ops: "OpCounts") -> float:
+    def energy_pj(self, ops: OpCounts) -> float:
         """Total energy per inference in pJ."""
         return float(sum(self.breakdown(ops).values()))
 
@@ -196,7 +196,7 @@ class OpCounts:
         return d
 
     @staticmethod
-    def mean(counts: Sequence["OpCounts"], weights: Sequence[float] | None = None) -> "OpCounts":
+    def mean(counts: Sequence[OpCounts], weights: Sequence[float] | None = None) -> OpCounts:
         """Weighted mean (e.g. over batches weighted by their sizes)."""
         if not counts:
             raise ValueError("no op counts to average")

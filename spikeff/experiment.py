@@ -31,8 +31,15 @@ from torch.utils.data import DataLoader
 
 from .data import Splits, make_loader
 from .distributed import (
-    DataParallel, DistContext, ShardedBatches, broadcast_flag, broadcast_parameters, check_shardable,
-    gather_objects, leave_group, rank_seed,
+    DataParallel,
+    DistContext,
+    ShardedBatches,
+    broadcast_flag,
+    broadcast_parameters,
+    check_shardable,
+    gather_objects,
+    leave_group,
+    rank_seed,
 )
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
@@ -202,7 +209,8 @@ def train_and_evaluate(
 
     def write_state(next_phase: str) -> None:
         # Collective: every rank's noise state, while all ranks still train (not at "control").
-        rank_gens = gather_objects(gens["train"].get_state(), ctx) if ctx.distributed and next_phase != "control" else None
+        rank_gens = (gather_objects(gens["train"].get_state(), ctx)
+                     if ctx.distributed and next_phase != "control" else None)
         if not ctx.is_main:
             return
         payload = {

@@ -41,8 +41,8 @@ from .neurons import SCAN_BACKENDS, LIFParams, ScanBackend, ScanFn, lif_scan, ma
 from .readout import HeadKind, Readout
 
 __all__ = [
-    "NetworkConfig", "Precision", "PRECISIONS", "Norm", "NORMS", "fold_norm", "init_fan_in_", "SpikingLayer", "SpikingNet",
-    "expand_trials", "spike_counts", "synapse_pool",
+    "NetworkConfig", "Precision", "PRECISIONS", "Norm", "NORMS", "fold_norm", "init_fan_in_", "SpikingLayer",
+    "SpikingNet", "expand_trials", "spike_counts", "synapse_pool",
 ]
 
 Precision = Literal["fp32", "bf16"]
@@ -92,7 +92,7 @@ class NetworkConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NetworkConfig":
+    def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
         """Inverse of :meth:`to_dict`; dicts written before ``scan`` and ``precision`` existed get the
         defaults, those written before ``norm`` existed get ``norm="none"`` (their networks had none)."""
         d = {"norm": "none", **d}
@@ -258,7 +258,7 @@ class SpikingNet(nn.Module):
         lif = self.config.lif.deterministic() if deterministic else self.config.lif
         return self.head(top, lif, generator).unflatten(0, (trials, x.shape[1]))
 
-    def with_lif(self, lif: LIFParams) -> "SpikingNet":
+    def with_lif(self, lif: LIFParams) -> SpikingNet:
         """Change the neuron parameters in place (all layers and the config); returns self."""
         self.config = replace(self.config, lif=lif)
         for layer in self.layers:

@@ -59,8 +59,9 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "LIFParams", "LIFState", "Gradient", "GRADIENTS", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step", "lif_scan",
-    "escape_surrogate", "draw_noise", "fused_forward", "fused_backward", "lif_scan_fused", "CompiledLIFScan", "make_scan", "StochasticLIF",
+    "LIFParams", "LIFState", "Gradient", "GRADIENTS", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step",
+    "lif_scan", "escape_surrogate", "draw_noise", "fused_forward", "fused_backward", "lif_scan_fused",
+    "CompiledLIFScan", "make_scan", "StochasticLIF",
 ]
 
 ScanBackend = Literal["eager", "compiled"]
@@ -92,7 +93,8 @@ class LIFParams:
         if self.reset not in ("zero", "subtract"):
             raise ValueError(f"reset must be 'zero' or 'subtract', got {self.reset!r}")
         if self.surrogate_slope <= 0 or self.sharpness <= 0:
-            raise ValueError(f"surrogate_slope and sharpness must be positive, got {self.surrogate_slope}, {self.sharpness}")
+            raise ValueError(
+                f"surrogate_slope and sharpness must be positive, got {self.surrogate_slope}, {self.sharpness}")
         if self.gradient not in GRADIENTS:
             raise ValueError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
 
@@ -100,7 +102,7 @@ class LIFParams:
     def stochastic(self) -> bool:
         return self.delta > 0 or self.sigma > 0
 
-    def deterministic(self) -> "LIFParams":
+    def deterministic(self) -> LIFParams:
         """The same neuron with all noise switched off."""
         return replace(self, delta=0.0, sigma=0.0)
 
@@ -238,7 +240,8 @@ def fused_backward(
 ) -> tuple[Tensor, Tensor]:
     """The fused scan's backward: gradients for the currents and the initial membrane.
 
-    The surrogate of :func:`lif_step` (``sharpness=0`` for the ``"expected"`` gradient); ``grad_spikes`` and ``grad_v`` may be ``None`` (no gradient).
+    The surrogate of :func:`lif_step` (``sharpness=0`` for the ``"expected"`` gradient); ``grad_spikes`` and
+    ``grad_v`` may be ``None`` (no gradient).
 
     The membrane before each reset is recomputed from the inputs and the saved spikes, so
     the forward stores nothing but its output.
@@ -372,7 +375,7 @@ class CompiledLIFScan:
             return lif_scan(currents, p, generator, state)
         return _fused(currents, p, generator, state, self._kernels)
 
-    def __deepcopy__(self, memo: dict) -> "CompiledLIFScan":
+    def __deepcopy__(self, memo: dict) -> CompiledLIFScan:
         return self  # no tensors; copies of a network share the compiled kernels
 
     def __reduce__(self):

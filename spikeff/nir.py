@@ -158,7 +158,8 @@ def _layer_parts(layer: nn.Module, i: int) -> tuple[nn.Module, int]:
     if p is None:
         return s, 1
     if not isinstance(p, nn.AvgPool2d) or not isinstance(s, nn.Conv2d):
-        raise NIRExportError(f"layer {i}: pooling {type(p).__name__} has no NIR mapping (supported: AvgPool2d after Conv2d)")
+        raise NIRExportError(
+            f"layer {i}: pooling {type(p).__name__} has no NIR mapping (supported: AvgPool2d after Conv2d)")
     ks = p.kernel_size if isinstance(p.kernel_size, int) else p.kernel_size[0]
     stride = p.stride if isinstance(p.stride, int) else p.stride[0]
     if (
@@ -388,7 +389,8 @@ class LoihiQuantization:
                 syn["note"] = "fold_r: written weights are the integer form times 1/(1-beta)"
             out[name] = syn
             if self.threshold_int[j] >= 0:
-                lif_name = "readout_lif" if name == "readout" else "lif" + name[4:] if name.startswith("conv") else "lif" + name[2:]
+                lif_name = ("readout_lif" if name == "readout"
+                            else "lif" + name[4:] if name.startswith("conv") else "lif" + name[2:])
                 out[lif_name] = {
                     "threshold_int": int(self.threshold_int[j]) << shift, "threshold_exp": exp,
                     "decay_int": self.decay_int, "decay_scale": LOIHI_DECAY_SCALE,
@@ -594,7 +596,8 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
     def fail(msg: str) -> NIRImportError:
         seq = " -> ".join(types)
         return NIRImportError(f"{msg} (graph: Input -> {seq} -> Output); spikeff expects "
-                              "[Conv2d -> (SumPool2d|AvgPool2d) -> LIF]* -> Flatten -> [Affine -> LIF]* -> Affine [-> LIF]")
+                              "[Conv2d -> (SumPool2d|AvgPool2d) -> LIF]* -> Flatten -> [Affine -> LIF]* "
+                              "-> Affine [-> LIF]")
 
     convs: list[dict[str, Any]] = []
     while expect("Conv2d"):
@@ -603,13 +606,15 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
         wt = np.asarray(conv.weight, dtype=np.float64)
         k = wt.shape[-1]
         pad = conv.padding
-        pad = (k // 2, k // 2) if isinstance(pad, str) and pad == "same" else tuple(np.broadcast_to(np.asarray(pad), (2,)).tolist())
+        pad = ((k // 2, k // 2) if isinstance(pad, str) and pad == "same"
+               else tuple(np.broadcast_to(np.asarray(pad), (2,)).tolist()))
         if (
             wt.ndim != 4 or wt.shape[-2] != k or k % 2 == 0 or int(conv.groups) != 1
             or tuple(np.broadcast_to(np.asarray(conv.stride), (2,)).tolist()) != (1, 1)
             or tuple(np.broadcast_to(np.asarray(conv.dilation), (2,)).tolist()) != (1, 1) or pad != (k // 2, k // 2)
         ):
-            raise NIRImportError(f"{name}: only square odd kernels with stride 1, 'same' zero padding, dilation 1 and groups 1 are supported")
+            raise NIRImportError(f"{name}: only square odd kernels with stride 1, 'same' zero padding, dilation 1 "
+                                 "and groups 1 are supported")
         p, scale = 1, 1.0
         if expect("SumPool2d", "AvgPool2d"):
             pname, pool = nodes[pos]
@@ -846,7 +851,8 @@ def verify_nir(
     """
     graph = _read(source)
     ref = reference_outputs(net, x)
-    runners = {"spikeff": lambda g, x: reference_outputs(from_nir(g), x), "snntorch": _run_snntorch, "norse": _run_norse}
+    runners = {"spikeff": lambda g, x: reference_outputs(from_nir(g), x), "snntorch": _run_snntorch,
+               "norse": _run_norse}
     result: dict[str, dict[str, Any]] = {}
     for name in consumers:
         if name not in runners:
@@ -925,7 +931,8 @@ def _verify_export(path: Path, net: SpikingNet, meta: dict[str, Any], args: Any)
         bad = sum(r["layers"]) + r["output"]
         ok &= bad == 0
         print(f"verify {name:<9} spike mismatches per layer {r['layers']}, output {r['output']} "
-              f"(max |readout diff| {r['output_max_abs']:.2e}, {r['spikes']} neuron-steps, {x.shape[1]} random inputs, T={t})")
+              f"(max |readout diff| {r['output_max_abs']:.2e}, {r['spikes']} neuron-steps, "
+              f"{x.shape[1]} random inputs, T={t})")
     if args.pooling != "sum":
         print("verify norse     skipped: norse's NIR import has no AvgPool2d (use --pooling sum)")
     if not ok:

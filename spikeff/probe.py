@@ -59,7 +59,8 @@ def fit_probe(
 ) -> Pipeline:
     """Standardise, then a logistic regression whose ``C`` is cross-validated on ``train`` alone."""
     clf = make_pipeline(
-        StandardScaler(), LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")
+        StandardScaler(),
+        LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")
     )
     with warnings.catch_warnings():  # scikit-learn's notices of future defaults; the settings above are explicit
         warnings.simplefilter("ignore", FutureWarning)

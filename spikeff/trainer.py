@@ -392,7 +392,8 @@ def fit_readout(
             labels.append(y)
             batch_size = max(batch_size, y.shape[0])
     features, targets = torch.cat(feats, 1), torch.cat(labels)
-    order_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+    order_gen = torch.Generator().manual_seed(
+        int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
     # A fresh head: the one trained beside the layers saw drifting features, and the control's is untrained.
     init_fan_in_(net.head.fc, order_gen)
     fit = _LinearHeadFit(net.head.fc, features, targets, config.train_mode, batch_size, epochs, order_gen)

@@ -1,4 +1,4 @@
-"""Shared test helpers."""
+"""Shared test helpers (fixtures are in conftest.py)."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from spikeff.checkpoint import load_checkpoint
@@ -68,3 +69,30 @@ def resume_and_compare(run: Path, ref: Path, env: dict, expect: str) -> dict:
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (ref, run))
     assert ma["test_accuracy"] == mb["test_accuracy"]
     return mb
+
+
+def real_data_dir() -> Path:
+    """The shared real data: ``$SPIKEFF_DATA``, else ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("SPIKEFF_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def nmnist_bytes(x, y, t, p) -> bytes:
+    """Encode events in N-MNIST's 5-byte format (x, y, p|t[22:16], t[15:8], t[7:0])."""
+    x, y, t, p = (np.asarray(a, dtype=np.int64) for a in (x, y, t, p))
+    raw = np.stack([x, y, (p << 7) | ((t >> 16) & 127), (t >> 8) & 255, t & 255], axis=1)
+    return raw.astype(np.uint8).tobytes()
+
+
+def write_nmnist(root: Path, n_per_class: int = 21, classes=(0, 1), split: str = "Train", seed: int = 0) -> Path:
+    """Seeded fake N-MNIST files in tonic's layout under ``root``."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        d = root / "NMNIST" / split / str(c)
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            n = int(rng.integers(20, 60))
+            t = np.sort(rng.integers(0, 300_000, n))
+            (d / f"{c}{i:04d}.bin").write_bytes(
+                nmnist_bytes(rng.integers(0, 34, n), rng.integers(0, 34, n), t, rng.integers(0, 2, n))
+            )
+    return root

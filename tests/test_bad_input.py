@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import wait_for_first_epoch, write_nmnist
 
 import spikeff.cli as cli
 import spikeff.fileio as fileio
@@ -28,8 +29,6 @@ from spikeff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from spikeff.cli import main
 from spikeff.data import load_splits
 from spikeff.nir import NIRExportError, NIRImportError, export_nir, from_nir, to_nir_graph
-from helpers import wait_for_first_epoch
-from test_data import count_decodes, write_nmnist  # noqa: F401 (count_decodes: a fixture)
 
 TINY = ["--epochs", "1", "--readout-epochs", "1", "--channels", "4", "--trials", "2", "--time-bins", "4",
         "--batch-size", "8", "--no-control"]
@@ -75,7 +74,8 @@ def interrupted(tmp_path: Path, data: Path, monkeypatch, capsys, *extra: str) ->
     out = tmp_path / "run"
     interrupt_after_first_epoch(monkeypatch)
     assert train(out, data, tmp_path / "cache", "--epochs", "2", *extra) == 130
-    assert error_line(capsys.readouterr().err) == f"spikeff: error: interrupted; resume with: spikeff train --resume {out}"
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: interrupted; resume with: spikeff train --resume {out}")
     monkeypatch.undo()
     assert (out / "train_state.pt").exists() and not (out / "model.pt").exists()
     return out
@@ -142,7 +142,8 @@ def test_2_eval_refuses_missing_test_samples_and_overlap(finished, tmp_path, cap
     torch.save(payload, tmp_path / "leaky.pt")
     assert main(["eval", str(tmp_path / "leaky.pt"), "--data-dir", str(data), "--cache-dir", str(cache)]) == 2
     assert error_line(capsys.readouterr().err) == (
-        "spikeff: error: 1 of the 4 recorded test samples were also training samples; no held-out accuracy can be given")
+        "spikeff: error: 1 of the 4 recorded test samples were also training samples; "
+        "no held-out accuracy can be given")
 
 
 def test_2_checkpoint_without_manifest_is_evaluated_with_a_warning(finished, tmp_path, capsys):
@@ -367,7 +368,8 @@ def test_10_unknown_device_is_one_line(command, finished, tmp_path, capsys):
     _, _, out = finished
     argv = ["train", "--out", str(tmp_path / "run")] if command == "train" else ["eval", str(out / "model.pt")]
     assert main([*argv, "--device", "tpu"]) == 2
-    assert error_line(capsys.readouterr().err) == "spikeff: error: --device tpu: not a device name (expected cpu, cuda or cuda:N)"
+    assert error_line(capsys.readouterr().err) == (
+        "spikeff: error: --device tpu: not a device name (expected cpu, cuda or cuda:N)")
 
 
 class FullDisk:
@@ -407,7 +409,8 @@ def test_10_full_disk_while_writing_the_run_state(tmp_path, data, monkeypatch, c
     assert main(["train", "--resume", str(out)]) == 2
     assert error_line(capsys.readouterr().err) == (
         f"spikeff: error: cannot write {out / 'train_state.pt'}: No space left on device")
-    assert (out / "train_state.pt").read_bytes() == state and sorted(p.name for p in out.iterdir()) == ["train_state.pt"]
+    assert (out / "train_state.pt").read_bytes() == state
+    assert sorted(p.name for p in out.iterdir()) == ["train_state.pt"]
 
 
 def test_10_ctrl_c_is_one_line_and_resumable(tmp_path):
@@ -473,7 +476,8 @@ def test_13_data_info_check_decodes_every_file(data, tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     i = out.index("check     decoded 22 files: 2 bad")
     assert out[i + 1:] == [f"  {d / 'empty.bin'}: empty file",
-                           f"  {d / 'trunc.bin'}: truncated: 12 bytes is not a multiple of 5 (N-MNIST events are 5 bytes)"]
+                           f"  {d / 'trunc.bin'}: truncated: 12 bytes is not a multiple of 5 "
+                           "(N-MNIST events are 5 bytes)"]
     (d / "empty.bin").unlink()
     (d / "trunc.bin").unlink()
     assert main([*argv, "--check"]) == 0

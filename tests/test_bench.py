@@ -101,7 +101,8 @@ def test_select_bptt_picks_on_the_training_holdout_and_reports_its_curve(tmp_pat
     fit, held = holdout_split(len(splits.train), 0.2, 0)
     assert not set(fit) & set(held) and sorted(fit + held) == list(range(len(splits.train)))
     assert (sel["n_fit"], sel["n_holdout"]) == (len(fit), len(held))
-    assert set(sel["curves"]) == {"0.001", "0.01"} and all(len(c["holdout_accuracy"]) == 4 for c in sel["curves"].values())
+    assert set(sel["curves"]) == {"0.001", "0.01"}
+    assert all(len(c["holdout_accuracy"]) == 4 for c in sel["curves"].values())
     best = max(sel["curves"].values(), key=lambda c: c["last_quarter"])
     assert sel["lr"] == best["lr"] and sel["converged"] == best["converged"]
     assert holdout_split(len(splits.train), 0.2, 0) == (fit, held) != holdout_split(len(splits.train), 0.2, 1)

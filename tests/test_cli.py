@@ -6,11 +6,11 @@ import sys
 
 import pytest
 import torch
+from helpers import resume_and_compare, wait_for_first_epoch
 
 from spikeff.checkpoint import CheckpointError, load_checkpoint
 from spikeff.cli import main
 from spikeff.experiment import load_state
-from helpers import resume_and_compare, wait_for_first_epoch
 
 TINY = ["--limit", "40", "--epochs", "1", "--readout-epochs", "1", "--channels", "4", "--trials", "2",
         "--time-bins", "4", "--batch-size", "16"]
@@ -62,7 +62,8 @@ def test_silent_layer_is_one_warning_line(run_dir, tmp_path, capsys):
 def test_eval_trials_apply_to_test_and_are_kept_for_eval(run_dir, tmp_path, capsys):
     root, _ = run_dir
     out = tmp_path / "run"
-    argv = ["train", "--dataset", "digits", "--cache-dir", str(root / "cache"), "--out", str(out), *TINY, "--no-control"]
+    argv = ["train", "--dataset", "digits", "--cache-dir", str(root / "cache"), "--out", str(out), *TINY,
+            "--no-control"]
     assert main([*argv, "--eval-trials", "0"]) == 2
     assert "eval_trials must be >= 1" in capsys.readouterr().err
     assert main([*argv, "--eval-trials", "3"]) == 0

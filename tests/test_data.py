@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tonic
 import torch
+from helpers import nmnist_bytes, real_data_dir, write_nmnist
 
 import spikeff.data.cache as cache_mod
 from spikeff.data import (
@@ -30,59 +31,6 @@ from spikeff.data.registry import DigitsSource
 
 NMNIST_DTYPE = tonic.datasets.NMNIST.dtype
 REAL_COUNTS = [97, 116, 99, 93, 105, 92, 94, 117, 87, 100]
-
-
-def real_data_dir() -> Path:
-    return Path(os.environ.get("SPIKEFF_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-# ----------------------------------------------------------------------------- fake files
-
-
-def nmnist_bytes(x, y, t, p) -> bytes:
-    """Encode events in N-MNIST's 5-byte format (x, y, p|t[22:16], t[15:8], t[7:0])."""
-    x, y, t, p = (np.asarray(a, dtype=np.int64) for a in (x, y, t, p))
-    raw = np.stack([x, y, (p << 7) | ((t >> 16) & 127), (t >> 8) & 255, t & 255], axis=1)
-    return raw.astype(np.uint8).tobytes()
-
-
-def write_nmnist(
-    root: Path, n_per_class: int = 21, classes=(0, 1), split: str = "Train", seed: int = 0
-) -> Path:
-    rng = np.random.default_rng(seed)
-    for c in classes:
-        d = root / "NMNIST" / split / str(c)
-        d.mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_class):
-            n = int(rng.integers(20, 60))
-            t = np.sort(rng.integers(0, 300_000, n))
-            (d / f"{c}{i:04d}.bin").write_bytes(
-                nmnist_bytes(rng.integers(0, 34, n), rng.integers(0, 34, n), t, rng.integers(0, 2, n))
-            )
-    return root
-
-
-@pytest.fixture
-def fake_nmnist(tmp_path: Path) -> Path:
-    return write_nmnist(tmp_path / "data")
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
-
-
-@pytest.fixture
-def count_decodes(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    real = tonic.io.read_mnist_file
-
-    def counting(path, *a, **k):
-        calls.append(str(path))
-        return real(path, *a, **k)
-
-    monkeypatch.setattr(tonic.io, "read_mnist_file", counting)
-    return calls
 
 
 # ----------------------------------------------------------------------------- digits

@@ -12,17 +12,24 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import interrupt_mid_pass, wait_for_first_epoch
 
 from spikeff.checkpoint import load_checkpoint
 from spikeff.distributed import (
-    DataParallel, DistContext, ShardedBatches, broadcast_flag, check_shardable, rank_seed, shard_batch, shard_bounds,
+    DataParallel,
+    DistContext,
+    ShardedBatches,
+    broadcast_flag,
+    check_shardable,
+    rank_seed,
+    shard_batch,
+    shard_bounds,
 )
 from spikeff.ed import EDLossConfig, ed_loss
 from spikeff.experiment import load_state
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import LIFParams
 from spikeff.trainer import LayerTrainer, TrainConfig
-from helpers import interrupt_mid_pass, wait_for_first_epoch
 
 WORLD = 2
 RTOL, ATOL = 1e-10, 1e-13

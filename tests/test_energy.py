@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -116,8 +117,8 @@ def test_count_ops_on_a_spikingnet_matches_recorded_spikes():
     x = (torch.rand(5, 2, 2, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.3).float()
     with torch.no_grad():
         spikes = net.layer_outputs(x, deterministic=True)
-    ops = count_ops(x, spikes, [l.synapse for l in net.layers], head=net.head.fc,
-                    pools=[l.pool for l in net.layers])
+    ops = count_ops(x, spikes, [layer.synapse for layer in net.layers], head=net.head.fc,
+                    pools=[layer.pool for layer in net.layers])
     conv = net.layers[0].synapse
     # unfused: the stride-1 conv; executed: the fused conv of stride 2, kernel 4 that runs
     brute0 = F.conv2d(x.sum(0), torch.ones(4, 2, 3, 3), padding=1).sum() / 2
@@ -141,7 +142,7 @@ def test_cost_models_are_data_and_users_can_add_a_chip():
     with pytest.raises(ValueError, match="unknown cost model"):
         get_cost_model("tpu")
     assert COST_MODELS["loihi"].to_dict()["active_update_pj"] == 81.0
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         COST_MODELS["cmos45"].synop_pj = 2.0  # frozen
 
 

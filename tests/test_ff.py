@@ -33,7 +33,8 @@ def test_goodness_loss_and_normalisation():
     s = torch.zeros(3, 2, 4)
     s[:, 0, 0] = 1  # neuron 0 of sample 0 spikes 3 times
     assert goodness(s).tolist() == [9 / 4, 0.0]
-    assert ff_loss(torch.tensor([5.0]), torch.tensor([1.0]), 3.0, 1.0) < ff_loss(torch.tensor([1.0]), torch.tensor([5.0]), 3.0, 1.0)
+    assert (ff_loss(torch.tensor([5.0]), torch.tensor([1.0]), 3.0, 1.0)
+            < ff_loss(torch.tensor([1.0]), torch.tensor([5.0]), 3.0, 1.0))
     h = normalise(s * 7)
     c = h.sum(0)
     assert c[0].norm().item() == pytest.approx(4**0.5)  # sqrt(N) / ||c||: magnitude removed

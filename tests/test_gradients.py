@@ -20,8 +20,8 @@ from spikeff.neurons import LIFParams
 TRIALS = 8
 NOISE = {"escape": LIFParams(delta=0.2), "membrane": LIFParams(delta=0.0, sigma=0.3)}
 TERMS = {
-    "consistency": EDLossConfig(alpha=1.0), "diversity": EDLossConfig(alpha=0.0), "sum": EDLossConfig(form="difference"),
-    "log-ratio": EDLossConfig(form="log_ratio"),
+    "consistency": EDLossConfig(alpha=1.0), "diversity": EDLossConfig(alpha=0.0),
+    "sum": EDLossConfig(form="difference"), "log-ratio": EDLossConfig(form="log_ratio"),
 }
 
 
@@ -53,7 +53,8 @@ def step_effects(layer, x, cfg, draws=24, evals=48, eps=0.02):
         for g_sum, g in zip(grads, torch.autograd.grad(layer_loss(layer, x, cfg, 1000 + d), params)):
             g_sum += g / draws
     gen = torch.Generator().manual_seed(5)
-    directions = {"down": [-g for g in grads], "up": grads, "random": [torch.randn(p.shape, generator=gen) for p in params]}
+    directions = {"down": [-g for g in grads], "up": grads,
+                  "random": [torch.randn(p.shape, generator=gen) for p in params]}
     seeds = range(20_000, 20_000 + evals)
     base = expected_loss(layer, x, cfg, seeds)
     out = {}

@@ -164,7 +164,7 @@ def test_fit_readout_trains_only_the_head(readout):
     fit = fit_readout(net, tiny_batches(), TrainConfig(trials=2), torch.Generator().manual_seed(0), epochs=2)
     after = net.state_dict()
     losses = fit["losses"]
-    assert len(losses) == 2 and all(l == l for l in losses)
+    assert len(losses) == 2 and all(loss == loss for loss in losses)
     if readout == "linear":  # the learning rate was picked on a held-out share of the training inputs
         assert set(fit["selection"]) == set(TrainConfig.readout_lrs) and fit["lr"] in fit["selection"]
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("head."))

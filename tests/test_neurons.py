@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from spikeff.neurons import (
-    CompiledLIFScan, LIFParams, LIFState, StochasticLIF, draw_noise, lif_scan, lif_scan_fused, lif_step, make_scan,
+    CompiledLIFScan,
+    LIFParams,
+    LIFState,
+    StochasticLIF,
+    draw_noise,
+    lif_scan,
+    lif_scan_fused,
+    lif_step,
+    make_scan,
 )
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import nir
 import numpy as np
 import pytest
 import torch
+from helpers import real_data_dir
 
 from spikeff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from spikeff.network import NetworkConfig, SpikingNet
@@ -22,12 +20,6 @@ from spikeff.nir import (
     reference_outputs,
     verify_nir,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("SPIKEFF_DATA") or REPO.parent / "shared" / "data")
 
 
 def make_net(readout: str = "linear", input_shape=(2, 16, 16), channels=(4, 8), hidden=(16,), seed: int = 0,
@@ -162,7 +154,7 @@ def test_hidden_only_network(tmp_path):
 
 
 def _nmnist_frames(t: int = 15) -> torch.Tensor:
-    root = data_root()
+    root = real_data_dir()
     files = sorted((root / "NMNIST" / "Train" / "3").glob("*.bin"))
     if not files:
         pytest.skip(f"no N-MNIST samples under {root}/NMNIST/Train (set SPIKEFF_DATA to the shared data folder)")
@@ -195,7 +187,8 @@ def test_quantize_loihi(tmp_path):
         assert layer.lif.beta == 1 - info.decay_int / 4096
     for j, (name, wi, e) in enumerate(zip(info.names, info.weight_int, info.weight_exp)):
         assert wi.min() >= -128 and wi.max() <= 127 and np.abs(wi).max() >= 64  # exponent is the tightest
-        syn = q.head.fc if name == "readout" else q.layers[int(name[4:] if name.startswith("conv") else name[2:])].synapse
+        syn = (q.head.fc if name == "readout"
+               else q.layers[int(name[4:] if name.startswith("conv") else name[2:])].synapse)
         np.testing.assert_array_equal(syn.weight.detach().numpy(), (wi * 2.0**e).astype(np.float32))
         assert info.threshold_int[j] * 2.0**e == pytest.approx(1.0, abs=2.0**e)
     assert all(isinstance(s, (int, np.integer)) for s in info.weight_exp)
@@ -205,7 +198,8 @@ def test_quantize_loihi(tmp_path):
     export_nir(net, path, quantize="loihi")
     g = nir.read(path)
     md = g.nodes["conv0"].metadata
-    np.testing.assert_array_equal(md["weight_int"].astype(np.float64) * 2.0 ** int(md["weight_exp"]), g.nodes["conv0"].weight)
+    np.testing.assert_array_equal(md["weight_int"].astype(np.float64) * 2.0 ** int(md["weight_exp"]),
+                                  g.nodes["conv0"].weight)
     assert int(g.nodes["lif0"].metadata["decay_int"]) == info.decay_int
     x = random_spikes(net, t=15)
     assert_active(q, x)
@@ -240,8 +234,9 @@ def test_not_a_spikeff_model(tmp_path):
 
     assert main(["export", str(bad), "--out", str(tmp_path / "x.nir")]) == 2
     assert not (tmp_path / "x.nir").exists()
-    from spikeff.nir import cmd_export
     import argparse
+
+    from spikeff.nir import cmd_export
 
     with pytest.raises(CheckpointError, match="not a spikeff model"):
         cmd_export(argparse.Namespace(model=bad, out=tmp_path / "x.nir", dt=1e-3, quantize=None, pooling="sum",

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import interrupt_mid_pass, mid_pass, resume_and_compare
+from test_network_trainer import tiny_batches, tiny_net
 
 from spikeff.cli import main
 from spikeff.data import load_splits
 from spikeff.experiment import STATE_FORMAT, load_state, train_and_evaluate
 from spikeff.network import NetworkConfig
 from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError
-from helpers import interrupt_mid_pass, mid_pass, resume_and_compare
-from test_network_trainer import tiny_batches, tiny_net
 
 
 class Stop(Exception):

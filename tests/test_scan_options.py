@@ -99,7 +99,8 @@ def test_cli_flags_reach_the_config():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--scan", "triton"])
 
-    from spikeff.bench import BenchSettings, build_parser as bench_parser, settings_from_args
+    from spikeff.bench import BenchSettings, settings_from_args
+    from spikeff.bench import build_parser as bench_parser
 
     s = settings_from_args(bench_parser().parse_args(["--out", "o", "--scan", "compiled", "--precision", "bf16"]))
     assert (s.scan, s.precision) == ("compiled", "bf16")

@@ -25,9 +25,8 @@ import snntorch as snn
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
-
 from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
 
 from ..data import make_loader
 from ..energy import InputOps, OpCounts, count_ops
@@ -216,7 +215,8 @@ def train_bptt(
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     sched = cosine_schedule(opt, config.epochs * len(train_batches))
     t0 = time.perf_counter()
-    history = [{"epoch": e + 1, **bptt_epoch(net, opt, sched, train_batches, desc=f"bptt epoch {e + 1}/{config.epochs}")}
+    history = [{"epoch": e + 1,
+                **bptt_epoch(net, opt, sched, train_batches, desc=f"bptt epoch {e + 1}/{config.epochs}")}
                for e in range(config.epochs)]
     train_seconds = time.perf_counter() - t0
     acc, ops = evaluate_bptt(net, test_batches, input_ops)

@@ -137,7 +137,8 @@ class FFNet(nn.Module):
     """Spiking layers of a :class:`NetworkConfig` whose first layer also sees the label channels,
     plus the linear head of the ``"head"`` prediction."""
 
-    def __init__(self, config: NetworkConfig, ff: FFConfig = FFConfig(), generator: torch.Generator | None = None) -> None:
+    def __init__(self, config: NetworkConfig, ff: FFConfig = FFConfig(),
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config, self.ff = config, ff
         c, h, w = config.input_shape

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +114,8 @@ class CacheEntry:
         try:
             for name, arr in arrays.items():
                 atomic_write(self.array_path(name), lambda f, a=arr: np.save(f, a, allow_pickle=False))
-            record = {n: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _digest(a)} for n, a in arrays.items()}
+            record = {n: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _digest(a)}
+                      for n, a in arrays.items()}
             meta = {**meta, "format_version": CACHE_FORMAT_VERSION, "key": self.key, "arrays": record}
             atomic_write(self.meta_path, lambda f: f.write(json.dumps(meta).encode()))
         except OSError:

@@ -483,7 +483,8 @@ def manifest_changes(recorded: Mapping[str, object], now: Mapping[str, object]) 
         if was["fingerprint"] != got["fingerprint"]:
             gone = len(set(was[ids]) - set(got[ids]))
             new = len(set(got[ids]) - set(was[ids]))
-            changes.append(f"{split} split {got['n']} samples, the run had {was['n']} ({gone} gone or changed, {new} new)")
+            changes.append(f"{split} split {got['n']} samples, the run had {was['n']} "
+                           f"({gone} gone or changed, {new} new)")
     return "; ".join(changes) or None
 
 
