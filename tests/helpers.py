@@ -96,3 +96,17 @@ def write_nmnist(root: Path, n_per_class: int = 21, classes=(0, 1), split: str =
                 nmnist_bytes(rng.integers(0, 34, n), rng.integers(0, 34, n), t, rng.integers(0, 2, n))
             )
     return root
+
+
+def toy_batches(n_batches: int = 4, b: int = 8, t: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Seeded two-class event batches ``(T, B, 2, 8, 8)``: class 0 fires in the left half, class 1 in the right."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        y = torch.arange(b) % 2
+        x = (torch.rand(t, b, 2, 8, 8, generator=g) < 0.5).float()
+        mask = torch.zeros(b, 1, 1, 8)
+        mask[y == 0, ..., :4] = 1
+        mask[y == 1, ..., 4:] = 1
+        out.append((x * mask, y))
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import toy_batches
 
 from spikeff.baselines import BPTTConfig, SnnTorchNet, train_bptt
 from spikeff.baselines.bptt import _leaky, run_leaky, sigmoid_surrogate
@@ -13,20 +14,6 @@ from spikeff.neurons import LIFParams, lif_scan
 
 def cfg(readout: str = "linear", reset: str = "zero") -> NetworkConfig:
     return NetworkConfig((2, 8, 8), 2, conv_channels=(4,), hidden=(6,), lif=LIFParams(reset=reset), readout=readout)
-
-
-def toy_batches(n_batches: int = 4, b: int = 8, t: int = 4, seed: int = 0):
-    """Class 0: events in the left half; class 1: in the right half."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n_batches):
-        y = torch.arange(b) % 2
-        x = (torch.rand(t, b, 2, 8, 8, generator=g) < 0.5).float()
-        mask = torch.zeros(b, 1, 1, 8)
-        mask[y == 0, ..., :4] = 1
-        mask[y == 1, ..., 4:] = 1
-        out.append((x * mask, y))
-    return out
 
 
 @pytest.mark.parametrize("reset", ["zero", "subtract"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import toy_batches
 
 from spikeff.baselines import FFConfig, FFNet, train_ff
 from spikeff.baselines.ff import ff_loss, goodness, hardest_wrong, mine_negatives, normalise, train_layers
@@ -13,20 +14,6 @@ from spikeff.neurons import lif_scan
 
 def cfg(n_classes: int = 2) -> NetworkConfig:
     return NetworkConfig((2, 8, 8), n_classes, conv_channels=(4,), hidden=(6,))
-
-
-def toy_batches(n_batches: int = 4, b: int = 8, t: int = 4, seed: int = 0):
-    """Class 0: events in the left half; class 1: in the right half."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n_batches):
-        y = torch.arange(b) % 2
-        x = (torch.rand(t, b, 2, 8, 8, generator=g) < 0.5).float()
-        mask = torch.zeros(b, 1, 1, 8)
-        mask[y == 0, ..., :4] = 1
-        mask[y == 1, ..., 4:] = 1
-        out.append((x * mask, y))
-    return out
 
 
 def test_goodness_loss_and_normalisation():
