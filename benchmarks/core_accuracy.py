@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 
-from spikeff.bench import device_name, git_commit
 from spikeff.bench import wilson_interval as wilson
 from spikeff.checkpoint import load_checkpoint
 from spikeff.cli import _splits, build_parser
@@ -31,6 +30,7 @@ from spikeff.cli import main as spikeff_main
 from spikeff.data import make_loader
 from spikeff.experiment import untrained_control
 from spikeff.probe import layer_probes
+from spikeff.provenance import device_name, git_commit
 from spikeff.readout import MODES
 
 

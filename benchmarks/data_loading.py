@@ -25,8 +25,8 @@ from pathlib import Path
 import tonic
 import torch
 
-from spikeff.bench import device_name, git_commit
 from spikeff.data import load_splits, make_loader
+from spikeff.provenance import device_name, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 

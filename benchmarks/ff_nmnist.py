@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -28,34 +25,13 @@ import torch
 from torch.utils.data import Subset
 
 from spikeff.baselines.ff import PREDICT_MODES, FFConfig, FFNet, evaluate_ff, fit_head, train_ff, train_layers
+from spikeff.bench import wilson_interval
 from spikeff.data import load_splits, make_loader
 from spikeff.experiment import seeded_generators
 from spikeff.network import NetworkConfig
+from spikeff.provenance import device_name, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return c - h, c + h
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def select(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
@@ -99,9 +75,8 @@ def test(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
         train = make_loader(splits.train, args.batch_size, shuffle=True, seed=seed)
         gen = seeded_generators(seed, torch.device("cpu"))["init"]
         res = train_ff(net_cfg, cfg, train, test_loader, generator=gen)
-        n = len(splits.test)
-        k = round(res.accuracy * n)
-        seeds.append({"seed": seed, "accuracy": res.accuracy, "ci": wilson(k, n), "train_seconds": res.train_seconds,
+        seeds.append({"seed": seed, "accuracy": res.accuracy, "ci": wilson_interval(res.accuracy, len(splits.test)),
+                      "train_seconds": res.train_seconds,
                       "synops": res.ops.total("synops"), "macs": res.ops.total("macs")})
         print(json.dumps(seeds[-1]), flush=True)
         write_report(args, cfg, state["rows"], seeds)  # after every seed
@@ -113,8 +88,8 @@ def write_report(args: argparse.Namespace, cfg: FFConfig, rows: list[dict], seed
         "# Forward-Forward baseline on N-MNIST", "",
         f"- command: `{' '.join(['python'] + sys.argv)}`",
         f"- selection commands: {', '.join(f'`{c}`' for c in args.select_commands) or 'see the rows'}",
-        f"- commit: {commit()} (the FF code as run; the report is committed after it)",
-        f"- device: {cpu_model()}, {torch.get_num_threads()} threads (2 cores, shared with another job)",
+        f"- commit: {git_commit()['commit']} (the FF code as run; the report is committed after it)",
+        f"- device: {device_name('cpu')} (shared with another job)",
         f"- date: {datetime.date.today().isoformat()}",
         "- data: `load_splits('nmnist', '../shared/data', seed=0)`: 800 train / 200 test, T=10, frames (2, 34, 34); "
         f"network: `NetworkConfig` defaults (conv 64, 128; pool 2; deterministic LIF); batch {args.batch_size}",

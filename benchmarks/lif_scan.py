@@ -45,9 +45,9 @@ from pathlib import Path
 
 import torch
 
-from spikeff.bench import device_name, git_commit
 from spikeff.fileio import atomic_write
 from spikeff.neurons import CompiledLIFScan, LIFParams, draw_noise, fused_backward, fused_forward, lif_scan
+from spikeff.provenance import device_name, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {

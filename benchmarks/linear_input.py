@@ -22,8 +22,8 @@ import torch
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.preprocessing import StandardScaler
 
-from spikeff.bench import git_commit
 from spikeff.data.splits import load_splits
+from spikeff.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = (0.01, 0.1, 1.0)

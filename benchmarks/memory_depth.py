@@ -51,9 +51,9 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from spikeff.baselines.bptt import SnnTorchNet
-from spikeff.bench import device_name, git_commit
 from spikeff.fileio import atomic_write
 from spikeff.network import NetworkConfig, SpikingNet
+from spikeff.provenance import device_name, git_commit
 from spikeff.trainer import LayerTrainer, TrainConfig
 
 MIB = 2.0**20

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 
 from spikeff.baselines.bptt import SnnTorchNet, bptt_epoch
-from spikeff.bench import device_name, git_commit
 from spikeff.fileio import atomic_write
 from spikeff.network import NetworkConfig, SpikingNet
+from spikeff.provenance import device_name, git_commit
 from spikeff.trainer import LayerTrainer, TrainConfig, cosine_schedule
 
 REPO = Path(__file__).resolve().parents[1]

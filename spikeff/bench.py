@@ -34,12 +34,10 @@ import json
 import math
 import multiprocessing as mp
 import os
-import platform
 import re
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -59,6 +57,7 @@ from .fileio import atomic_write, write_json
 from .network import PRECISIONS, NetworkConfig, Precision, SpikingNet
 from .neurons import SCAN_BACKENDS, ScanBackend
 from .probe import layer_probes
+from .provenance import device_name, git_commit
 from .readout import scores
 from .trainer import TrainConfig, TrainingError
 
@@ -355,7 +354,7 @@ def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
     out.update(method=method, wall_seconds=time.perf_counter() - t0, peak_memory_mib=_peak_memory_mib(device),
                isolated=settings.isolate, n_train=len(splits.train), n_test=len(splits.test),
                time_bins=splits.n_time_bins, test_split=splits.test_name, frame_shape=list(splits.frame_shape),
-               settings=_settings_key(s), **git_commit(Path(__file__).resolve().parents[1]))
+               settings=_settings_key(s), **git_commit())
     return out
 
 
@@ -520,34 +519,6 @@ def _probes(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def git_commit(repo: str | Path = ".") -> dict[str, Any]:
-    """Short commit hash of ``repo`` and whether tracked files differ from it."""
-    def git(*a: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, timeout=10).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "--short", "HEAD") or "unknown",
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": None}
-
-
-def device_name(device: str | torch.device) -> str:
-    """GPU name, or the CPU model with the core count."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
-
-
 def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, command: str) -> dict[str, Any]:
     """The report dict from the raw per-method results of :func:`run_method`."""
     s = settings.resolved()
@@ -559,7 +530,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
         "dataset": s.dataset,
         "device": str(torch.device(s.device)),
         "device_name": device_name(s.device),
-        **git_commit(Path(__file__).resolve().parents[1]),
+        **git_commit(),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": command,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
