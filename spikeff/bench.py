@@ -582,6 +582,9 @@ NOTES = [
     "layer epochs, plus one pass that caches a linear head's features or one per readout epoch for a spiking "
     "head; train_seconds includes the readout fit). trial_samples_per_second multiplies by the forward passes "
     "per input (spikeff: n trials; FF: its positive and negative passes; BPTT and linear: 1).",
+    "spikeff's and random's accuracies are train_and_evaluate's; the op counts, the trials curve, the frontier's "
+    "spikeff points and the noise curve come from separate evaluation passes over the same test split with their "
+    "own seeded noise, so the same setting can differ by a few test samples between them.",
     "The energy mode of a head trained on energy scores is reported; its average-mode score is not (that head "
     "was not trained for it). deterministic: one noise-free trial through the same head.",
     "Wall-clock timings depend on the load of the machine; on a shared CPU they are noisy. Peak memory: CUDA max "
