@@ -790,6 +790,7 @@ def _markdown(report: dict[str, Any]) -> str:
         f"- command: `{report['command']}`",
         f"- commit: `{report['commit']}`" + (" (with uncommitted changes)" if report.get("dirty") else ""),
         f"- date: {report['date']}",
+        "- each method ran at commit: " + ", ".join(f"{k} `{e.get('commit')}`" for k, e in report["methods"].items()),
         f"- device: {report['device']} — {report['device_name']}",
         f"- data: {d['n_train']} train / {d['n_test']} {d['test_split']} samples, T={d['time_bins']}, "
         f"frames {d['frame_shape']}",
