@@ -236,6 +236,7 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         return acc, ops.to_dict(models)
 
     test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+    train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     curve = sorted(set(s.trials_curve) | {train_cfg.trials})
     lif0 = net_cfg.lif
     levels = sorted(set(s.noise_levels) | {lif0.delta})
@@ -267,7 +268,6 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         if seed == 0:
             x, _ = next(iter(test))
             rec["raster"] = _raster(net, x.to(device), g(300))
-        train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
         rec["probes"] = {"trained": layer_probes(net, train, test, train_cfg.trials, g(500))}
         if "random" in s.methods:
             ctrl = untrained_control(net_cfg, seed, device, train, g(402))
@@ -312,15 +312,15 @@ def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.d
         out["trials"] = 1 if ff.predict == "head" else net_cfg.n_classes  # a neutral pass, or one per label
     seeds_out = []
     for seed in tqdm(range(1 if method == "linear" else s.seeds), desc=f"{method} seeds", dynamic_ncols=True):
-        train = make_loader(splits.train, s.batch_size, shuffle=True, seed=seed)
+        train = (make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0) if method == "linear"
+                 else make_loader(splits.train, s.batch_size, shuffle=True, seed=seed))
         gen = seeded_generators(seed, device)["init"]
         if method == "bptt":
             res = train_bptt(net_cfg, config, train, test, generator=gen, device=device, input_ops=s.input_ops)
         elif method == "ff":
             res = train_ff(net_cfg, ff, train, test, generator=gen, device=device, input_ops=s.input_ops)
         else:  # deterministic given the data: one fit stands for every seed
-            res = train_linear(make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0), test,
-                               net_cfg.n_classes)
+            res = train_linear(train, test, net_cfg.n_classes)
         seeds_out.append({"seed": seed, "accuracy": res.accuracy, "train_seconds": res.train_seconds,
                           "ops": res.ops.to_dict(models), "history": res.history})
     out.update(seeds=seeds_out, passes=res.passes)
@@ -449,7 +449,7 @@ def _curve(seeds: list[dict[str, Any]], key: str, models: list[str], n_test: int
 FRONTIER_TRIALS = (1, 2, 4, 8)
 
 
-def _frontier(raw: dict[str, dict[str, Any]], methods: dict[str, Any], models: list[str]) -> dict[str, Any]:
+def _frontier(trials_curve: dict[str, Any] | None, methods: dict[str, Any], models: list[str]) -> dict[str, Any]:
     """Operating points (accuracy with its interval, energy per cost model) and the cheapest spikeff
     point that matches BPTT's median accuracy under each cost model."""
     points: list[dict[str, Any]] = []
@@ -457,15 +457,11 @@ def _frontier(raw: dict[str, dict[str, Any]], methods: dict[str, Any], models: l
     def add(name: str, family: str, acc: dict[str, Any], energy: dict[str, float], synops: float) -> None:
         points.append({"name": name, "family": family, "accuracy": acc, "energy_pj": energy, "synops": synops})
 
-    if "spikeff" in raw:
-        seeds, n_test = raw["spikeff"]["seeds"], raw["spikeff"]["n_test"]
-        for k in sorted(seeds[0]["trials_curve"], key=float):
-            if int(float(k)) in FRONTIER_TRIALS:
-                acc = _accuracy([r["trials_curve"][k]["accuracy"] for r in seeds], n_test)
-                ops = [r["trials_curve"][k]["ops"] for r in seeds]
-                add(f"spikeff n={int(float(k))}", "spikeff", acc,
-                    {m: _stats([o["energy_pj"][m] for o in ops])["mean"] for m in models},
-                    _stats([o["total_synops"] for o in ops])["mean"])
+    c = trials_curve or {"x": []}
+    for i, x in enumerate(c["x"]):
+        if int(x) in FRONTIER_TRIALS:
+            add(f"spikeff n={int(x)}", "spikeff", c["energy"][i],
+                {m: c["energy_pj_per_inference"][m][i] for m in models}, c["synops_per_inference"][i])
     for name, e in methods.items():
         modes = e.get("readout_modes", {"": e})
         for mode, m_e in modes.items():
@@ -541,7 +537,6 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
         "noise_curve": None,
         "ed_history": None,
         "probes": None,
-        "frontier": _frontier(raw, methods, models),
     }
     if "spikeff" in raw:
         sf = raw["spikeff"]
@@ -556,6 +551,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
                                            f"{sf['trials']} trials"}
         report["ed_history"] = _ed_history(sf["seeds"])
         report["probes"] = _probes(sf["seeds"])
+    report["frontier"] = _frontier(report["trials_curve"], methods, models)
     report["notes"] = NOTES
     return report
 

@@ -25,11 +25,16 @@ __all__ = ["event_counts", "train_linear"]
 Batch = tuple[Tensor, Tensor]
 
 
+def _features(x: Tensor) -> np.ndarray:
+    """``(T, B, C, H, W)`` events -> ``(B, C * H * W)`` counts summed over time."""
+    return x.sum(0).flatten(1).double().numpy()
+
+
 def event_counts(batches: Iterable[Batch]) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(N, C * H * W)`` (events summed over time) and labels ``(N,)`` of time-first batches."""
     feats, labels = [], []
     for x, y in batches:
-        feats.append(x.sum(0).flatten(1).double().numpy())
+        feats.append(_features(x))
         labels.append(y.numpy())
     if not labels:
         raise ValueError("the training set is empty")
@@ -46,7 +51,7 @@ def train_linear(
     n_features = clf[-1].coef_.shape[1]
 
     def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
-        pred = torch.as_tensor(clf.predict(x.sum(0).flatten(1).double().numpy()))
+        pred = torch.as_tensor(clf.predict(_features(x)))
         events = float(x.sum()) / y.shape[0]
         ops = OpCounts(synops=(events * n_classes,), macs=(float(n_classes),), spikes=(), neuron_updates=(),
                        synops_unfused=(events * n_classes,), connections=(float(n_features * n_classes),))
