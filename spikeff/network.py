@@ -128,12 +128,17 @@ def synapse_pool(x: Tensor, synapse: nn.Module, pool: nn.Module | None) -> Tenso
     if p is None:
         y = synapse(x)
         return y if pool is None else pool(y)
-    w = synapse.weight
-    o, i, kh, kw = w.shape
-    box = torch.full((1, 1, p, p), 1.0 / p**2, dtype=w.dtype, device=w.device)
-    with torch.autocast(w.device.type, enabled=False):
-        w = F.conv2d(w.reshape(o * i, 1, kh, kw), box, padding=p - 1).reshape(o, i, kh + p - 1, kw + p - 1)
-    return F.conv2d(x, w, synapse.bias, stride=p, padding=synapse.padding)
+    return fused_conv_pool(x, synapse.weight, synapse.bias, synapse.padding, p)
+
+
+def fused_conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: Any, p: int) -> Tensor:
+    """``avg_pool2d(conv2d(x, weight, bias, padding=padding), p)`` as one conv of stride ``p`` whose
+    kernel is ``weight`` convolved with the ``p x p`` box of ``1/p^2`` (built in full precision)."""
+    o, i, kh, kw = weight.shape
+    box = torch.full((1, 1, p, p), 1.0 / p**2, dtype=weight.dtype, device=weight.device)
+    with torch.autocast(weight.device.type, enabled=False):
+        w = F.conv2d(weight.reshape(o * i, 1, kh, kw), box, padding=p - 1).reshape(o, i, kh + p - 1, kw + p - 1)
+    return F.conv2d(x, w, bias, stride=p, padding=padding)
 
 
 class SpikingLayer(nn.Module):

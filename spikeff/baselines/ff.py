@@ -59,7 +59,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..energy import InputOps, OpCounts, count_ops
-from ..network import NetworkConfig, SpikingLayer, SpikingNet, _box_pool_size, check_input, init_fan_in_
+from ..network import (
+    NetworkConfig,
+    SpikingLayer,
+    SpikingNet,
+    _box_pool_size,
+    check_input,
+    fused_conv_pool,
+    init_fan_in_,
+)
 from ..neurons import LIFParams
 from ..trainer import cosine_schedule
 from .bptt import BaselineResult, evaluate_batches
@@ -127,10 +135,7 @@ def _conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, layer: SpikingLay
     if p is None:
         y = F.conv2d(x, weight, bias, padding=syn.padding)
         return y if layer.pool is None else layer.pool(y)
-    o, i, kh, kw = weight.shape
-    box = torch.full((1, 1, p, p), 1.0 / p**2, dtype=weight.dtype, device=weight.device)
-    w = F.conv2d(weight.reshape(o * i, 1, kh, kw), box, padding=p - 1).reshape(o, i, kh + p - 1, kw + p - 1)
-    return F.conv2d(x, w, bias, stride=p, padding=syn.padding)
+    return fused_conv_pool(x, weight, bias, syn.padding, p)
 
 
 class FFNet(nn.Module):
@@ -144,8 +149,7 @@ class FFNet(nn.Module):
         c, h, w = config.input_shape
         body = SpikingNet(replace(config, input_shape=(c + config.n_classes, h, w), norm="none"), generator)
         self.layers = body.layers
-        top = body.layers[-1].out_channels * (math.prod(_out_hw(config)) if not config.hidden else 1)
-        self.head = nn.Linear(top, config.n_classes)
+        self.head = nn.Linear(body.head.fc.in_features, config.n_classes)
         init_fan_in_(self.head, generator)
         # theta_l: ``threshold`` times layer l's mean goodness after the data-dependent init
         self.register_buffer("thresholds", torch.full((len(self.layers),), float(ff.threshold)))
@@ -256,13 +260,6 @@ def _lif_nograd(currents: Tensor, p: LIFParams) -> Tensor:
         else:
             v.sub_(s, alpha=p.threshold)
     return out
-
-
-def _out_hw(config: NetworkConfig) -> tuple[int, int]:
-    h, w = config.input_shape[1:]
-    for _ in config.conv_channels:
-        h, w = h // config.pool, w // config.pool
-    return h, w
 
 
 def _split_linear(w: Tensor, config: NetworkConfig) -> tuple[Tensor, Tensor]:
