@@ -22,7 +22,7 @@ import torch
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.preprocessing import StandardScaler
 
-from spikeff.data.splits import load_splits
+from spikeff.data import load_splits
 from spikeff.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[1]

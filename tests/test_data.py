@@ -27,7 +27,7 @@ from spikeff.data import (
     stratified_split,
     time_first_collate,
 )
-from spikeff.data.registry import DigitsSource
+from spikeff.data.digits import DigitsSource
 
 NMNIST_DTYPE = tonic.datasets.NMNIST.dtype
 REAL_COUNTS = [97, 116, 99, 93, 105, 92, 94, 117, 87, 100]
@@ -388,11 +388,9 @@ def test_real_nmnist_1000_samples(real_root, tmp_path):
     for f in files[::50]:
         ev = tonic.io.read_mnist_file(str(f), dtype=NMNIST_DTYPE)
         assert ev["x"].max() < 34 and ev["y"].max() < 34 and ev["x"].min() >= 0
-    from spikeff.data.splits import (
-        _plan,  # the planned sample list, to compare frames with raw events
-    )
+    from spikeff.data.plan import make_plan  # the planned sample list, to compare frames with raw events
 
-    plan = _plan("nmnist", real_root, None, 0, 0.2, tmp_path, False, None, None)
+    plan = make_plan("nmnist", real_root, None, 0, 0.2, tmp_path, False, None, None)
     for row in range(0, len(s.test), 40):
         ev = tonic.io.read_mnist_file(str(plan.samples["test"][row].path), dtype=NMNIST_DTYPE)
         frames, label = s.test[row]

@@ -7,27 +7,25 @@
 
 Datasets: ``digits`` (sklearn's digits as simulated saccade events, no download), ``nmnist``
 and ``dvsgesture`` (tonic layouts under ``data_dir``). See ``datasets/README.md``.
+
+Modules, lowest first (each imports only those above it): ``errors``, ``transforms``, ``cache``,
+``loader``, ``selection``; ``model`` (the dataset model: Sample, Source, DatasetSpec, shared
+checks); one file per dataset (``digits``, ``nmnist``, ``dvsgesture``); ``catalog`` (DATASETS);
+``frames`` (torch datasets, Counts) and ``manifest``; ``plan`` (which samples a load uses);
+``pipeline`` (load_splits, load_recorded_test) and ``describe`` (data info).
 """
 
 from .cache import CACHE_FORMAT_VERSION, default_cache_dir
+from .catalog import DATASETS, default_data_dir, get_spec
+from .describe import check_files, describe
 from .digits import SaccadeDVS, make_digit_events
 from .errors import DataError
+from .frames import AugmentedEventDataset, Counts, FrameDataset
 from .loader import EpochSampler, make_loader, time_first_collate
-from .registry import DATASETS, DatasetSpec, Sample, default_data_dir, get_spec
-from .splits import (
-    AugmentedEventDataset,
-    Counts,
-    FrameDataset,
-    Splits,
-    balanced_subset,
-    check_files,
-    describe,
-    load_recorded_test,
-    load_splits,
-    manifest_changes,
-    manifest_summary,
-    stratified_split,
-)
+from .manifest import manifest_changes, manifest_summary
+from .model import DatasetSpec, Sample
+from .pipeline import Splits, load_recorded_test, load_splits
+from .selection import balanced_subset, stratified_split
 from .transforms import EventAugment, ToFrameBins
 
 __all__ = [

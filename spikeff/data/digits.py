@@ -11,21 +11,35 @@ threshold jitter and sparse uniform noise events make the streams less perfect.
 Events use tonic's N-MNIST dtype (x, y, t, p int64; t in µs; p in {0, 1}), so the N-MNIST
 transforms apply unchanged. A sample depends only on (seed, sample index): the same seed gives
 the same events whatever subset is generated.
+
+As a dataset (:data:`SPEC`, read by :class:`DigitsSource`) the 1,797 samples are split once, by
+a fixed seed, into a stratified 80% train and 20% test set; nothing is read from ``data_dir``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import tonic
 import torch
 
+from .model import BadSample, DatasetSpec, Sample, Source
+from .selection import stratified_split
+
+CITATION = (
+    "Alpaydin & Kaynak, Optical Recognition of Handwritten Digits, UCI Machine Learning Repository (1998)"
+)
 EVENT_DTYPE = tonic.datasets.NMNIST.dtype
 SENSOR_SIZE = (34, 34, 2)
+CLASSES = tuple(tonic.datasets.NMNIST.classes)  # N-MNIST's class names: "0 - zero", ...
 N_SAMPLES = 1797
+SPLIT_SEED = 0
+EVENT_SEED = 0
+TEST_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -180,7 +194,66 @@ class DigitsEvents:
 def make_digit_events(
     seed: int = 0, indices: Sequence[int] | None = None
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Events and labels for ``indices`` (default: all 1,797) of the sklearn digits."""
+    """Events and labels of some of the sklearn digits.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the simulated camera (threshold jitter, noise events).
+    indices : sequence of int, optional
+        Which of the 1,797 images; default all of them.
+
+    Returns
+    -------
+    tuple
+        ``(events, labels)``: one structured event array per index (tonic's N-MNIST dtype) and
+        the ``int64`` labels.
+    """
     d = DigitsEvents(seed=seed)
     idx = np.arange(N_SAMPLES) if indices is None else np.asarray(indices)
     return d.generate(idx), d.labels[idx]
+
+
+class DigitsSource(Source):
+    """sklearn's digits rendered to events; a fixed, seeded, stratified 80/20 train/test split."""
+
+    def __init__(self, spec: DatasetSpec, root: Path, download: bool) -> None:
+        self.events = DigitsEvents(seed=EVENT_SEED, simulator=SaccadeDVS())
+        labels = self.events.labels
+        train, test = stratified_split(labels, TEST_FRACTION, np.random.default_rng(SPLIT_SEED))
+        sim = repr(self.events.simulator)
+        self.split_folders = {"train": "train", "test": "test"}
+        self.splits = {
+            name: [
+                Sample(key=f"digits:{i}:{EVENT_SEED}:{sim}", label=int(labels[i]), index=int(i),
+                       ident=f"digits:{i}:{EVENT_SEED}")
+                for i in idx
+            ]
+            for name, idx in (("train", train), ("test", test))
+        }
+        self.origin = (
+            f"sklearn.datasets.load_digits ({N_SAMPLES} 8x8 images, bundled, no download) rendered to "
+            f"events by a simulated saccading DVS (seed {EVENT_SEED}); fixed stratified 80/20 split "
+            f"(seed {SPLIT_SEED})"
+        )
+
+    def read(self, sample: Sample) -> np.ndarray:
+        return self.events.generate([sample.index])[0]
+
+    def read_chunks(self, samples: Sequence[Sample]) -> Iterator[list[np.ndarray | BadSample]]:
+        for lo in range(0, len(samples), 128):
+            yield list(self.events.generate([s.index for s in samples[lo : lo + 128]]))
+
+
+SPEC = DatasetSpec(
+    name="digits",
+    title="sklearn digits as simulated saccade events",
+    sensor_size=SENSOR_SIZE,
+    classes=CLASSES,
+    default_time_bins=10,
+    resolutions=(34,),
+    needs_files=False,
+    citation=CITATION,
+    licence="CC BY 4.0",
+    open_source=DigitsSource,
+)

@@ -1,0 +1,267 @@
+"""The dataset model: what a dataset is (:class:`DatasetSpec`), where its samples come from
+(:class:`Source`, one per dataset file: ``digits.py``, ``nmnist.py``, ``dvsgesture.py``), and the
+checks and file helpers the sources share.
+
+A spec describes a dataset (sensor, classes, default time bins, default transforms); its
+``open_source`` finds the samples (files in tonic's ``save_to`` layout, or generated digits) and
+reads one sample into tonic-style structured events. Everything after that -- tonic transforms,
+framing, caching, splitting -- is the single pipeline in :mod:`spikeff.data.pipeline`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tonic
+
+from .errors import DataError
+from .transforms import EventAugment, ToFrameBins, compose
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample: ``key`` identifies its content for the cache (path, size, mtime); ``ident`` is
+    its identity in a run's data manifest (path relative to ``data_dir`` and size: copies match)."""
+
+    key: str
+    label: int
+    path: Path | None = None
+    index: int = -1  # generated samples (digits)
+    ident: str = ""
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else self.key
+
+
+class BadSample(Exception):
+    """A sample file that cannot be decoded (empty, truncated, unreadable): skipped and counted."""
+
+
+class Source:
+    """Samples found for a dataset: ``splits`` maps "train"/"test" to the samples present."""
+
+    origin: str
+    splits: dict[str, list[Sample]]
+    split_folders: dict[str, str]
+
+    def read(self, sample: Sample) -> np.ndarray:
+        raise NotImplementedError
+
+    def read_chunks(self, samples: Sequence[Sample]) -> Iterator[list[np.ndarray | BadSample]] | None:
+        """Optional batched reader (``None``: read one by one, possibly in DataLoader workers)."""
+        return None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A catalog entry: what a dataset is and how it becomes frames.
+
+    ``sensor_size`` is tonic's ``(W, H, P)``. ``window_us`` fixes the binned time window
+    (``None``: each sample's own span). ``denoise_us`` enables ``tonic.transforms.Denoise``.
+    ``resolutions`` lists the allowed output sizes (square); the first is the default.
+    """
+
+    name: str
+    title: str
+    sensor_size: tuple[int, int, int]
+    classes: tuple[str, ...]
+    default_time_bins: int
+    resolutions: tuple[int, ...]
+    window_us: int | None = None
+    denoise_us: int | None = None
+    needs_files: bool = True
+    folder: str = ""
+    citation: str = ""
+    licence: str = ""
+    open_source: Callable[[DatasetSpec, Path, bool], Source] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def resolution(self, resolution: int | None) -> int:
+        if resolution is None:
+            return self.resolutions[0]
+        if resolution not in self.resolutions:
+            raise DataError(
+                f"{self.name}: resolution must be one of {list(self.resolutions)}, got {resolution}"
+            )
+        return int(resolution)
+
+    def frame_sensor(self, resolution: int | None = None) -> tuple[int, int, int]:
+        r = self.resolution(resolution)
+        return (r, r, self.sensor_size[2])
+
+    def preprocess(self, resolution: int | None = None) -> tonic.transforms.Compose:
+        """Deterministic event transforms applied before framing (and before augmentation)."""
+        r = self.resolution(resolution)
+        w, h, _ = self.sensor_size
+        return compose(
+            [
+                tonic.transforms.CropTime(min=0, max=self.window_us - 1) if self.window_us else None,
+                tonic.transforms.Denoise(filter_time=self.denoise_us) if self.denoise_us else None,
+                tonic.transforms.Downsample(sensor_size=self.sensor_size, target_size=(r, r))
+                if (r, r) != (w, h)
+                else None,
+            ]
+        )
+
+    def to_frames(self, n_time_bins: int, resolution: int | None = None) -> ToFrameBins:
+        return ToFrameBins(
+            sensor_size=self.frame_sensor(resolution),
+            n_time_bins=n_time_bins,
+            start_time=0 if self.window_us else None,
+            end_time=self.window_us,
+        )
+
+    def augmentation(self, resolution: int | None = None) -> EventAugment:
+        """Default training augmentation (shift of ~1/16 of the frame, up to 10% event drop)."""
+        sensor = self.frame_sensor(resolution)
+        return EventAugment(sensor_size=sensor, max_shift=max(1, sensor[0] // 16), drop_p=0.1)
+
+
+# ----------------------------------------------------------------------------- shared by the file sources
+
+
+def file_sample(path: Path, root: Path, label: int) -> Sample:
+    """The :class:`Sample` for a file under ``root``.
+
+    Parameters
+    ----------
+    path : Path
+        The sample's file.
+    root : Path
+        The ``data_dir``; the identity is the path relative to it, plus the size.
+    label : int
+        The class index.
+
+    Returns
+    -------
+    Sample
+        Keyed by identity and modification time, so a changed file misses the cache.
+    """
+    st = path.stat()
+    ident = f"{path.relative_to(root).as_posix()}:{st.st_size}"
+    return Sample(key=f"{ident}:{st.st_mtime_ns}", label=label, path=path, ident=ident)
+
+
+def visible(p: Path) -> bool:
+    """``False`` for hidden entries (names starting with a dot), which the scans skip."""
+    return not p.name.startswith(".")
+
+
+def check_bounds(events: np.ndarray, sensor: tuple[int, int, int], path: Path) -> None:
+    """Refuse structured events outside the sensor.
+
+    Parameters
+    ----------
+    events : np.ndarray
+        Structured events with fields ``x``, ``y``, ``p``.
+    sensor : tuple of int
+        tonic's ``(W, H, P)``.
+    path : Path
+        The file they came from, named in the error.
+
+    Raises
+    ------
+    DataError
+        If an event lies outside ``W x H`` or has a polarity other than 0 or 1.
+    """
+    if len(events) == 0:
+        return
+    w, h, _ = sensor
+    x, y, p = events["x"], events["y"], events["p"]
+    bad = (x < 0) | (x >= w) | (y < 0) | (y >= h) | ((p != 0) & (p != 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}: {int(bad.sum())} events outside the {w}x{h}x2 sensor "
+            f"(first: x={int(x[i])}, y={int(y[i])}, p={int(p[i])}); expected 0<=x<{w}, 0<=y<{h}, p in {{0,1}}"
+        )
+
+
+MAX_CLIP_MS = 3_600_000  # an hour: later timestamps in a ~1.5 s clip are a wrapped or corrupt counter
+
+
+def check_times(t_ms: np.ndarray, window_us: int | None) -> None:
+    """Refuse timestamps that cannot be right: they would give all-zero frames without a word.
+
+    Parameters
+    ----------
+    t_ms : np.ndarray
+        A clip's timestamps in milliseconds.
+    window_us : int or None
+        The binned time window (:attr:`DatasetSpec.window_us`), if fixed.
+
+    Raises
+    ------
+    BadSample
+        For negative timestamps, timestamps over :data:`MAX_CLIP_MS`, or no event in the window.
+    """
+    if len(t_ms) == 0:
+        return
+    lo, hi = int(t_ms.min()), int(t_ms.max())
+    if lo < 0:
+        raise BadSample(f"{int((t_ms < 0).sum())} events with negative timestamps (min {lo} ms); "
+                        "a wrapped or corrupt time counter")
+    if hi > MAX_CLIP_MS:
+        raise BadSample(f"timestamps up to {hi} ms (over an hour in a clip); a wrapped or corrupt time counter")
+    if window_us is not None and lo * 1000 >= window_us:
+        raise BadSample(f"no event in the {window_us / 1e6:g} s window (timestamps {lo}-{hi} ms); "
+                        "the clip would give all-zero frames")
+
+
+def _download(spec: DatasetSpec, root: Path, constructor: Callable[[bool], object], size_note: str) -> None:
+    target = root / spec.folder
+    print(f"spikeff: downloading {spec.title} with tonic into {target} ({size_note}) ...", file=sys.stderr)
+    for train in (True, False):
+        try:
+            constructor(train)
+        except Exception as exc:  # network, checksum or disk errors from tonic
+            raise DataError(
+                f"downloading {spec.title} into {target} failed: {exc!r}. "
+                f"Download manually (see datasets/README.md) and unpack into {target}."
+            ) from exc
+
+
+def split_dirs(
+    spec: DatasetSpec, root: Path, folders: dict[str, str], download: bool,
+    constructor: Callable[[bool], object], size_note: str,
+) -> dict[str, Path]:
+    """The split folders that exist under ``root / spec.folder``, downloading first if none do.
+
+    Parameters
+    ----------
+    spec : DatasetSpec
+        The dataset (its ``folder`` and ``title``).
+    root : Path
+        The ``data_dir``.
+    folders : dict
+        ``{"train": folder, "test": folder}`` as tonic names them.
+    download : bool
+        Let tonic download the dataset when no split folder exists.
+    constructor : callable
+        ``constructor(train)`` builds tonic's dataset for one split (which downloads it).
+    size_note : str
+        What the download is, for the message printed before it starts.
+
+    Returns
+    -------
+    dict
+        ``{split: folder path}`` for the splits present.
+    """
+    base = root / spec.folder
+
+    def present() -> dict[str, Path]:
+        return {s: base / f for s, f in folders.items() if (base / f).is_dir()}
+
+    found = present()
+    if not found and download:
+        _download(spec, root, constructor, size_note)
+        found = present()
+    return found
