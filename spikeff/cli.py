@@ -36,10 +36,10 @@ from .data import (
 from .distributed import barrier, init_from_env, shutdown
 from .ed import FORMS, EDLossConfig
 from .experiment import EVAL_BATCH_SIZE, load_state, seeded_generators, train_and_evaluate
-from .fileio import remove_stale_temps, write_json
-from .network import NORMS, PRECISIONS, NetworkConfig
+from .fileio import remove_stale_temps, staged, write_json
+from .network import NORMS, PRECISIONS, NetworkConfig, SpikingNet
 from .neurons import GRADIENTS, SCAN_BACKENDS, LIFParams
-from .nir import NIRExportError, NIRImportError, add_export_parser, cmd_export
+from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
 from .readout import MODES
 from .trainer import TrainConfig, TrainingError, evaluate
 
@@ -429,6 +429,90 @@ def cmd_data(args: argparse.Namespace) -> int:
                       resolution=args.resolution, download=args.download, check=args.check)
     print(report)
     return 1 if report.bad else 0
+
+
+def add_export_parser(subparsers: Any) -> Any:
+    """Register ``spikeff export MODEL.pt --out model.nir [--dt S] [--quantize loihi] [--verify]``.
+
+    Parameters
+    ----------
+    subparsers
+        The ``add_subparsers()`` object of the main parser.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``export`` sub-parser.
+    """
+    e = subparsers.add_parser("export", help="export a checkpoint's deterministic network to NIR")
+    e.add_argument("model", type=Path, help="checkpoint written by `spikeff train`")
+    e.add_argument("--out", type=Path, required=True, help="NIR file to write (HDF5)")
+    e.add_argument("--dt", type=float, default=1e-3, help="seconds per time bin (default 1e-3)")
+    e.add_argument("--quantize", choices=("loihi",), default=None, help="Loihi fixed-point parameters")
+    e.add_argument("--pooling", choices=("sum", "avg"), default="sum",
+                   help="SumPool2d with weights/p^2 (read by snntorch and norse) or AvgPool2d")
+    e.add_argument("--fold-r", action="store_true", help="write r=1 with r folded into the weights")
+    e.add_argument("--verify", action="store_true",
+                   help="re-read the file, run it in spikeff, snntorch and norse, require zero spike mismatches")
+    e.add_argument("--verify-samples", type=int, default=4, help="random spike inputs for --verify")
+    e.add_argument("--seed", type=int, default=0, help="seed of the --verify inputs")
+    return e
+
+
+def cmd_export(args: Any) -> int:
+    """Export; with ``--verify`` the file replaces ``--out`` only once every consumer agrees.
+
+    A failed verification raises ``NIRExportError`` (exit 2) and leaves a previous ``--out`` as it was.
+
+    Parameters
+    ----------
+    args
+        The parsed ``spikeff export`` options.
+
+    Returns
+    -------
+    int
+        Exit status 0.
+    """
+    net, meta = load_checkpoint(args.model)
+    dt = check_dt(args.dt)
+    if args.verify and args.verify_samples < 1:
+        raise NIRExportError("--verify-samples must be >= 1")
+    extra = {f"train_{k}": v for k, v in meta.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    what = (f"{len(net.layers)} layers, {net.head.kind} readout, dt={dt:g} s"
+            f"{', loihi fixed point' if args.quantize else ''}")
+    if not args.verify:
+        export_nir(net, args.out, dt=dt, quantize=args.quantize, pooling=args.pooling, fold_r=args.fold_r,
+                   metadata=extra)
+        print(f"wrote {args.out} ({what})")
+        return 0
+    check_target(args.out)
+    with staged(args.out) as tmp:
+        export_nir(net, tmp, dt=dt, quantize=args.quantize, pooling=args.pooling, fold_r=args.fold_r, metadata=extra)
+        _verify_export(tmp, net, meta, args)
+    print(f"wrote {args.out} ({what}), verified")
+    return 0
+
+
+def _verify_export(path: Path, net: SpikingNet, meta: dict[str, Any], args: Any) -> None:
+    ref_net = quantize_loihi(net)[0] if args.quantize else net
+    t = int(meta.get("time_bins") or 20)
+    g = torch.Generator().manual_seed(args.seed)
+    x = (torch.rand((t, args.verify_samples, *net.config.input_shape), generator=g) < 0.2).float()
+    consumers = ("spikeff", "snntorch", "norse") if args.pooling == "sum" else ("spikeff", "snntorch")
+    res = verify_nir(path, ref_net, x, consumers)
+    ok = True
+    for name, r in res.items():
+        bad = sum(r["layers"]) + r["output"]
+        ok &= bad == 0
+        print(f"verify {name:<9} spike mismatches per layer {r['layers']}, output {r['output']} "
+              f"(max |readout diff| {r['output_max_abs']:.2e}, {r['spikes']} neuron-steps, "
+              f"{x.shape[1]} random inputs, T={t})")
+    if args.pooling != "sum":
+        print("verify norse     skipped: norse's NIR import has no AvgPool2d (use --pooling sum)")
+    if not ok:
+        raise NIRExportError(f"the exported graph does not reproduce spikeff's spikes; {args.out} was not written "
+                             "(a previous file there is unchanged)")
 
 
 def _show_warnings(show: Callable[..., None]) -> Callable[..., None]:

@@ -24,7 +24,6 @@ from helpers import wait_for_first_epoch, write_nmnist
 
 import spikeff.cli as cli
 import spikeff.fileio as fileio
-import spikeff.nir as spikeff_nir
 from spikeff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from spikeff.cli import main
 from spikeff.data import load_splits
@@ -343,14 +342,14 @@ def test_9_failed_verify_keeps_the_previous_nir(finished, tmp_path, monkeypatch,
     target = tmp_path / "model.nir"
     assert main(["export", str(out / "model.pt"), "--out", str(target), "--verify", "--verify-samples", "1"]) == 0
     good = target.read_bytes()
-    real = spikeff_nir.verify_nir
+    real = cli.verify_nir
 
     def disagree(*a, **k):
         res = real(*a, **k)
         res["snntorch"]["layers"][0] = 3
         return res
 
-    monkeypatch.setattr(spikeff_nir, "verify_nir", disagree)
+    monkeypatch.setattr(cli, "verify_nir", disagree)
     capsys.readouterr()
     assert main(["export", str(out / "model.pt"), "--out", str(target), "--verify", "--verify-samples", "1",
                  "--dt", "2e-3"]) == 2

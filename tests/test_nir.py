@@ -236,7 +236,7 @@ def test_not_a_spikeff_model(tmp_path):
     assert not (tmp_path / "x.nir").exists()
     import argparse
 
-    from spikeff.nir import cmd_export
+    from spikeff.cli import cmd_export
 
     with pytest.raises(CheckpointError, match="not a spikeff model"):
         cmd_export(argparse.Namespace(model=bad, out=tmp_path / "x.nir", dt=1e-3, quantize=None, pooling="sum",
