@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spikeff import bench
-from spikeff.bench import BenchSettings, main, run_bench
+from spikeff.bench import BenchSettings, main, run_bench, runner
 
 TINY = dict(dataset="digits", limit=24, epochs=1, readout_epochs=1, channels=(2,), hidden=(4,), time_bins=3,
             seeds=2, trials=2, trials_curve=(1, 2), noise_levels=(0.0, 0.3), batch_size=12)
@@ -81,7 +81,7 @@ def test_results_are_kept_and_resumed_only_with_matching_settings(tmp_path: Path
     with pytest.raises(ValueError, match="already holds bench results"):
         run_bench(s, out)
     calls = []
-    monkeypatch.setattr(bench, "run_method", lambda m, st: calls.append(m) or pytest.fail("should reuse"))
+    monkeypatch.setattr(runner, "run_method", lambda m, st: calls.append(m) or pytest.fail("should reuse"))
     again = run_bench(s, out, resume=True)
     assert calls == [] and again["methods"]["linear"]["accuracy"] == first["methods"]["linear"]["accuracy"]
     monkeypatch.undo()

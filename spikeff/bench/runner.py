@@ -1,0 +1,351 @@
+"""Running the methods of ``spikeff-bench`` and keeping their raw results.
+
+Every method sees the same data, split, time bins and layer shapes, in the same run:
+
+* ``spikeff``: :func:`spikeff.experiment.train_and_evaluate`, read out in energy mode (``n``
+  noisy trials) and deterministic mode (one noise-free trial);
+* ``random``: the untrained-weights control that ``train_and_evaluate`` computes alongside
+  (same readout fit); it is not trained twice;
+* ``bptt``: :mod:`spikeff.baselines.bptt`, end to end with snntorch; its learning rate is
+  chosen on a held-out share of the *training* split (:func:`~spikeff.baselines.bptt.select_bptt`)
+  over a fixed cosine budget whose curve the report shows;
+* ``ff``: :mod:`spikeff.baselines.ff`, layer-local Forward-Forward;
+* ``linear``: :mod:`spikeff.baselines.linear`, logistic regression on the raw event counts.
+
+:func:`run_method` runs one method for all seeds and returns its raw per-seed results: test
+accuracy, op counts per inference, training wall time and peak memory, and for spikeff also the
+trials and noise curves, ED history, linear probes and a spike raster. :func:`run_bench` runs
+each method in a fresh (spawned) process by default, saves its raw results as
+``raw_<method>.json`` when it finishes, reuses matching ones with ``resume``, and hands them to
+:func:`~spikeff.bench.aggregate.build_report` and :func:`~spikeff.bench.report.write_outputs`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing as mp
+import resource
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..baselines import BPTTConfig
+from ..data import Splits, make_loader
+from ..energy import CostModel, InputOps, OpCounts, count_ops, get_cost_model
+from ..experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate, untrained_control
+from ..fileio import write_json
+from ..network import SpikingNet
+from ..probe import layer_probes
+from ..provenance import git_commit
+from ..readout import scores
+from ..trainer import TrainConfig, TrainingError
+from .aggregate import build_report
+from .report import write_outputs
+from .settings import BENCH_MODES, METHODS, BenchSettings, settings_key
+
+__all__ = ["measure_spikeff", "run_method", "run_bench"]
+
+def _gen(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@torch.no_grad()
+def measure_spikeff(
+    net: SpikingNet,
+    batches,
+    trials: int,
+    generator: torch.Generator,
+    *,
+    deterministic: bool = False,
+    input_ops: InputOps = "events",
+    input_per_trial: bool = False,
+) -> tuple[float, OpCounts]:
+    """Accuracy and op counts per inference of a :class:`SpikingNet`.
+
+    Parameters
+    ----------
+    net : SpikingNet
+        The network, evaluated in eval mode on its own device.
+    batches : iterable of (Tensor, Tensor)
+        Time-first inputs and labels (a test loader).
+    trials : int
+        Noisy trials per inference, scored in energy mode (ignored when ``deterministic``).
+    generator : torch.Generator
+        The source of the escape noise.
+    deterministic : bool
+        One noise-free trial instead of ``trials`` noisy ones.
+    input_ops : {"events", "dense"}
+        How the first layer's input is counted (event ACs or frame MACs).
+    input_per_trial : bool
+        Charge the first layer's input once per trial (hardware that runs each trial
+        separately) instead of once per inference.
+
+    Returns
+    -------
+    accuracy : float
+        Share of correct predictions.
+    ops : OpCounts
+        Op counts per inference, averaged over the inputs.
+    """
+    net.eval()
+    device = next(net.parameters()).device
+    n = 1 if deterministic else trials
+    lif = net.config.lif.deterministic() if deterministic else net.config.lif
+    mode = "deterministic" if deterministic else "energy"
+    correct = 0
+    ops, sizes = [], []
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        spikes = net.layer_outputs(x, generator, n, deterministic)
+        top = spikes[-1]
+        if net.head.kind == "linear":
+            z, head_spikes = net.head.fc(net.head.features(top)), None
+        else:
+            head_spikes = net.head.spikes(top, lif, generator)
+            z = head_spikes.sum(0)
+        z = z.unflatten(0, (n, y.shape[0]))
+        correct += (scores(z, mode).argmax(1) == y).sum().item()
+        ops.append(count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=n, head=net.head.fc,
+                             head_spikes=head_spikes, shared_input=not input_per_trial, input_ops=input_ops,
+                             stochastic=lif.stochastic, pools=[layer.pool for layer in net.layers]))
+        sizes.append(y.shape[0])
+    if not sizes:
+        raise TrainingError("the evaluation set is empty")
+    return correct / sum(sizes), OpCounts.mean(ops, sizes)
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # a high-water mark of the whole process
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _raster(net: SpikingNet, x: Tensor, generator: torch.Generator) -> dict[str, Any]:
+    """Spikes of one sample, one trial: input events and each layer, as (T, neurons) lists of indices."""
+    with torch.no_grad():
+        spikes = net.layer_outputs(x[:, :1], generator, 1)
+    rows = [("input events", (x[:, 0] > 0).flatten(1))] + [(f"layer {i + 1}", s[:, 0].flatten(1) > 0)
+                                                           for i, s in enumerate(spikes)]
+    return {name: {"neurons": int(a.shape[1]), "events": a.nonzero().tolist()} for name, a in rows}
+
+
+def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models: list[CostModel]) -> dict[str, Any]:
+    net_cfg, train_cfg = s.network_config(splits), s.train_config()
+
+    def measure(net: SpikingNet, trials: int, gen: torch.Generator, deterministic: bool = False) -> tuple[float, dict]:
+        acc, ops = measure_spikeff(net, test, trials, gen, deterministic=deterministic, input_ops=s.input_ops,
+                                   input_per_trial=s.input_per_trial)
+        return acc, ops.to_dict(models)
+
+    test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+    train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+    curve = sorted(set(s.trials_curve) | {train_cfg.trials})
+    lif0 = net_cfg.lif
+    levels = sorted(set(s.noise_levels) | {lif0.delta})
+    seeds_out = []
+    for seed in tqdm(range(s.seeds), desc="spikeff seeds", dynamic_ncols=True):
+        run_cfg = replace(train_cfg, seed=seed, batch_size=s.batch_size, control="random" in s.methods)
+        run = train_and_evaluate(splits, net_cfg, run_cfg, device=device)
+        net, m = run.net, run.metrics
+        g = lambda j, seed=seed: _gen(device, seed * 1000 + 100 + j)  # noqa: E731 -- measurement noise, apart from training's
+        acc = m["test_accuracy"]
+        rec: dict[str, Any] = {"seed": seed, "accuracy": {mode: acc[mode] for mode in BENCH_MODES},
+                               "train_seconds": m["train_seconds"], "layer_rates": m["layer_rates"],
+                               "history": run.history}
+        by_trials = {}
+        for j, n in enumerate(tqdm(curve, desc="trials curve", leave=False, dynamic_ncols=True)):
+            acc_n, ops = measure(net, n, g(j))
+            by_trials[n] = {"accuracy": acc_n, "ops": ops}
+        rec["ops"] = {"energy": by_trials[train_cfg.trials]["ops"], "deterministic": measure(net, 1, g(50), True)[1]}
+        rec["trials_curve"] = by_trials
+        noise = {}
+        try:
+            for j, d in enumerate(tqdm(levels, desc="noise curve", leave=False, dynamic_ncols=True)):
+                net.with_lif(replace(lif0, delta=d))
+                acc_d, ops = measure(net, train_cfg.trials, g(200 + j))
+                noise[d] = {"accuracy": acc_d, "ops": ops}
+        finally:
+            net.with_lif(lif0)
+        rec["noise_curve"] = noise
+        if seed == 0:
+            x, _ = next(iter(test))
+            rec["raster"] = _raster(net, x.to(device), g(300))
+        rec["probes"] = {"trained": layer_probes(net, train, test, train_cfg.trials, g(500))}
+        if "random" in s.methods:
+            ctrl = untrained_control(net_cfg, seed, device, train, g(402))
+            rec["probes"]["control"] = layer_probes(ctrl, train, test, train_cfg.trials, g(501))
+            c_acc = m["control_accuracy"]
+            rec["control"] = {"accuracy": {mode: c_acc[mode] for mode in BENCH_MODES},
+                              "layer_rates": m["control_layer_rates"],
+                              "ops": {"energy": measure(ctrl, train_cfg.trials, g(400))[1],
+                                      "deterministic": measure(ctrl, 1, g(401), True)[1]}}
+        seeds_out.append(rec)
+    return {"seeds": seeds_out, "network": net_cfg.to_dict(), "train_config": asdict(train_cfg),
+            "passes": _network_passes(train_cfg, net), "trials": train_cfg.trials}
+
+
+def _network_passes(train_cfg: TrainConfig, net: SpikingNet) -> int:
+    """Passes of the training set through the network: one per layer epoch (per layer in greedy
+    mode), plus the readout's: one to cache a linear head's features, or one per epoch for a
+    spiking head."""
+    layer = train_cfg.epochs * (1 if train_cfg.schedule == "simultaneous" else len(net.layers))
+    readout = min(train_cfg.readout_epochs, 1) if net.head.kind == "linear" else train_cfg.readout_epochs
+    return layer + readout
+
+
+def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.device,
+                  models: list[CostModel]) -> dict[str, Any]:
+    from ..baselines import FFConfig, select_bptt, train_bptt, train_ff, train_linear
+
+    net_cfg = s.network_config(splits)
+    test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+    out: dict[str, Any] = {"trials": 1}  # passes per inference
+    if method == "bptt":
+        if s.baseline_epochs is None:
+            sel = select_bptt(net_cfg, splits.train, s.bptt_lrs, s.bptt_epochs, holdout=s.val_fraction,
+                              split_seed=s.split_seed, batch_size=s.batch_size, device=device)
+            config, out["selection"] = BPTTConfig(epochs=s.bptt_epochs, lr=sel["lr"]), sel
+        else:
+            config = BPTTConfig(epochs=s.baseline_epochs, lr=s.bptt_lr)
+        out["config"] = asdict(config)
+    elif method == "ff":
+        ff = FFConfig() if s.baseline_epochs is None else replace(FFConfig(), epochs=s.baseline_epochs)
+        out["config"] = asdict(ff)
+        out["trials"] = 1 if ff.predict == "head" else net_cfg.n_classes  # a neutral pass, or one per label
+    seeds_out = []
+    for seed in tqdm(range(1 if method == "linear" else s.seeds), desc=f"{method} seeds", dynamic_ncols=True):
+        train = (make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0) if method == "linear"
+                 else make_loader(splits.train, s.batch_size, shuffle=True, seed=seed))
+        gen = seeded_generators(seed, device)["init"]
+        if method == "bptt":
+            res = train_bptt(net_cfg, config, train, test, generator=gen, device=device, input_ops=s.input_ops)
+        elif method == "ff":
+            res = train_ff(net_cfg, ff, train, test, generator=gen, device=device, input_ops=s.input_ops)
+        else:  # deterministic given the data: one fit stands for every seed
+            res = train_linear(train, test, net_cfg.n_classes)
+        seeds_out.append({"seed": seed, "accuracy": res.accuracy, "train_seconds": res.train_seconds,
+                          "ops": res.ops.to_dict(models), "history": res.history})
+    out.update(seeds=seeds_out, passes=res.passes)
+    return out
+
+
+
+def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
+    """Run one method for all seeds (``random`` runs inside ``spikeff``).
+
+    Parameters
+    ----------
+    method : str
+        ``spikeff``, ``bptt``, ``ff`` or ``linear``.
+    settings : BenchSettings
+        What to run; resolved here.
+
+    Returns
+    -------
+    dict
+        Raw per-seed results with the run's data sizes, wall time, peak memory, settings key
+        and commit; JSON-ready, saved as ``raw_<method>.json``.
+    """
+    s = settings.resolved()
+    device = torch.device(s.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    splits = s.splits()
+    models = [get_cost_model(n) for n in s.cost_models]
+    t0 = time.perf_counter()
+    if method == "spikeff":
+        out = _run_spikeff(s, splits, device, models)
+    elif method in ("bptt", "ff", "linear"):
+        out = _run_baseline(method, s, splits, device, models)
+    else:
+        raise ValueError(f"run_method runs {[m for m in METHODS if m != 'random']} ('random' runs inside "
+                         f"'spikeff'), got {method!r}")
+    out.update(method=method, wall_seconds=time.perf_counter() - t0, peak_memory_mib=_peak_memory_mib(device),
+               isolated=settings.isolate, n_train=len(splits.train), n_test=len(splits.test),
+               time_bins=splits.n_time_bins, test_split=splits.test_name, frame_shape=list(splits.frame_shape),
+               settings=settings_key(s), **git_commit())
+    return out
+
+
+def _run_isolated(method: str, settings: BenchSettings) -> dict[str, Any]:
+    """:func:`run_method` in a fresh spawned process (pickled by reference, so importable as
+    ``spikeff.bench.runner.run_method``): each method's peak memory is its own."""
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(run_method, method, settings).result()
+
+
+def _raw_path(out: Path, method: str) -> Path:
+    return out / f"raw_{method}.json"
+
+
+def _load_raw(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved raw results at ``path`` if they were run with the settings ``key``, else None."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable raw result ({e}); move it away or run without --resume") from None
+    return raw if raw.get("settings") == key else None
+
+
+def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, resume: bool = False,
+              overwrite: bool = False) -> dict[str, Any]:
+    """Run every method, write the outputs to ``out`` and return the report.
+
+    Each method's raw results are written to ``raw_<method>.json`` as soon as it finishes. With
+    ``resume``, a method whose saved raw results match these settings is not run again. An ``out``
+    that already holds results is refused unless ``resume`` or ``overwrite``.
+
+    Parameters
+    ----------
+    settings : BenchSettings
+        What to run.
+    out : str or Path
+        Output folder, created if missing.
+    command : str
+        The command line, recorded in the report.
+    resume : bool
+        Reuse the saved raw results of methods run with the same settings.
+    overwrite : bool
+        Replace the results already in ``out``.
+
+    Returns
+    -------
+    dict
+        The report, as written to ``out/report.json``.
+    """
+    out = Path(out)
+    s = settings.resolved()
+    if not (resume or overwrite) and out.is_dir() and (any(out.glob("raw_*.json")) or (out / "report.json").exists()):
+        raise ValueError(f"{out} already holds bench results; pass --resume to reuse them or --overwrite to "
+                         "replace them")
+    out.mkdir(parents=True, exist_ok=True)
+    s.splits()  # fail early on missing data, and build the frame cache once
+    if s.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {s.device}: CUDA is not available on this machine")
+    workers = [m for m in METHODS if m in s.methods and m != "random"]
+    if "random" in s.methods and "spikeff" not in workers:
+        workers.insert(0, "spikeff")
+    key = settings_key(s)
+    raw: dict[str, dict[str, Any]] = {}
+    for i, m in enumerate(workers):
+        saved = _load_raw(_raw_path(out, m), key) if resume else None
+        tqdm.write(f"[{i + 1}/{len(workers)}] {m}" + (" (+ random control)" if m == "spikeff" and "random" in s.methods
+                                                      else "") + (" (saved)" if saved else ""))
+        if saved is not None and (m != "spikeff" or "random" not in s.methods or "control" in saved["seeds"][0]):
+            raw[m] = saved
+            continue
+        raw[m] = _run_isolated(m, s) if s.isolate else run_method(m, s)
+        write_json(_raw_path(out, m), raw[m])
+    report = build_report(raw, s, command)
+    write_outputs(report, raw, out)
+    return report
