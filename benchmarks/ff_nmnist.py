@@ -27,17 +27,43 @@ from torch.utils.data import Subset
 from spikeff.baselines.ff import PREDICT_MODES, FFConfig, FFNet, evaluate_ff, fit_head, train_ff, train_layers
 from spikeff.bench import wilson_interval
 from spikeff.data import load_splits, make_loader
-from spikeff.experiment import seeded_generators
+from spikeff.experiment import seeded_generators, untrained_control
 from spikeff.network import NetworkConfig
 from spikeff.provenance import device_name, git_commit
+from spikeff.trainer import TrainConfig, evaluate, fit_readout
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def select(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
+def control_accuracy(net_cfg: NetworkConfig, train_set, test_set, seed: int, batch_size: int) -> float:
+    """The bench's ``random`` method (:func:`spikeff.experiment.train_and_evaluate`'s control) on
+    ``train_set`` / ``test_set``: the untrained network of ``seed`` (batch norm calibrated on the
+    training batches), its linear head fitted for ``epochs + readout_epochs`` of the default
+    ``TrainConfig`` (learning rate picked on a share of the training inputs), scored in energy mode
+    with ``trials`` noisy trials, as the bench reports it."""
+    cfg, device = TrainConfig(), torch.device("cpu")
+    gens = seeded_generators(seed, device)
+    train = make_loader(train_set, batch_size, shuffle=True, seed=seed)
+    ctrl = untrained_control(net_cfg, seed, device, train, gens["control"])
+    fit_readout(ctrl, train, cfg, gens["control"], cfg.epochs + cfg.readout_epochs)
+    return evaluate(ctrl, make_loader(test_set, 64, shuffle=False, seed=0), cfg.trials, gens["eval"])["energy"]
+
+
+def validation_share(splits) -> tuple[Subset, Subset]:
+    """640 fit / 160 held-out samples of the training split (a fixed seed-0 permutation)."""
     perm = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
-    fit_set, val_set = Subset(splits.train, perm[:640].tolist()), Subset(splits.train, perm[640:].tolist())
+    return Subset(splits.train, perm[:640].tolist()), Subset(splits.train, perm[640:].tolist())
+
+
+def select(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
+    fit_set, val_set = validation_share(splits)
     state = json.loads(Path(args.state).read_text()) if Path(args.state).exists() else {"rows": []}
+    if "control" not in state:  # the untrained control on the same 160 held-out samples (seed 0)
+        t0 = time.perf_counter()
+        state["control"] = {"val": control_accuracy(net_cfg, fit_set, val_set, 0, args.batch_size),
+                            "seconds": time.perf_counter() - t0}
+        print(json.dumps({"control": state["control"]}), flush=True)
+        Path(args.state).write_text(json.dumps(state, indent=1))
     for spec in args.config:
         cfg = FFConfig(**json.loads(spec))
         gen = seeded_generators(0, torch.device("cpu"))["init"]
@@ -58,7 +84,7 @@ def select(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
         accs = {mode: evaluate_ff(net, val, mode=mode)[0] for mode in PREDICT_MODES}
         row = {"config": {k: v for k, v in asdict(cfg).items()
                           if v != getattr(FFConfig, k, None) or k in json.loads(spec)},
-               "spec": json.loads(spec), "val": accs, "seconds": seconds,
+               "spec": json.loads(spec), "full": asdict(cfg), "val": accs, "seconds": seconds,
                "losses": [[round(h[f"layer{i + 1}/loss"], 4) for i in range(len(net.layers))] for h in history],
                "gaps": [[round(h[f"layer{i + 1}/goodness_gap"], 3) for i in range(len(net.layers))] for h in history]}
         print(json.dumps(row), flush=True)
@@ -75,52 +101,86 @@ def test(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
         train = make_loader(splits.train, args.batch_size, shuffle=True, seed=seed)
         gen = seeded_generators(seed, torch.device("cpu"))["init"]
         res = train_ff(net_cfg, cfg, train, test_loader, generator=gen)
+        ctrl = control_accuracy(net_cfg, splits.train, splits.test, seed, args.batch_size)
         seeds.append({"seed": seed, "accuracy": res.accuracy, "ci": wilson_interval(res.accuracy, len(splits.test)),
                       "train_seconds": res.train_seconds,
-                      "synops": res.ops.total("synops"), "macs": res.ops.total("macs")})
+                      "synops": res.ops.total("synops"), "macs": res.ops.total("macs"),
+                      "control": ctrl, "control_ci": wilson_interval(ctrl, len(splits.test)), "n": len(splits.test)})
         print(json.dumps(seeds[-1]), flush=True)
-        write_report(args, cfg, state["rows"], seeds)  # after every seed
+        write_report(args, cfg, state, seeds)  # after every seed
 
 
-def write_report(args: argparse.Namespace, cfg: FFConfig, rows: list[dict], seeds: list[dict]) -> None:
+def median_interval(accs: list[float], n: int) -> str:
+    """``median [Wilson 95 % interval of the median on n samples]``."""
+    med = sorted(accs)[len(accs) // 2] if len(accs) % 2 else sum(sorted(accs)[len(accs) // 2 - 1:][:2]) / 2
+    lo, hi = wilson_interval(med, n)
+    return f"{med:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def setting(full: dict) -> dict:
+    """A row's full ``FFConfig`` as its difference from the current defaults."""
+    defaults = json.loads(json.dumps(asdict(FFConfig())))  # tuples as lists, as stored
+    return {k: v for k, v in full.items() if v != defaults.get(k)}
+
+
+def write_report(args: argparse.Namespace, cfg: FFConfig, state: dict, seeds: list[dict]) -> None:
+    rows = state["rows"]
     defaults = asdict(FFConfig())
+    commit = git_commit()
     lines = [
         "# Forward-Forward baseline on N-MNIST", "",
         f"- command: `{' '.join(['python'] + sys.argv)}`",
         f"- selection commands: {', '.join(f'`{c}`' for c in args.select_commands) or 'see the rows'}",
-        f"- commit: {git_commit()['commit']} (the FF code as run; the report is committed after it)",
-        f"- device: {device_name('cpu')} (shared with another job)",
+        f"- commit: {commit['commit']} (the FF code as run; the report is committed after it)"
+        + ("; the tree also held uncommitted changes (other work in progress) outside the FF files" if commit["dirty"]
+           else ""),
+        f"- device: {device_name('cpu')}, {args.threads} torch thread(s); 2 cores shared with other jobs",
         f"- date: {datetime.date.today().isoformat()}",
         "- data: `load_splits('nmnist', '../shared/data', seed=0)`: 800 train / 200 test, T=10, frames (2, 34, 34); "
         f"network: `NetworkConfig` defaults (conv 64, 128; pool 2; deterministic LIF); batch {args.batch_size}",
         "", "## Selection (validation share: 640 fit / 160 held out of the training split, seed 0)", "",
         "Every row trains once (seed 0) and scores the 160 held-out samples in the three prediction modes: "
         "`goodness` (sum over all layers, 10 label passes), `goodness_top` (layers >= 2), `head` "
-        "(linear head on the neutral pass's normalised top-layer counts). Settings not shown are the defaults: "
-        f"`{ {k: v for k, v in defaults.items() if k not in ('epochs',)} }`.", "",
+        "(linear head on the neutral pass's normalised top-layer counts). Each setting is shown as its difference "
+        f"from the current defaults `{defaults}` (rows before this commit ran when the defaults were `lr=0.001, "
+        "mine_candidates=None`; their settings are shown as what they ran).", "",
         "| setting | goodness | goodness_top | head | train s (incl. head fit) |", "|---|---|---|---|---|",
     ]
     for r in rows:
         v = r["val"]
-        lines.append(f"| `{json.dumps(r['spec'])}` | {v['goodness']:.3f} | {v['goodness_top']:.3f} | {v['head']:.3f} "
-                     f"| {r['seconds']:.0f} |")
+        lines.append(f"| `{json.dumps(setting(r['full']))}` | {v['goodness']:.3f} | {v['goodness_top']:.3f} "
+                     f"| {v['head']:.3f} | {r['seconds']:.0f} |")
+    if "control" in state:
+        c = state["control"]
+        lo, hi = wilson_interval(c["val"], 160)
+        lines += ["", f"Untrained control on the same 160 held-out samples (the bench's `random` method, "
+                  f"`control_accuracy`: seed 0, fitted on the 640): {c['val']:.3f} [{lo:.3f}, {hi:.3f}] "
+                  f"(Wilson 95 %, n=160); {c['seconds']:.0f} s. One held-out sample is 0.006."]
     accs = [s["accuracy"] for s in seeds]
     lines += [
         "", f"## Test (chosen: `{json.dumps({k: v for k, v in asdict(cfg).items() if v != defaults[k]})}` on the "
         f"defaults, i.e. `FFConfig({', '.join(f'{k}={v!r}' for k, v in asdict(cfg).items())})`; "
         "trained on all 800, scored once on the 200 test samples)", "",
-        "| seed | test accuracy | Wilson 95% (n=200) | train s | synops / inference | MACs / inference |",
-        "|---|---|---|---|---|---|",
+        "| seed | test accuracy | Wilson 95% | untrained control | its Wilson 95% | train s "
+        "| synops / inference | MACs / inference |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in seeds:
-        lines.append(f"| {s['seed']} | {s['accuracy']:.3f} | [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | "
+        ctrl = (f"{s['control']:.3f} | [{s['control_ci'][0]:.3f}, {s['control_ci'][1]:.3f}]" if "control" in s
+                else "- | -")
+        lines.append(f"| {s['seed']} | {s['accuracy']:.3f} | [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | {ctrl} | "
                      f"{s['train_seconds']:.0f} | {s['synops']:.3g} | {s['macs']:.3g} |")
     if accs:
+        n = seeds[0]["n"]
         mean = sum(accs) / len(accs)
         std = (sum((a - mean) ** 2 for a in accs) / max(len(accs) - 1, 1)) ** 0.5
-        lines += ["", f"Mean {mean:.3f} (std {std:.3f}). References on the same 200 test samples: untrained "
-                  "batch-normalised conv (64, 128) + linear readout (energy mode) 0.925-0.930; logistic regression on "
-                  "raw event counts 0.900; BPTT about 0.95."]
+        lines += ["", f"FF: median {median_interval(accs, n)} (Wilson 95 % of the median, n={n}), mean {mean:.3f} "
+                  f"(std {std:.3f}) over seeds {[s['seed'] for s in seeds]}."]
+        ctrls = [s["control"] for s in seeds if "control" in s]
+        if ctrls:
+            lines.append(f"Untrained control (the bench's `random`: same seeds, same 800 / 200, energy mode): median "
+                         f"{median_interval(ctrls, n)}. The control is the network of the seed with its batch norm "
+                         "calibrated and a linear head fitted; it is not FF's own initialisation.")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
@@ -136,9 +196,11 @@ def main() -> None:
     p.add_argument("--state", default="/tmp/ff_nmnist_select.json")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ff_nmnist.md"))
     p.add_argument("--select-commands", nargs="*", default=[])
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()
-    args.config = args.config or ["{}"]
-    torch.set_num_threads(2)
+    if args.stage == "test":
+        args.config = args.config or ["{}"]
+    torch.set_num_threads(args.threads)
     splits = load_splits("nmnist", args.data, seed=0)
     net_cfg = NetworkConfig(input_shape=tuple(splits.frame_shape), n_classes=splits.n_classes)
     (select if args.stage == "select" else test)(args, splits, net_cfg)

@@ -7,7 +7,15 @@ import torch
 from helpers import toy_batches
 
 from spikeff.baselines import FFConfig, FFNet, train_ff
-from spikeff.baselines.ff import ff_loss, goodness, hardest_wrong, mine_negatives, normalise, train_layers
+from spikeff.baselines.ff import (
+    ff_loss,
+    goodness,
+    hardest_wrong,
+    mine_negatives,
+    normalise,
+    symba_loss,
+    train_layers,
+)
 from spikeff.network import NetworkConfig
 from spikeff.neurons import lif_scan
 
@@ -71,12 +79,25 @@ def test_hard_negatives_are_the_highest_goodness_wrong_labels():
 
 def test_layer_local_training_separates_positive_from_negative_goodness():
     data = toy_batches()
-    net = FFNet(cfg(), FFConfig(epochs=5, lr=1e-2), torch.Generator().manual_seed(0))
+    ff = FFConfig(epochs=5, lr=1e-2, loss="threshold", sharpness=1.0)  # Hinton's loss
+    net = FFNet(cfg(), ff, torch.Generator().manual_seed(0))
     hist = train_layers(net, data, torch.Generator().manual_seed(1))
     for layer in (1, 2):
         assert hist[-1][f"layer{layer}/loss"] < hist[0][f"layer{layer}/loss"] - 0.05
         assert hist[-1][f"layer{layer}/goodness_gap"] > 0.5
     assert hist[0]["layer1/loss"] == pytest.approx(2 * 0.6931, abs=0.15)  # threshold where goodness lies at init
+
+
+def test_symba_loss_compares_each_positive_with_its_negative():
+    assert symba_loss(torch.tensor([5.0]), torch.tensor([5.0]), 2.0).item() == pytest.approx(0.6931, abs=1e-4)
+    # the same gap at any goodness level gives the same loss (no threshold)
+    assert symba_loss(torch.tensor([3.0]), torch.tensor([1.0]), 1.0) == symba_loss(torch.tensor([9.0]),
+                                                                                   torch.tensor([7.0]), 1.0)
+    net = FFNet(cfg(), FFConfig(epochs=5, lr=1e-2, loss="symba", sharpness=4.0), torch.Generator().manual_seed(0))
+    hist = train_layers(net, toy_batches(), torch.Generator().manual_seed(1))
+    for layer in (1, 2):
+        assert hist[-1][f"layer{layer}/loss"] < hist[0][f"layer{layer}/loss"]
+        assert hist[-1][f"layer{layer}/goodness_gap"] > 0.1
 
 
 @pytest.mark.parametrize("predict", ["goodness", "head"])
@@ -96,6 +117,38 @@ def test_train_ff_is_seeded_and_counts_every_pass(predict):
     assert len(a.ops.synops) == (3 if predict == "head" else 2)  # the head's event-driven adds
 
 
+def test_label_at_every_layer_and_fully_connected_layers_on_top():
+    c = cfg(3)  # conv 4, fc 6
+    net = FFNet(c, FFConfig(label_layers="all", hidden=[5], label_scale=2.0), torch.Generator().manual_seed(0))
+    assert net.ff.hidden == (5,)  # a JSON list becomes a tuple
+    assert len(net.layers) == 3 and isinstance(net.layers[-1].synapse, torch.nn.Linear)
+    assert net.head.in_features == 5 and [tuple(m.shape) for m in net.label_maps] == [(3, 6), (3, 5)]
+    x, _ = toy_batches(1)[0]
+    below = net.layer_spikes(x, None)[0]
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    with torch.no_grad():  # layer 2 adds E^T v: the one-hot label times label_scale, or the neutral 2/3 each
+        diff = net.upper_currents(1, below, y) - net.upper_currents(1, below, None)
+        want = (torch.nn.functional.one_hot(y, 3).float() * 2.0 - 2.0 / 3) @ net.label_maps[0]
+        assert torch.allclose(diff, want.expand_as(diff), atol=1e-5)
+        net.layers[0].synapse.weight[:, 2:] = 0  # no label in the first layer: it still reaches layers 2 and 3
+        zero, one = torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long)
+        a, b = net.layer_spikes(x, zero), net.layer_spikes(x, one)
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+    # layer-local: each label map is stepped by its own layer's optimizer only
+    assert any(p is net.label_maps[1] for p in net.layer_parameters(2))
+    assert not any(p is net.label_maps[1] for p in net.layer_parameters(1))
+    first = FFNet(c, FFConfig(), torch.Generator().manual_seed(0))
+    assert len(first.label_maps) == 0 and len(first.layers) == 2
+    net = FFNet(c, FFConfig(label_layers="all", epochs=2, lr=1e-2), torch.Generator().manual_seed(0))
+    before = [m.detach().clone() for m in net.label_maps]
+    train_layers(net, toy_batches(2), torch.Generator().manual_seed(1))
+    assert all(not torch.equal(b, m) for b, m in zip(before, net.label_maps))
+    # op counts: one label add per neuron of every layer, bin and pass
+    res = train_ff(c, FFConfig(label_layers="all", hidden=(5,), epochs=1, lr=1e-2, predict="goodness"),
+                   toy_batches(1), toy_batches(1), generator=torch.Generator().manual_seed(0))
+    assert res.ops.extra["label_bias_adds"] == pytest.approx(3 * 4 * (4 * 4 * 4 + 6 + 5))
+
+
 def test_ff_config_rejects_bad_values():
     with pytest.raises(ValueError, match="positive"):
         FFConfig(threshold=0.0)
@@ -103,3 +156,9 @@ def test_ff_config_rejects_bad_values():
         FFConfig(hard_fraction=1.5)
     with pytest.raises(ValueError, match="predict"):
         FFConfig(predict="vote")
+    with pytest.raises(ValueError, match="hidden"):
+        FFConfig(hidden=(0,))
+    with pytest.raises(ValueError, match="loss"):
+        FFConfig(loss="hinge")
+    with pytest.raises(ValueError, match="label_layers"):
+        FFConfig(label_layers="last")

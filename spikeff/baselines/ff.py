@@ -14,11 +14,27 @@
 * **Layer normalisation**: with ``c_l`` the spike counts of layer ``l`` over the ``T`` bins
   (``N_l`` neurons), layer ``l + 1`` receives the spikes ``s_l * sqrt(N_l) / ||c_l||`` (per
   sample), so it sees the pattern of activity, not its magnitude.
-* **Goodness** of a layer: ``g_l = mean_i c_i^2`` (Hinton's sum of squares over ``N_l``), and
-  ``p(positive) = sigmoid(a (g_l - theta_l))`` with ``a = sharpness`` and the threshold where the
-  goodness of the initialised net lies: ``theta_l = threshold * mean g_l`` on the first training
-  batch (true labels) right after the data-dependent init. Loss per layer:
-  ``softplus(-a (g_pos - theta)) + softplus(a (g_neg - theta))``, averaged over the batch.
+* **Goodness** of a layer: ``g_l = mean_i c_i^2`` (Hinton's sum of squares over ``N_l``). Loss per
+  layer (``FFConfig.loss``), averaged over the batch, with ``a = sharpness``:
+
+  - ``"symba"`` (default; Lee & Song, 2023): ``softplus(-a (g_pos - g_neg))``, each positive
+    against the negative of the same input;
+  - ``"threshold"`` (Hinton's): ``p(positive) = sigmoid(a (g_l - theta_l))`` with the threshold
+    where the goodness of the initialised net lies, ``theta_l = threshold * mean g_l`` on the first
+    training batch (true labels) right after the data-dependent init:
+    ``softplus(-a (g_pos - theta)) + softplus(a (g_neg - theta))``.
+
+  ``g_l`` is a mean over many neurons: from sample to sample it moves by about 0.1 (N-MNIST,
+  conv 64/128), so at ``a = 1`` the logistic stays in its linear part (loss ~ 2 log 2), where
+  Adam, blind to the loss's scale, just raises the mean gap; ``a = 10`` puts the gaps in its
+  curved part. On N-MNIST the label maps ``L_y`` dominate the goodness at initialisation (its
+  spread over labels is ~20x its spread over inputs), which the first epoch mostly undoes.
+* **More label inputs** (``label_layers="all"``): every layer ``l > 1`` also adds ``E_l^T v`` to its
+  currents, ``v`` the label vector (one-hot times ``label_scale``, or neutral): the contribution of
+  ``K`` constant label inputs (label channels of a conv, away from its borders), its own parameters,
+  stepped by that layer's optimizer.
+* **Fully connected FF layers** (``FFConfig.hidden``) can be stacked on the network's layers
+  (Hinton's FF is fully connected); the head then reads the last of them.
 * **Negatives**: the same input with a wrong label. With probability ``hard_fraction`` it is
   the hardest one, ``argmax_{k != y} sum_l g_l(x, k)``, mined without gradient by the current
   net on every batch, among all wrong labels (``mine_candidates=None``) or among
@@ -72,11 +88,14 @@ from ..neurons import LIFParams
 from ..trainer import cosine_schedule
 from .bptt import BaselineResult, evaluate_batches
 
-__all__ = ["FFConfig", "FFNet", "PREDICT_MODES", "goodness", "ff_loss", "train_ff", "fit_head", "evaluate_ff"]
+__all__ = ["FFConfig", "FFNet", "PREDICT_MODES", "goodness", "ff_loss", "symba_loss", "train_ff", "fit_head",
+           "evaluate_ff"]
 
 Batch = tuple[Tensor, Tensor]
 PredictMode = Literal["goodness", "goodness_top", "head"]
 PREDICT_MODES: tuple[PredictMode, ...] = ("goodness", "goodness_top", "head")
+LabelLayers = Literal["first", "all"]
+LossKind = Literal["threshold", "symba"]
 
 
 @dataclass(frozen=True)
@@ -87,15 +106,25 @@ class FFConfig:
     epochs: int = 4
     lr: float = 1e-2
     threshold: float = 1.0
-    sharpness: float = 1.0
+    sharpness: float = 10.0
     label_scale: float = 1.0
     hard_fraction: float = 0.5
     mine_candidates: int | None = 2
     predict: PredictMode = "head"
     head_epochs: int = 30
     head_lr: float = 3e-3
+    hidden: tuple[int, ...] = ()
+    label_layers: LabelLayers = "first"
+    loss: LossKind = "symba"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))  # JSON gives lists
+        if min(self.hidden, default=1) < 1:
+            raise ValueError(f"hidden layer sizes must be positive, got {self.hidden}")
+        if self.loss not in ("threshold", "symba"):
+            raise ValueError(f"loss must be 'threshold' or 'symba', got {self.loss!r}")
+        if self.label_layers not in ("first", "all"):
+            raise ValueError(f"label_layers must be 'first' or 'all', got {self.label_layers!r}")
         if self.epochs < 0 or self.head_epochs < 0:
             raise ValueError(f"epochs and head_epochs must be >= 0, got {self.epochs}, {self.head_epochs}")
         values = (self.lr, self.threshold, self.sharpness, self.label_scale, self.head_lr)
@@ -117,6 +146,12 @@ def goodness(spikes: Tensor) -> Tensor:
 def ff_loss(g_pos: Tensor, g_neg: Tensor, threshold: float, sharpness: float) -> Tensor:
     """``mean softplus(-a (g_pos - theta)) + mean softplus(a (g_neg - theta))``."""
     return F.softplus(-sharpness * (g_pos - threshold)).mean() + F.softplus(sharpness * (g_neg - threshold)).mean()
+
+
+def symba_loss(g_pos: Tensor, g_neg: Tensor, sharpness: float) -> Tensor:
+    """``mean softplus(-a (g_pos - g_neg))`` over pairs of the same input (Lee & Song, 2023): no threshold,
+    the positive's goodness against its own negative's."""
+    return F.softplus(-sharpness * (g_pos - g_neg)).mean()
 
 
 def normalise(spikes: Tensor) -> Tensor:
@@ -147,10 +182,23 @@ class FFNet(nn.Module):
         super().__init__()
         self.config, self.ff = config, ff
         c, h, w = config.input_shape
-        body = SpikingNet(replace(config, input_shape=(c + config.n_classes, h, w), norm="none"), generator)
+        body = SpikingNet(replace(config, input_shape=(c + config.n_classes, h, w), norm="none",
+                                  hidden=config.hidden + ff.hidden), generator)
         self.layers = body.layers
         self.head = nn.Linear(body.head.fc.in_features, config.n_classes)
         init_fan_in_(self.head, generator)
+        # label_layers="all": layer l > 1 adds E_l^T v (v the label vector) to its currents, the
+        # contribution of K label inputs (constant channels for a conv, away from the borders), drawn as
+        # the first layer's label weights are: a kernel's sum of fan-in uniform weights over (C_in + K) inputs
+        self.label_maps = nn.ParameterList()
+        if ff.label_layers == "all":
+            k = config.n_classes
+            for layer in self.layers[1:]:
+                wt = layer.synapse.weight
+                taps = wt[0, 0].numel() if wt.dim() == 4 else 1
+                bound = 1.0 / math.sqrt((wt.shape[1] + k) * taps)
+                draw = torch.empty(k, wt.shape[0], taps).uniform_(-bound, bound, generator=generator).sum(2)
+                self.label_maps.append(nn.Parameter(draw))
         # theta_l: ``threshold`` times layer l's mean goodness after the data-dependent init
         self.register_buffer("thresholds", torch.full((len(self.layers),), float(ff.threshold)))
 
@@ -158,15 +206,33 @@ class FFNet(nn.Module):
         bf16 = self.config.precision == "bf16"
         return torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
+    def label_vectors(self, labels: Tensor | None, n: int = 0) -> Tensor:
+        """``(M, K)``: the one-hot ``labels`` ``(M,)`` times ``label_scale``, or ``n`` neutral ones (``None``)."""
+        k = self.config.n_classes
+        if labels is None:
+            return torch.full((n, k), self.ff.label_scale / k, device=self.layers[0].synapse.weight.device)
+        return F.one_hot(labels, k).float() * self.ff.label_scale
+
     def label_inputs(self, labels: Tensor | None, n: int = 0) -> Tensor:
         """The label channels ``(M, K, H, W)`` for ``labels`` ``(M,)``, or ``n`` neutral ones (``labels=None``)."""
-        k, (_, h, w) = self.config.n_classes, self.config.input_shape
-        dev = self.layers[0].synapse.weight.device
-        if labels is None:
-            v = torch.full((n, k), self.ff.label_scale / k, device=dev)
-        else:
-            v = F.one_hot(labels, k).float() * self.ff.label_scale
+        _, h, w = self.config.input_shape
+        v = self.label_vectors(labels, n)
         return v.view(*v.shape, 1, 1).expand(-1, -1, h, w)
+
+    def upper_currents(self, i: int, below: Tensor, labels: Tensor | None) -> Tensor:
+        """Layer ``i``'s (``i >= 1``) currents for the spikes ``below`` ``(T, M, ...)`` of layer ``i - 1``
+        (normalised here), plus its label map for ``labels`` ``(M,)`` (neutral if ``None``) with
+        ``label_layers="all"``."""
+        cur = self.layers[i].currents(normalise(below))
+        if not self.label_maps:
+            return cur
+        bias = self.label_vectors(labels, below.shape[1]) @ self.label_maps[i - 1]  # (M, C)
+        return cur + bias.to(cur.dtype).view(1, *bias.shape, *[1] * (cur.dim() - 3))
+
+    def layer_parameters(self, i: int) -> list[nn.Parameter]:
+        """What layer ``i``'s own optimizer trains: its synapse, and its label map if it has one."""
+        extra = [self.label_maps[i - 1]] if self.label_maps and i > 0 else []
+        return list(self.layers[i].parameters()) + extra
 
     def embed(self, x: Tensor, labels: Tensor) -> Tensor:
         """``(T, B, C, H, W)`` -> ``(T, B, C + K, H, W)`` with the one-hot ``labels`` as constant channels."""
@@ -192,8 +258,8 @@ class FFNet(nn.Module):
     def layer_spikes(self, x: Tensor, labels: Tensor | None, repeat: int = 1) -> list[Tensor]:
         """Each layer's spikes (not normalised) for ``x`` with ``labels`` (see :meth:`first_currents`)."""
         out = [self._scan(self.layers[0], self.first_currents(x, labels, repeat))]
-        for layer in self.layers[1:]:
-            out.append(self._scan(layer, layer.currents(normalise(out[-1]))))
+        for i, layer in enumerate(self.layers[1:], 1):
+            out.append(self._scan(layer, self.upper_currents(i, out[-1], labels)))
         return out
 
     @staticmethod
@@ -208,12 +274,14 @@ class FFNet(nn.Module):
         zero mean and unit variance per channel (over time, batch and positions)."""
         h = None
         for i, layer in enumerate(self.layers):
-            cur = self.first_currents(x, labels) if i == 0 else layer.currents(normalise(h))
+            cur = self.first_currents(x, labels) if i == 0 else self.upper_currents(i, h, labels)
             dims = [d for d in range(cur.dim()) if d != 2]
             mean, std = cur.mean(dims), cur.std(dims).clamp_min(1e-6)
             syn = layer.synapse
             syn.weight.div_(std.view(-1, *[1] * (syn.weight.dim() - 1)))
             syn.bias.sub_(mean).div_(std)
+            if self.label_maps and i > 0:
+                self.label_maps[i - 1].div_(std)
             cur = (cur - mean.view(1, 1, -1, *[1] * (cur.dim() - 3))) / std.view(1, 1, -1, *[1] * (cur.dim() - 3))
             h = self._scan(layer, cur)
             self.thresholds[i] = self.ff.threshold * goodness(h).mean().clamp_min(1e-3)
@@ -346,7 +414,9 @@ def evaluate_ff(
                       pools=[layer.pool for layer in net.layers])
         per = [s.numel() / b for s in spikes]  # neurons x T x passes, per layer
         neurons = [p / x.shape[0] for p in per]  # neurons x passes
-        label_adds = per[0]  # one add per first-layer neuron, bin and pass
+        # one add per neuron of a labelled layer (the first, or all), bin and pass
+        labelled = [p if i == 0 or net.label_maps else 0.0 for i, p in enumerate(per)]
+        label_adds = sum(labelled)
         # layer l -> l + 1: one square per neuron of l, one scaling per current of l + 1 and bin
         norm = [0.0] + [neurons[i - 1] + per[i] for i in range(1, len(per))]
         if mode == "head":
@@ -354,8 +424,8 @@ def evaluate_ff(
         else:  # goodness: one square per neuron of every scored layer
             for i in range(len(per) - scored, len(per)):
                 norm[i] += neurons[i]
-        synops = (c.synops[0] + label_adds,) + c.synops[1:]
-        unfused = (c.synops_unfused[0] + label_adds,) + c.synops_unfused[1:]
+        synops = tuple(s + a for s, a in zip(c.synops, labelled)) + c.synops[len(labelled):]
+        unfused = tuple(s + a for s, a in zip(c.synops_unfused, labelled)) + c.synops_unfused[len(labelled):]
         macs = tuple(m + n for m, n in zip(c.macs, norm))
         extra = {"label_bias_adds": label_adds, "norm_macs": float(sum(norm)), "passes": float(passes)}
         return pred, replace(c, synops=synops, synops_unfused=unfused, macs=macs, extra=extra)
@@ -392,7 +462,7 @@ def train_ff(
 def train_layers(net: FFNet, train_batches: Iterable[Batch], noise: torch.Generator) -> list[dict[str, float]]:
     """Data-dependent init on the first batch, then ``epochs`` of layer-local FF; the per-epoch history."""
     config, device = net.ff, net.head.weight.device
-    opts = [torch.optim.Adam(layer.parameters(), lr=config.lr) for layer in net.layers]
+    opts = [torch.optim.Adam(net.layer_parameters(i), lr=config.lr) for i in range(len(net.layers))]
     steps = config.epochs * len(train_batches) if hasattr(train_batches, "__len__") else 0
     scheds = [cosine_schedule(opt, steps) for opt in opts] if steps else []
     n_layers, history, initialised = len(net.layers), [], False
@@ -408,11 +478,13 @@ def train_layers(net: FFNet, train_batches: Iterable[Batch], noise: torch.Genera
                 initialised = True
             neg, right = mine_negatives(net, x, y, noise)
             hard_right += right
-            h = net.first_currents(x, torch.cat([y, neg]), repeat=2)
+            both = torch.cat([y, neg])
+            h = net.first_currents(x, both, repeat=2)
             for i, (layer, opt) in enumerate(zip(net.layers, opts)):
-                s = net._scan(layer, h if i == 0 else layer.currents(h))
+                s = net._scan(layer, h if i == 0 else net.upper_currents(i, h, both))
                 g = goodness(s)
-                loss = ff_loss(g[:b], g[b:], float(net.thresholds[i]), config.sharpness)
+                loss = (symba_loss(g[:b], g[b:], config.sharpness) if config.loss == "symba"
+                        else ff_loss(g[:b], g[b:], float(net.thresholds[i]), config.sharpness))
                 if not torch.isfinite(loss):
                     raise RuntimeError(f"non-finite FF loss in layer {i + 1}; try a lower learning rate")
                 opt.zero_grad(set_to_none=True)
@@ -421,7 +493,7 @@ def train_layers(net: FFNet, train_batches: Iterable[Batch], noise: torch.Genera
                 stats["loss"][i] += loss.item() * b
                 stats["g_pos"][i] += g[:b].sum().item()
                 stats["g_neg"][i] += g[b:].sum().item()
-                h = normalise(s.detach())
+                h = s.detach()
             for sched in scheds:
                 sched.step()
             n += b
