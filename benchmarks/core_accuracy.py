@@ -25,10 +25,11 @@ import torch
 
 from spikeff.bench import wilson_interval as wilson
 from spikeff.checkpoint import load_checkpoint
-from spikeff.cli import _splits, build_parser
+from spikeff.cli import build_parser
 from spikeff.cli import main as spikeff_main
+from spikeff.config import from_args
 from spikeff.data import make_loader
-from spikeff.experiment import untrained_control
+from spikeff.experiment import run_splits, untrained_control
 from spikeff.probe import layer_probes
 from spikeff.provenance import device_name, git_commit
 from spikeff.readout import MODES
@@ -41,7 +42,7 @@ def _fmt(values: list[float]) -> str:
 def _probes(run: Path, seed: int, train_args: list[str]) -> dict[str, list[float]]:
     """Linear probes of the trained net (its checkpoint) and of the control (its seeded initial weights)."""
     net, meta = load_checkpoint(run / "model.pt")
-    splits = _splits(build_parser().parse_args(["train", *train_args, "--out", str(run)]))
+    splits = run_splits(from_args(build_parser().parse_args(["train", *train_args, "--out", str(run)])))
     train = make_loader(splits.train, 64, shuffle=False, seed=0)
     test = make_loader(splits.test, 64, shuffle=False, seed=0)
     ctrl = untrained_control(net.config, seed, torch.device("cpu"), train, torch.Generator().manual_seed(seed))
@@ -85,7 +86,7 @@ def main() -> int:
         f"- epochs {m0['epochs']} + {m0['readout_epochs']} readout epochs, {m0['trials']} trials, "
         f"T={m0['time_bins']}, batch {m0['batch_size']}, network {m0['network']['conv_channels']} conv "
         f"+ {m0['network']['hidden']} hidden, readout {m0['network']['readout']}",
-        f"- train config: {m0['train_config']}",
+        f"- train config: {m0['config']['train']}",
         f"- neurons: {m0['network']['lif']}",
         "- numbers are those of the last epoch; nothing was selected on the held-out split",
         "",

@@ -1,4 +1,7 @@
-"""Command line: ``spikeff train | eval | data info``.
+"""Command line: ``spikeff train | eval | data info | export``.
+
+The ``train`` flags are generated from the settings tree (:mod:`spikeff.config`). A run saves its
+whole config; ``--resume`` and ``eval`` read it back from the run's files, not from the command line.
 
 User errors (bad data, bad checkpoints, bad options, unwritable paths, a full disk, a diverging
 loss) end with one ``spikeff: error: ...`` line and exit status 2; Ctrl-C ends with one line and
@@ -8,12 +11,12 @@ exit status 130. Set ``SPIKEFF_DEBUG=1`` for the traceback.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,52 +24,30 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, first_nonfinite, load_checkpoint, save_checkpoint
+from .config import DataConfig, RunConfig, RuntimeConfig, add_flags, flags, from_args, from_dict, to_dict
 from .data import (
-    DATASETS,
     DataError,
     default_cache_dir,
     default_data_dir,
     describe,
     load_recorded_test,
-    load_splits,
     make_loader,
     manifest_changes,
     manifest_summary,
 )
 from .distributed import barrier, init_from_env, shutdown
-from .ed import FORMS, EDLossConfig
-from .experiment import EVAL_BATCH_SIZE, load_state, seeded_generators, train_and_evaluate
+from .evaluation import evaluate
+from .experiment import EVAL_BATCH_SIZE, load_state, run_splits, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, staged, write_json
-from .network import NORMS, PRECISIONS, NetworkConfig, SpikingNet
-from .neurons import GRADIENTS, SCAN_BACKENDS, LIFParams
+from .network import SpikingNet
 from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
 from .readout import MODES
-from .trainer import TrainConfig, TrainingError, evaluate
+from .trainer import TrainConfig, TrainingError
 
 __all__ = ["main", "build_parser"]
 
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _finites(text: str) -> tuple[float, ...]:
-    """Comma-separated finite floats."""
-    return tuple(_finite(v) for v in text.split(",") if v.strip())
-
-
-def _finite(text: str) -> float:
-    """A float option: NaN and infinities are refused when the command line is read."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+STATE_FILE = "train_state.pt"
+RUN_FILES = ("model.pt", "metrics.json", STATE_FILE)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,98 +57,40 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
-    p.add_argument("--data-dir", type=Path, default=None, help="tonic save_to root (default: $SPIKEFF_DATA or ./data)")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="frame cache (default: $SPIKEFF_CACHE or ~/.cache/spikeff)")
-    p.add_argument("--time-bins", type=int, default=None, help="T (default: the dataset's)")
-    p.add_argument("--resolution", type=int, default=None, help="dvsgesture: 32 or 64")
-    p.add_argument("--limit", type=int, default=None, help="at most this many samples per split")
-    p.add_argument("--val-fraction", type=_finite, default=0.2,
-                   help="held-out share of Train when there is no Test split")
-    p.add_argument("--split-seed", type=int, default=0,
-                   help="seed of that held-out share and of --limit; fixed, independent of --seed")
-    p.add_argument("--download", action="store_true", help="download a missing dataset with tonic")
+def _data_flags() -> list:
+    """The flags that pick the data: the data settings and where the files are."""
+    return [f for f in flags() if f.path[0] == "data" or f.path[-1] in ("data_dir", "cache_dir")]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
+    """The ``spikeff`` parser; with ``defaults=False`` an option left out is absent from the result."""
     parser = _Parser(prog="spikeff", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    unset = argparse.SUPPRESS
 
     t = sub.add_parser("train", help="train layer-locally by ED compression and evaluate")
-    _add_data_args(t)
-    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    t.add_argument("--readout-epochs", type=int, default=TrainConfig.readout_epochs,
-                   help="head-only epochs after layer training (cached features; cheap for the linear head)")
-    t.add_argument("--trials", type=int, default=TrainConfig.trials, help="noisy trials per input (n)")
-    t.add_argument("--eval-trials", type=int, default=None,
-                   help="trials per test input (default: --trials); more give a less noisy energy estimate")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=_finite, default=TrainConfig.lr)
-    t.add_argument("--head-lr", type=_finite, default=TrainConfig.head_lr,
-                   help="head learning rate while the layers train (and for a spiking head's readout)")
-    t.add_argument("--readout-lrs", type=_finites, default=TrainConfig.readout_lrs,
-                   help="linear readout learning rates to choose from on a held-out 20%% of the training inputs "
-                        f"(default: {','.join(map(str, TrainConfig.readout_lrs))})")
-    t.add_argument("--schedule", choices=("greedy", "simultaneous"), default=TrainConfig.schedule)
-    t.add_argument("--channels", type=_ints, default=NetworkConfig.conv_channels,
-                   help=f"conv channels per layer (default: {','.join(map(str, NetworkConfig.conv_channels))})")
-    t.add_argument("--hidden", type=_ints, default=(), help="fully connected layer sizes after the convs")
-    t.add_argument("--beta", type=_finite, default=LIFParams.beta)
-    t.add_argument("--threshold", type=_finite, default=LIFParams.threshold)
-    t.add_argument("--delta", type=_finite, default=LIFParams.delta,
-                   help="escape-noise temperature (0 = deterministic)")
-    t.add_argument("--sigma", type=_finite, default=LIFParams.sigma, help="membrane noise std")
-    t.add_argument("--reset", choices=("zero", "subtract"), default="zero")
-    t.add_argument("--gradient", choices=GRADIENTS, default=LIFParams.gradient,
-                   help="escape-noise gradient: pathwise (soft step at each trial's own threshold) or expected "
-                        "(derivative of the spike probability; blind to trial-to-trial variance)")
-    t.add_argument("--sharpness", type=_finite, default=LIFParams.sharpness,
-                   help="pathwise surrogate slope in units of delta")
-    t.add_argument("--norm", choices=NORMS, default=NetworkConfig.norm,
-                   help="per-layer normalisation of the currents (batch: BatchNorm without affine, "
-                        "folded into the synapse for evaluation and NIR)")
-    t.add_argument("--readout", choices=("linear", "lif"), default="linear")
-    t.add_argument("--train-mode", choices=("energy", "average"), default=TrainConfig.train_mode)
-    t.add_argument("--alpha", type=_finite, default=EDLossConfig.alpha)
-    t.add_argument("--covariance", choices=("trial", "second_moment"), default=EDLossConfig.covariance,
-                   help="consistency: trial-to-trial covariance or uncentred second moment")
-    t.add_argument("--diversity", choices=("signal", "covariance", "second_moment"), default=EDLossConfig.diversity,
-                   help="diversity: noise-corrected signal covariance, covariance or second moment of trial means")
-    t.add_argument("--supervised", action="store_true", help="one consistency covariance per class")
-    t.add_argument("--form", choices=FORMS, default=EDLossConfig.form,
-                   help="difference: alpha*ED_cons - (1-alpha)*ED_div; log_ratio: the same of their logs")
-    t.add_argument("--projection", type=_ints, default=(), help="random projection dims per layer, e.g. 30,20")
-    t.add_argument("--no-control", action="store_true", help="skip the untrained-weights control")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    t.add_argument("--scan", choices=SCAN_BACKENDS, default="eager",
-                   help="LIF scan: eager (reference) or compiled (torch.compile, same spikes; see docs/performance.md)")
-    t.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="bf16: conv/linear under bfloat16 autocast; membrane, noise and loss stay float32")
-    t.add_argument("--num-workers", type=int, default=0)
-    t.add_argument("--out", type=Path, default=None, help="run folder for metrics.json and model.pt")
-    t.add_argument("--overwrite", action="store_true",
+    add_flags(t, flags(), defaults)
+    t.add_argument("--out", type=Path, default=None if defaults else unset,
+                   help="run folder for metrics.json and model.pt")
+    t.add_argument("--overwrite", action="store_true", default=False if defaults else unset,
                    help="replace a finished run in --out (an interrupted run's state is never replaced)")
-    t.add_argument("--resume", type=Path, default=None, metavar="DIR",
-                   help="continue the interrupted run in DIR with its own settings "
-                        f"(only {', '.join(RESUME_OPTIONS)} may be given beside it)")
-    t.add_argument("--checkpoint-minutes", type=_finite, default=10.0, metavar="M",
-                   help="also save the run state mid-epoch once M minutes passed since the last save (0: off)")
+    t.add_argument("--resume", type=Path, default=None if defaults else unset, metavar="DIR",
+                   help="continue the interrupted run in DIR with its saved settings (only the runtime "
+                        "options --device, --num-workers, --checkpoint-minutes, --data-dir and --cache-dir "
+                        "may be given beside it)")
 
     e = sub.add_parser("eval", help="re-evaluate a checkpoint on its held-out split")
     e.add_argument("model", type=Path)
     e.add_argument("--data-dir", type=Path, default=None)
     e.add_argument("--cache-dir", type=Path, default=None)
-    e.add_argument("--trials", type=int, default=None)
+    e.add_argument("--trials", type=int, default=None, help="noisy trials per input (default: the run's)")
     e.add_argument("--seed", type=int, default=None, help="noise seed (default: the training run's)")
     e.add_argument("--device", default="cpu")
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="counts per split and class, sensor size, cache state")
-    _add_data_args(info)
+    add_flags(info, _data_flags())
     info.add_argument("--check", action="store_true",
                       help="decode every file and list the bad ones (exit status 1 if there are any)")
     add_export_parser(sub)
@@ -203,14 +126,6 @@ def _writable_dir(path: Path) -> Path:
     return path
 
 
-def _splits(args: argparse.Namespace):
-    return load_splits(
-        args.dataset, args.data_dir, n_time_bins=args.time_bins, seed=args.split_seed,
-        val_fraction=args.val_fraction, cache_dir=args.cache_dir, download=args.download,
-        limit=args.limit, resolution=args.resolution,
-    )
-
-
 def _accuracy_table(rows: dict[str, dict[str, float]]) -> str:
     lines = [f"{'':<12}" + "".join(f"{m:>15}" for m in MODES)]
     for name, acc in rows.items():
@@ -218,67 +133,58 @@ def _accuracy_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-STATE_FILE = "train_state.pt"
-RUN_FILES = ("model.pt", "metrics.json", STATE_FILE)
-# Options that may go beside --resume: they change where or how fast the run goes, not its numbers
-# (the data's identity is checked against the run's manifest).
-RESUME_OPTIONS = ("--device", "--num-workers", "--checkpoint-minutes", "--data-dir", "--cache-dir")
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what to do next."""
 
 
-def _given_options(argv: Sequence[str]) -> list[str]:
-    """The train options written in ``argv``, by full name (argparse accepts unique prefixes)."""
-    names = [o for o in vars(build_parser().parse_args(["train"])) if o]
-    options = {"--" + n.replace("_", "-") for n in names}
-    given = []
-    for token in argv:
-        if token == "--":
-            break
-        word = token.split("=", 1)[0]
-        if not word.startswith("--"):
-            continue
-        full = [o for o in options if o == word] or [o for o in options if o.startswith(word)]
-        given.append(full[0] if len(full) == 1 else word)
-    return given
+def _with_dirs(config: RunConfig) -> RunConfig:
+    """Data and cache folders made absolute, so that --resume finds them from any working directory."""
+    r = config.runtime
+    return replace(config, runtime=replace(
+        r, data_dir=str(Path(r.data_dir or default_data_dir()).absolute()),
+        cache_dir=str(default_cache_dir(r.cache_dir).absolute())))
 
 
-def _resume_args(args: argparse.Namespace, argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
-    """The interrupted run's own arguments, in ``args.resume`` (wherever that folder now is)."""
+def _saved_config(meta: dict[str, Any]) -> RunConfig:
+    """The config a run state or checkpoint records; from the argv that older spikeff versions kept."""
+    if "config" in meta:
+        return from_dict(RunConfig, meta["config"])
+    config = from_args(build_parser().parse_args(list(meta["argv"])))
+    return replace(config, runtime=replace(config.runtime, data_dir=meta.get("data_dir"),
+                                           cache_dir=meta.get("cache_dir")))
+
+
+def _resume_config(args: argparse.Namespace, argv: Sequence[str]) -> tuple[RunConfig, dict[str, Any]]:
+    """The interrupted run's saved config, with the runtime options given now; and its state."""
     run_dir = args.resume
     resume = load_state(run_dir / STATE_FILE)
     bad = first_nonfinite(resume["model"])
     if bad is not None:
         raise ValueError(f"{run_dir / STATE_FILE}: {bad}; the run diverged before this save and cannot be resumed")
-    given = [o for o in _given_options(argv) if o != "--resume"]
-    refused = sorted({o for o in given if o not in RESUME_OPTIONS})
+    given = {k: v for k, v in vars(build_parser(defaults=False).parse_args(argv)).items()
+             if k not in ("command", "resume")}
+    runtime = {f.dest: f for f in flags() if f.path[0] == "runtime"}
+    names = {f.dest: f.name for f in flags()}
+    refused = sorted(names.get(k, "--" + k.replace("_", "-")) for k in given if k not in runtime)
     if refused:
         raise ValueError(
             f"--resume continues {run_dir} with the settings it was started with; {', '.join(refused)} cannot "
-            f"be given beside it (allowed: {', '.join(RESUME_OPTIONS)}); start a new run with --out to change them"
-        )
-    meta = resume["meta"]
-    new = build_parser().parse_args(list(meta["argv"]))
-    for key in ("data_dir", "cache_dir"):  # as resolved when the run started, not against today's cwd
-        if meta.get(key) is not None:
-            setattr(new, key, Path(meta[key]))
-    for option in dict.fromkeys(given):
-        dest = option[2:].replace("-", "_")
-        print(f"resume: {option} {getattr(args, dest)} (the run had {getattr(new, dest)})", flush=True)
-        setattr(new, dest, getattr(args, dest))
-    new.out = new.resume = run_dir
-    return new, resume
+            f"be given beside it (allowed: {', '.join(f.name for f in runtime.values())}); "
+            "start a new run with --out to change them")
+    saved = _saved_config(resume["meta"])
+    config = from_args(given, base=saved)
+    for dest, value in given.items():
+        before = getattr(saved.runtime, runtime[dest].path[-1])
+        print(f"resume: {runtime[dest].name} {value} (the run had {before})", flush=True)
+    return config, resume
 
 
-def _check_out(args: argparse.Namespace) -> None:
+def _check_out(out: Path, overwrite: bool) -> None:
     """A new run never replaces an interrupted run's state, nor a finished run without --overwrite."""
-    out = args.out
     if (out / STATE_FILE).exists():
         raise ValueError(f"{out} holds an interrupted run ({STATE_FILE}); continue it with "
                          f"`spikeff train --resume {out}`, or delete {out / STATE_FILE} to start over")
-    if (out / "model.pt").exists() and not args.overwrite:
+    if (out / "model.pt").exists() and not overwrite:
         raise ValueError(f"{out} already holds a finished run (model.pt); pass --overwrite to replace it, "
                          "or choose another --out")
 
@@ -298,72 +204,54 @@ def _check_same_data(recorded: dict[str, Any] | None, splits: Any, out: Path) ->
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     resume = None
     if args.resume is not None:
-        args, resume = _resume_args(args, argv)
-        argv = list(resume["meta"]["argv"])
+        config, resume = _resume_config(args, argv)
+        out = args.resume
     elif args.out is None:
         raise ValueError("spikeff train needs --out DIR (or --resume DIR)")
     else:
-        _check_out(args)
-    # Recorded absolute, so that --resume finds them from any working directory.
-    args.data_dir = (args.data_dir or default_data_dir()).absolute()
-    args.cache_dir = default_cache_dir(args.cache_dir).absolute()
-    if not args.checkpoint_minutes >= 0:
-        raise ValueError(
-            f"--checkpoint-minutes must be >= 0 (0 turns the timed saves off), got {args.checkpoint_minutes}")
+        _check_out(args.out, args.overwrite)
+        config, out = from_args(args), args.out
+    config = _with_dirs(config)
     try:
-        return _train(args, argv, resume)
+        return _train(config, out, resume)
     except KeyboardInterrupt:
-        if (args.out / STATE_FILE).exists():
-            raise Interrupted(f"interrupted; resume with: spikeff train --resume {args.out}") from None
+        if (out / STATE_FILE).exists():
+            raise Interrupted(f"interrupted; resume with: spikeff train --resume {out}") from None
         raise Interrupted("interrupted before the first run state was saved; nothing to resume") from None
 
 
-def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any] | None) -> int:
+def _print_epoch(rec: dict[str, Any]) -> None:
+    layers = sorted({k.split("/")[0] for k in rec if k.startswith("layer")})
+    parts = [f"{layer}: ED cons {rec[f'{layer}/ed_consistency']:.2f} div {rec[f'{layer}/ed_diversity']:.2f} "
+             f"rate {rec[f'{layer}/rate']:.3f}" for layer in layers]
+    print(f"epoch {rec['epoch']} ({rec['seconds']:.1f}s) | " + " | ".join(parts), flush=True)
+
+
+def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
     # Under torchrun (WORLD_SIZE > 1): join the group; only rank 0 prints and writes files.
-    ctx = init_from_env(_device(args.device))
+    ctx = init_from_env(_device(config.runtime.device))
     if resume is not None and ctx.is_main:
         where = resume["trainer"].get("position", {}).get("batches")
         at = f", {where} batches into pass {resume['trainer']['stage'] + 1}" if where else ""
-        print(f"resuming {args.out} at epoch {resume['trainer']['epoch']}{at} ({resume['phase']} phase)", flush=True)
-    out = _writable_dir(args.out) if ctx.is_main else args.out
+        print(f"resuming {out} at epoch {resume['trainer']['epoch']}{at} ({resume['phase']} phase)", flush=True)
     if ctx.is_main:
+        _writable_dir(out)
         remove_stale_temps(out, RUN_FILES)  # writes cut short by a kill
-    device = ctx.device
-    lif = LIFParams(beta=args.beta, threshold=args.threshold, delta=args.delta, sigma=args.sigma, reset=args.reset,
-                    gradient=args.gradient, sharpness=args.sharpness)
-    train_cfg = TrainConfig(
-        epochs=args.epochs, readout_epochs=args.readout_epochs, trials=args.trials, lr=args.lr,
-        head_lr=args.head_lr, readout_lrs=args.readout_lrs, schedule=args.schedule, projection_dims=args.projection,
-        train_mode=args.train_mode,
-        loss=EDLossConfig(alpha=args.alpha, covariance=args.covariance, diversity=args.diversity,
-                          supervised=args.supervised, form=args.form),
-    )
     if not ctx.is_main:
         barrier(ctx)  # rank 0 downloads and caches the data first
-    splits = _splits(args)
+    splits = run_splits(config)
     if ctx.is_main:
         barrier(ctx)
         print(splits.summary(), flush=True)
     if resume is not None:
         _check_same_data(resume["meta"].get("data"), splits, out)
-    net_cfg = NetworkConfig(
-        input_shape=splits.frame_shape, n_classes=splits.n_classes, conv_channels=args.channels,
-        hidden=args.hidden, lif=lif, readout=args.readout, scan=args.scan, precision=args.precision, norm=args.norm,
-    )
-
-    def report(rec: dict[str, Any]) -> None:
-        layers = sorted({k.split("/")[0] for k in rec if k.startswith("layer")})
-        parts = [f"{layer}: ED cons {rec[f'{layer}/ed_consistency']:.2f} div {rec[f'{layer}/ed_diversity']:.2f} "
-                 f"rate {rec[f'{layer}/rate']:.3f}" for layer in layers]
-        print(f"epoch {rec['epoch']} ({rec['seconds']:.1f}s) | " + " | ".join(parts), flush=True)
-
-    state_meta = {"argv": list(argv), "out": str(out), "data": dict(splits.manifest),
-                  "data_dir": str(args.data_dir), "cache_dir": str(args.cache_dir)}
+    saved = to_dict(config)
     run = train_and_evaluate(
-        splits, net_cfg, train_cfg, seed=args.seed, device=device, batch_size=args.batch_size,
-        control=not args.no_control, num_workers=args.num_workers, on_epoch=report if ctx.is_main else None,
-        state_path=out / STATE_FILE, resume=resume, state_meta=state_meta,
-        parallel=ctx, checkpoint_seconds=60.0 * args.checkpoint_minutes, eval_trials=args.eval_trials,
+        splits, config.network.for_data(splits.frame_shape, splits.n_classes), config.train, device=ctx.device,
+        num_workers=config.runtime.num_workers, on_epoch=_print_epoch if ctx.is_main else None,
+        state_path=out / STATE_FILE, resume=resume,
+        state_meta={"config": saved, "out": str(out), "data": dict(splits.manifest)},
+        parallel=ctx, checkpoint_seconds=60.0 * config.runtime.checkpoint_minutes,
     )
     if not ctx.is_main:
         # A worker is done once it has left the group. Its interpreter shutdown was seen to abort
@@ -372,15 +260,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any]
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-    meta = {
-        "dataset": args.dataset, "time_bins": splits.n_time_bins, "resolution": args.resolution,
-        "limit": args.limit, "val_fraction": args.val_fraction, "split_seed": args.split_seed, "seed": args.seed,
-        "trials": args.trials,
-        "eval_trials": run.metrics["eval_trials"], "test_accuracy": run.metrics["test_accuracy"],
-        "data": dict(splits.manifest),
-    }
+    meta = {"config": saved, "time_bins": splits.n_time_bins, "eval_trials": run.metrics["eval_trials"],
+            "test_accuracy": run.metrics["test_accuracy"], "data": dict(splits.manifest)}
     save_checkpoint(out / "model.pt", run.net, meta)
-    metrics = {**run.metrics, "data": manifest_summary(splits.manifest), "history": run.history}
+    metrics = {**run.metrics, "config": saved, "data": manifest_summary(splits.manifest), "history": run.history}
     write_json(out / "metrics.json", metrics)
     (out / STATE_FILE).unlink(missing_ok=True)
     rows = {"trained": run.metrics["test_accuracy"]}
@@ -392,41 +275,56 @@ def _train(args: argparse.Namespace, argv: Sequence[str], resume: dict[str, Any]
     return 0
 
 
+def checkpoint_config(meta: dict[str, Any], path: Path) -> RunConfig:
+    """The config a checkpoint's ``meta`` records; rebuilt from the flat keys of older checkpoints."""
+    if "config" in meta:
+        return from_dict(RunConfig, meta["config"])
+    if "dataset" not in meta:
+        raise CheckpointError(f"{path} records no run config; it was not written by `spikeff train`")
+    return RunConfig(
+        data=DataConfig(dataset=meta["dataset"], time_bins=meta.get("time_bins"), resolution=meta.get("resolution"),
+                        limit=meta.get("limit"), val_fraction=meta.get("val_fraction", 0.2),
+                        # checkpoints written before --split-seed split by the run seed
+                        split_seed=meta.get("split_seed", meta.get("seed", 0))),
+        train=TrainConfig(seed=meta.get("seed", 0), trials=meta.get("trials", TrainConfig.trials)),
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     device = _device(args.device)
     net, meta = load_checkpoint(args.model, device)
-    if "dataset" not in meta:
-        raise CheckpointError(f"{args.model} has no dataset in its metadata; it was not written by `spikeff train`")
+    config = checkpoint_config(meta, args.model)
+    config = replace(config, runtime=RuntimeConfig(data_dir=args.data_dir and str(args.data_dir),
+                                                   cache_dir=args.cache_dir and str(args.cache_dir)))
+    time_bins = meta.get("time_bins", config.data.time_bins)
     if meta.get("data"):  # the recorded test samples, found by identity; refused if any was trained on
         test, test_name, frame_shape = load_recorded_test(
-            meta["data"], args.data_dir, n_time_bins=meta.get("time_bins"), resolution=meta.get("resolution"),
+            meta["data"], args.data_dir, n_time_bins=time_bins, resolution=config.data.resolution,
             cache_dir=args.cache_dir,
         )
     else:
         warnings.warn(f"{args.model} records no data manifest (an older spikeff): its held-out split is drawn again "
                       "from the data found, and cannot be checked against its training samples", stacklevel=1)
-        splits = load_splits(
-            meta["dataset"], args.data_dir, n_time_bins=meta.get("time_bins"),
-            seed=meta.get("split_seed", meta.get("seed", 0)),  # checkpoints before --split-seed split by the run seed
-            val_fraction=meta.get("val_fraction", 0.2), cache_dir=args.cache_dir, limit=meta.get("limit"),
-            resolution=meta.get("resolution"),
-        )
+        splits = run_splits(replace(config, data=replace(config.data, time_bins=time_bins)))
         test, test_name, frame_shape = splits.test, splits.test_name, splits.frame_shape
     if tuple(frame_shape) != tuple(net.config.input_shape):
         raise DataError(f"the data give frames {frame_shape}, the model expects {net.config.input_shape}")
-    trials = args.trials if args.trials is not None else meta.get("eval_trials", meta.get("trials", TrainConfig.trials))
-    seed = meta.get("seed", 0) if args.seed is None else args.seed
+    trials = next(t for t in (args.trials, meta.get("eval_trials"), config.train.eval_trials, config.train.trials)
+                  if t is not None)
+    seed = config.train.seed if args.seed is None else args.seed
     loader = make_loader(test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
     res = evaluate(net, loader, trials, seeded_generators(seed, device)["eval"])
-    print(f"{args.model}: {test_name}, {res['n']} samples, {trials} trials")
-    print(_accuracy_table({"accuracy": res}))
+    print(f"{args.model}: {test_name}, {res.n} samples, {trials} trials")
+    print(_accuracy_table({"accuracy": res.accuracy}))
     return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    report = describe(args.dataset, args.data_dir, cache_dir=args.cache_dir, n_time_bins=args.time_bins,
-                      seed=args.split_seed, val_fraction=args.val_fraction, limit=args.limit,
-                      resolution=args.resolution, download=args.download, check=args.check)
+    config = from_args(args)
+    d, r = config.data, config.runtime
+    report = describe(d.dataset, r.data_dir, cache_dir=r.cache_dir, n_time_bins=d.time_bins, seed=d.split_seed,
+                      val_fraction=d.val_fraction, limit=d.limit, resolution=d.resolution, download=d.download,
+                      check=args.check)
     print(report)
     return 1 if report.bad else 0
 
@@ -478,7 +376,9 @@ def cmd_export(args: Any) -> int:
     dt = check_dt(args.dt)
     if args.verify and args.verify_samples < 1:
         raise NIRExportError("--verify-samples must be >= 1")
-    extra = {f"train_{k}": v for k, v in meta.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    saved = meta.get("config", {})
+    flat = {**saved.get("data", {}), "seed": saved.get("train", {}).get("seed"), **meta}
+    extra = {f"train_{k}": v for k, v in flat.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
     what = (f"{len(net.layers)} layers, {net.head.kind} readout, dt={dt:g} s"
             f"{', loihi fixed point' if args.quantize else ''}")
     if not args.verify:

@@ -45,7 +45,7 @@ signal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -104,11 +104,14 @@ def random_projection(channels: int, dim: int, generator: torch.Generator) -> Te
 class EDLossConfig:
     """Settings of the layer-local ED loss."""
 
-    alpha: float = 0.5
-    covariance: Covariance = "trial"
-    diversity: Diversity = "signal"
-    supervised: bool = False
-    form: Form = "log_ratio"
+    alpha: float = field(default=0.5, metadata={"help": "weight of the consistency term (1 - alpha: diversity)"})
+    covariance: Covariance = field(default="trial", metadata={
+        "help": "consistency: trial-to-trial covariance or uncentred second moment"})
+    diversity: Diversity = field(default="signal", metadata={
+        "help": "diversity: noise-corrected signal covariance, covariance or second moment of trial means"})
+    supervised: bool = field(default=False, metadata={"help": "one consistency covariance per class"})
+    form: Form = field(default="log_ratio", metadata={
+        "help": "difference: alpha*ED_cons - (1-alpha)*ED_div; log_ratio: the same of their logs"})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:

@@ -22,14 +22,15 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from .data import Splits, make_loader
+from .config import RunConfig
+from .data import Splits, load_splits, make_loader
 from .distributed import (
     DataParallel,
     DistContext,
@@ -41,13 +42,14 @@ from .distributed import (
     leave_group,
     rank_seed,
 )
+from .evaluation import Evaluation, evaluate
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
-from .trainer import LayerTrainer, TrainConfig, calibrate_norm, evaluate, fit_readout
+from .trainer import LayerTrainer, TrainConfig, calibrate_norm, fit_readout
 
 __all__ = [
     "EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "untrained_control", "train_and_evaluate",
-    "load_state",
+    "load_state", "run_splits",
 ]
 
 STATE_FORMAT = "spikeff-train-state"
@@ -113,6 +115,19 @@ class _PassStart:
         return len(self.batches)
 
 
+def _summary(ev: Evaluation) -> dict[str, Any]:
+    """The plain-typed part of an evaluation that a run records (and its state file holds)."""
+    return {**ev.accuracy, "n": ev.n, "layer_rates": ev.layer_rates}
+
+
+def run_splits(config: RunConfig) -> Splits:
+    """The train and held-out splits a run's config names (:func:`spikeff.data.load_splits`)."""
+    d, r = config.data, config.runtime
+    return load_splits(d.dataset, r.data_dir, n_time_bins=d.time_bins, seed=d.split_seed,
+                       val_fraction=d.val_fraction, cache_dir=r.cache_dir, download=d.download, limit=d.limit,
+                       resolution=d.resolution)
+
+
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a run's state file (``weights_only=True``); raise ``ValueError`` if it is not one."""
     path = Path(path)
@@ -134,11 +149,7 @@ def train_and_evaluate(
     net_config: NetworkConfig,
     train_config: TrainConfig,
     *,
-    seed: int = 0,
     device: str | torch.device = "cpu",
-    batch_size: int = 32,
-    eval_trials: int | None = None,
-    control: bool = True,
     num_workers: int = 0,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     state_path: str | Path | None = None,
@@ -148,7 +159,9 @@ def train_and_evaluate(
     checkpoint_seconds: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
-    """Train, fit the readout, evaluate; optionally the untrained control too.
+    """Train, fit the readout, evaluate; with ``train_config.control`` the untrained control too.
+
+    ``train_config`` also holds the seed, the batch size and the evaluation trials.
 
     ``state_path`` makes the run resumable (see the module doc); ``resume`` is a state read by
     :func:`load_state`; ``state_meta`` (plain types) is stored in the state file as is.
@@ -162,8 +175,7 @@ def train_and_evaluate(
     """
     if checkpoint_seconds is not None and not checkpoint_seconds >= 0:  # also rejects NaN
         raise ValueError(f"checkpoint_seconds must be >= 0 (0 or None: no timed saves), got {checkpoint_seconds}")
-    if eval_trials is not None and eval_trials < 1:  # evaluate() checks too, but only after training
-        raise ValueError(f"eval_trials must be >= 1, got {eval_trials}")
+    seed, batch_size = train_config.seed, train_config.batch_size
     device = torch.device(device)
     ctx = parallel or DistContext(0, 1, device)
     gens = seeded_generators(seed, device)
@@ -176,7 +188,7 @@ def train_and_evaluate(
     initial = copy.deepcopy(net.state_dict())
     train_loader = make_loader(splits.train, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     test_loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed, num_workers=num_workers)
-    trials = eval_trials if eval_trials is not None else train_config.trials
+    trials = train_config.eval_trials or train_config.trials
 
     trainer = LayerTrainer(net, train_config, gens["train"], sync)
     if ctx.rank > 0:  # after the trainer drew its projections, identical on all ranks
@@ -249,7 +261,7 @@ def train_and_evaluate(
         calibrate_norm(net, train_loader, gens["train"])
         readout = fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
         train_seconds += time.perf_counter() - t0
-        result = evaluate(net, test_loader, trials, gens["eval"])
+        result = _summary(evaluate(net, test_loader, trials, gens["eval"]))
         result["readout"] = {k: readout[k] for k in ("lr", "selection")}
         save("control")
     history = trainer.history
@@ -272,15 +284,14 @@ def train_and_evaluate(
         "batch_size": batch_size,
         "train_seconds": train_seconds,
         "network": net_config.to_dict(),
-        "train_config": asdict(train_config),
     }
-    if control:
+    if train_config.control:
         ctrl = SpikingNet(net_config).to(device)
         ctrl.load_state_dict(initial)
         calibrate_norm(ctrl, train_loader, gens["control"])
         ctrl_readout = fit_readout(ctrl, train_loader, train_config, gens["control"],
                                    train_config.epochs + train_config.readout_epochs)
-        c = evaluate(ctrl, test_loader, trials, gens["eval"])
+        c = _summary(evaluate(ctrl, test_loader, trials, gens["eval"]))
         metrics["control_accuracy"] = {m: c[m] for m in ("energy", "average", "deterministic")}
         metrics["control_layer_rates"] = c["layer_rates"]
         metrics["control_readout"] = {k: ctrl_readout[k] for k in ("lr", "selection")}

@@ -53,24 +53,33 @@ NORMS: tuple[Norm, ...] = ("batch", "none")
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Architecture. ``input_shape`` is ``(C, H, W)`` of one time bin."""
+    """Architecture. ``input_shape`` is ``(C, H, W)`` of one time bin.
 
-    input_shape: tuple[int, int, int]
-    n_classes: int
-    conv_channels: tuple[int, ...] = (64, 128)
-    hidden: tuple[int, ...] = ()
-    kernel_size: int = 3
-    pool: int = 2
+    ``input_shape`` and ``n_classes`` come from the data: a config without them (as the command
+    line builds it) is completed by :meth:`for_data` before a network is built.
+    """
+
+    input_shape: tuple[int, int, int] | None = field(default=None, metadata={"cli": False})
+    n_classes: int | None = field(default=None, metadata={"cli": False})
+    conv_channels: tuple[int, ...] = field(default=(64, 128), metadata={
+        "flag": "--channels", "help": "conv channels per layer"})
+    hidden: tuple[int, ...] = field(default=(), metadata={"help": "fully connected layer sizes after the convs"})
+    kernel_size: int = field(default=3, metadata={"help": "conv kernel size (odd)"})
+    pool: int = field(default=2, metadata={"help": "average-pool size after each conv (1: none)"})
     lif: LIFParams = field(default_factory=LIFParams)
-    readout: HeadKind = "linear"
-    scan: ScanBackend = "eager"
-    precision: Precision = "fp32"
-    norm: Norm = "batch"
+    readout: HeadKind = field(default="linear", metadata={"help": "readout head: linear or spiking LIF"})
+    scan: ScanBackend = field(default="eager", metadata={
+        "help": "LIF scan: eager (reference) or compiled (torch.compile, same spikes; see docs/performance.md)"})
+    precision: Precision = field(default="fp32", metadata={
+        "help": "bf16: conv/linear under bfloat16 autocast; membrane, noise and loss stay float32"})
+    norm: Norm = field(default="batch", metadata={
+        "help": "per-layer normalisation of the currents (batch: BatchNorm without affine, folded into the "
+                "synapse for evaluation and NIR)"})
 
     def __post_init__(self) -> None:
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+        if self.input_shape is not None and (len(self.input_shape) != 3 or min(self.input_shape) < 1):
             raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}")
-        if self.n_classes < 2:
+        if self.n_classes is not None and self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
         if not self.conv_channels and not self.hidden:
             raise ValueError("the network needs at least one conv or hidden layer")
@@ -78,8 +87,7 @@ class NetworkConfig:
             raise ValueError("layer sizes must be positive")
         if self.kernel_size % 2 == 0 or self.pool < 1:
             raise ValueError(f"kernel_size must be odd and pool >= 1, got {self.kernel_size}, {self.pool}")
-        size = min(self.input_shape[1:]) // self.pool ** len(self.conv_channels)
-        if size < 1:
+        if self.input_shape is not None and min(self.input_shape[1:]) // self.pool ** len(self.conv_channels) < 1:
             raise ValueError(f"{len(self.conv_channels)} pooling layers shrink input {self.input_shape} to nothing")
         if self.scan not in SCAN_BACKENDS:
             raise ValueError(f"scan must be one of {SCAN_BACKENDS}, got {self.scan!r}")
@@ -87,6 +95,10 @@ class NetworkConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+
+    def for_data(self, input_shape: tuple[int, int, int], n_classes: int) -> NetworkConfig:
+        """This architecture for frames of ``input_shape`` and ``n_classes`` classes."""
+        return replace(self, input_shape=tuple(input_shape), n_classes=n_classes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +218,8 @@ class SpikingNet(nn.Module):
 
     def __init__(self, config: NetworkConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        if config.input_shape is None or config.n_classes is None:
+            raise ValueError("NetworkConfig needs input_shape and n_classes (use config.for_data(shape, n_classes))")
         self.config = config
         c, h, w = config.input_shape
         scan = make_scan(config.scan)  # one per net: a compiled scan's kernels are shared by its layers

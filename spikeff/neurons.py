@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 import torch
@@ -68,20 +68,25 @@ ScanBackend = Literal["eager", "compiled"]
 SCAN_BACKENDS: tuple[ScanBackend, ...] = ("eager", "compiled")
 Gradient = Literal["pathwise", "expected"]
 GRADIENTS: tuple[Gradient, ...] = ("pathwise", "expected")
+Reset = Literal["zero", "subtract"]
+RESETS: tuple[Reset, ...] = ("zero", "subtract")
 
 
 @dataclass(frozen=True)
 class LIFParams:
     """Parameters of a stochastic LIF population (shared by all its neurons)."""
 
-    beta: float = 0.9
-    threshold: float = 1.0
-    delta: float = 0.2
-    sigma: float = 0.0
-    reset: Literal["zero", "subtract"] = "zero"
-    surrogate_slope: float = 5.0
-    gradient: Gradient = "pathwise"
-    sharpness: float = 4.0
+    beta: float = field(default=0.9, metadata={"help": "membrane decay per time step"})
+    threshold: float = field(default=1.0, metadata={"help": "firing threshold theta"})
+    delta: float = field(default=0.2, metadata={"help": "escape-noise temperature (0 = deterministic)"})
+    sigma: float = field(default=0.0, metadata={"help": "membrane noise std"})
+    reset: Reset = field(default="zero", metadata={"help": "reset after a spike"})
+    surrogate_slope: float = field(default=5.0, metadata={
+        "help": "slope of the sigmoid surrogate of a noiseless neuron (delta = 0)"})
+    gradient: Gradient = field(default="pathwise", metadata={
+        "help": "escape-noise gradient: pathwise (soft step at each trial's own threshold) or expected "
+                "(derivative of the spike probability; blind to trial-to-trial variance)"})
+    sharpness: float = field(default=4.0, metadata={"help": "pathwise surrogate slope in units of delta"})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.beta <= 1.0:
@@ -90,8 +95,8 @@ class LIFParams:
             raise ValueError(f"threshold must be positive, got {self.threshold}")
         if self.delta < 0 or self.sigma < 0:
             raise ValueError(f"delta and sigma must be >= 0, got delta={self.delta}, sigma={self.sigma}")
-        if self.reset not in ("zero", "subtract"):
-            raise ValueError(f"reset must be 'zero' or 'subtract', got {self.reset!r}")
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if self.surrogate_slope <= 0 or self.sharpness <= 0:
             raise ValueError(
                 f"surrogate_slope and sharpness must be positive, got {self.surrogate_slope}, {self.sharpness}")

@@ -21,6 +21,7 @@ import copy
 import itertools
 import math
 import time
+import typing
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ SILENT_RATE = 0.005  # spikes per neuron and time bin
 SILENT_SPIKES = 5.0  # spikes per input and time bin, summed over the layer
 
 Batch = tuple[Tensor, Tensor]
+Schedule = Literal["greedy", "simultaneous"]
+SCHEDULES: tuple[Schedule, ...] = typing.get_args(Schedule)
 
 
 class TrainingError(RuntimeError):
@@ -58,16 +61,28 @@ class TrainingError(RuntimeError):
 class TrainConfig:
     """Optimisation settings."""
 
-    epochs: int = 3
-    readout_epochs: int = 30
-    trials: int = 8
-    lr: float = 1e-3
-    head_lr: float = 1e-2
-    readout_lrs: tuple[float, ...] = (1e-2, 3e-3, 1e-3)
-    schedule: Literal["greedy", "simultaneous"] = "simultaneous"
+    epochs: int = field(default=3, metadata={"help": "epochs of layer training"})
+    readout_epochs: int = field(default=30, metadata={
+        "help": "head-only epochs after layer training (cached features; cheap for the linear head)"})
+    trials: int = field(default=8, metadata={"help": "noisy trials per input (n)"})
+    eval_trials: int | None = field(default=None, metadata={
+        "help": "trials per test input (default: --trials); more give a less noisy energy estimate"})
+    batch_size: int = field(default=32, metadata={"help": "inputs per batch"})
+    lr: float = field(default=1e-3, metadata={"help": "layer learning rate (Adam)"})
+    head_lr: float = field(default=1e-2, metadata={
+        "help": "head learning rate while the layers train (and for a spiking head's readout)"})
+    readout_lrs: tuple[float, ...] = field(default=(1e-2, 3e-3, 1e-3), metadata={
+        "help": "linear readout learning rates to choose from on a held-out 20%% of the training inputs"})
+    schedule: Schedule = field(default="simultaneous", metadata={
+        "help": "greedy: one pass per layer and epoch; simultaneous: every layer learns on every batch"})
     loss: EDLossConfig = field(default_factory=EDLossConfig)
-    projection_dims: tuple[int, ...] = ()
-    train_mode: Literal["energy", "average"] = "energy"
+    projection_dims: tuple[int, ...] = field(default=(), metadata={
+        "flag": "--projection", "help": "random projection dims per layer, e.g. 30,20"})
+    train_mode: Literal["energy", "average"] = field(default="energy", metadata={
+        "help": "head training target: the energy or the average of the trial outputs"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights, the noise and the batch order"})
+    control: bool = field(default=True, metadata={
+        "help": "also fit and score the untrained control (the same network at its initial weights)"})
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.readout_epochs < 0:
@@ -83,8 +98,10 @@ class TrainConfig:
                 "the trial-to-trial and signal covariances need --trials >= 2 "
                 "(or use covariance='second_moment' and diversity='covariance')"
             )
-        if self.schedule not in ("greedy", "simultaneous"):
-            raise ValueError(f"schedule must be 'greedy' or 'simultaneous', got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.batch_size < 1 or (self.eval_trials is not None and self.eval_trials < 1):
+            raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
         if self.train_mode not in ("energy", "average"):
             raise ValueError(f"train_mode must be 'energy' or 'average', got {self.train_mode!r}")
 

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import spikeff.cli as cli
 import spikeff.fileio as fileio
 from spikeff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from spikeff.cli import main
+from spikeff.config import RunConfig, flags, from_dict
 from spikeff.data import load_splits
 from spikeff.nir import NIRExportError, NIRImportError, export_nir, from_nir, to_nir_graph
 
@@ -332,6 +334,21 @@ def test_8_resume_uses_dir_from_anywhere_and_refuses_other_flags(tmp_path, data,
     assert "resume: --device cpu (the run had cpu)" in printed and f"resuming {moved} at epoch 1" in printed
     assert (moved / "model.pt").exists() and not (moved / "train_state.pt").exists()
     assert not (start / "run").exists() and list(elsewhere.iterdir()) == []
+
+
+def test_8_resume_keeps_the_saved_config_when_defaults_change(tmp_path, data, monkeypatch, capsys):
+    out = interrupted(tmp_path, data, monkeypatch, capsys)
+    changed = {"--lr": 0.5, "--epochs": 7, "--trials": 3}  # as if a newer spikeff changed these defaults
+    monkeypatch.setattr(cli, "flags", lambda: [replace(f, default=changed.get(f.name, f.default)) for f in flags()])
+    new_default = cli.from_args(cli.build_parser().parse_args(["train"]))
+    assert (new_default.train.lr, new_default.train.epochs, new_default.train.trials) == (0.5, 7, 3)
+    assert main(["train", "--resume", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    saved = from_dict(RunConfig, metrics["config"])
+    assert (saved.train.lr, saved.train.epochs, saved.train.trials) == (1e-3, 2, 2)
+    assert len(metrics["history"]) == 2 and metrics["trials"] == 2
+    _, meta = load_checkpoint(out / "model.pt")
+    assert from_dict(RunConfig, meta["config"]) == saved
 
 
 # ----------------------------------------------------------------------------- 9: export --verify

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from spikeff import bench
-from spikeff.bench import BenchSettings, main, run_bench, runner
+from spikeff.bench import BenchSettings, build_parser, main, run_bench, runner, settings_from_args
+from spikeff.config import RunConfig, flags, overrides
 
-TINY = dict(dataset="digits", limit=24, epochs=1, readout_epochs=1, channels=(2,), hidden=(4,), time_bins=3,
-            seeds=2, trials=2, trials_curve=(1, 2), noise_levels=(0.0, 0.3), batch_size=12)
+TINY_RUN = {"data.dataset": "digits", "data.limit": 24, "data.time_bins": 3, "train.epochs": 1,
+            "train.readout_epochs": 1, "network.conv_channels": (2,), "network.hidden": (4,), "train.trials": 2,
+            "train.batch_size": 12}
+
+
+def tiny(tmp_path: Path, **options) -> BenchSettings:
+    run = overrides(RunConfig(), {**TINY_RUN, "runtime.cache_dir": str(tmp_path / "cache")})
+    return BenchSettings(run=run, **{"seeds": 2, "trials_curve": (1, 2), "noise_levels": (0.0, 0.3), "isolate": False,
+                                     **options})
+
 FIGURES = ("frontier", "accuracy_vs_trials", "accuracy_vs_noise", "ed_per_layer", "probes_per_layer",
            "spike_raster")
 
 
 def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
     out = tmp_path / "out"
-    s = BenchSettings(**TINY, cache_dir=str(tmp_path / "cache"), isolate=False, baseline_epochs=1)
+    s = tiny(tmp_path, baseline_epochs=1)
     report = run_bench(s, out, command="test")
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["methods"].keys() == {"spikeff", "bptt", "ff", "random", "linear"}
@@ -76,7 +84,7 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
 
 def test_results_are_kept_and_resumed_only_with_matching_settings(tmp_path: Path, monkeypatch):
     out = tmp_path / "out"
-    s = BenchSettings(**{**TINY, "seeds": 1}, methods=("linear",), cache_dir=str(tmp_path / "cache"), isolate=False)
+    s = tiny(tmp_path, seeds=1, methods=("linear",))
     first = run_bench(s, out)
     with pytest.raises(ValueError, match="already holds bench results"):
         run_bench(s, out)
@@ -85,7 +93,7 @@ def test_results_are_kept_and_resumed_only_with_matching_settings(tmp_path: Path
     again = run_bench(s, out, resume=True)
     assert calls == [] and again["methods"]["linear"]["accuracy"] == first["methods"]["linear"]["accuracy"]
     monkeypatch.undo()
-    other = replace(s, time_bins=2)  # changed settings: the saved result does not count
+    other = overrides(s, {"run.data.time_bins": 2})  # changed settings: the saved result does not count
     assert run_bench(other, out, resume=True)["data"]["time_bins"] == 2
 
 
@@ -122,11 +130,27 @@ def test_cli_isolated_run_and_summary(tmp_path: Path, capsys):
     assert "bptt" in text and "report.json" in text
 
 
+def _parsed(*argv: str) -> BenchSettings:
+    return settings_from_args(build_parser().parse_args(["--out", "o", *argv]))
+
+
 def test_quick_fills_only_what_is_not_given():
-    s = BenchSettings(quick=True, epochs=3).resolved()
-    assert s.epochs == 3 and s.limit == bench.QUICK["limit"] and s.seeds == bench.QUICK["seeds"]
-    full = BenchSettings().resolved()
-    assert full.limit is None and full.seeds == 3 and full.trials_curve == (1, 2, 4, 8, 16)
+    s = _parsed("--quick", "--epochs", "3", "--seeds", "3")
+    assert s.run.train.epochs == 3 and s.seeds == 3
+    assert s.run.data.limit == bench.QUICK["run.data.limit"] and s.run.network.conv_channels == (8, 16)
+    full = _parsed()
+    assert full.run == RunConfig() and full.seeds == 3 and full.trials_curve == (1, 2, 4, 8, 16)
+
+
+def test_the_bench_takes_every_run_flag_but_those_it_sets_itself():
+    options = {o for a in build_parser()._actions for o in a.option_strings}
+    owned = {f.name for f in flags() if ("run", *f.path) in bench.settings.BENCH_OWNED}
+    assert owned == {"--seed", "--control", "--checkpoint-minutes", "--num-workers"}
+    assert {f.name for f in flags()} - owned <= options and not owned & options
+    s = _parsed("--delta", "0.1", "--channels", "4,8", "--methods", "spikeff", "random", "--no-isolate")
+    assert s.run.network.lif.delta == 0.1 and s.run.network.conv_channels == (4, 8)
+    assert s.methods == ("spikeff", "random") and s.isolate is False
+    assert s.train_config(2).seed == 2 and s.train_config(2).control is True
 
 
 @pytest.mark.parametrize(
@@ -149,7 +173,7 @@ def test_unknown_method_is_rejected():
 
 def test_readme_blocks_are_regenerated_from_the_report(tmp_path: Path):
     out = tmp_path / "results" / "run"
-    s = BenchSettings(**{**TINY, "seeds": 1}, methods=("linear",), cache_dir=str(tmp_path / "cache"), isolate=False)
+    s = tiny(tmp_path, seeds=1, methods=("linear",))
     report = run_bench(s, out, command="spikeff-bench tiny")
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- bench: results/run -->\nstale numbers\n<!-- /bench -->\n\ntail\n")

@@ -10,6 +10,7 @@ from helpers import resume_and_compare, wait_for_first_epoch
 
 from spikeff.checkpoint import CheckpointError, load_checkpoint
 from spikeff.cli import main
+from spikeff.config import RunConfig, from_dict
 from spikeff.experiment import load_state
 
 TINY = ["--limit", "40", "--epochs", "1", "--readout-epochs", "1", "--channels", "4", "--trials", "2",
@@ -35,7 +36,9 @@ def test_train_writes_metrics_and_checkpoint(run_dir, capsys):
     payload = torch.load(out / "model.pt", weights_only=True)
     assert payload["format"] == "spikeff-model"
     net, meta = load_checkpoint(out / "model.pt")
-    assert meta["dataset"] == "digits" and len(net.layers) == 1
+    assert meta["config"]["data"]["dataset"] == "digits"
+    assert from_dict(RunConfig, metrics["config"]) == from_dict(RunConfig, meta["config"])
+    assert len(net.layers) == 1
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -45,8 +45,8 @@ def digits(tmp_path_factory):
 
 def _run(splits, schedule, num_workers=0, **kw):
     net_cfg = NetworkConfig(splits.frame_shape, splits.n_classes, conv_channels=(4,), hidden=(6,))
-    cfg = TrainConfig(epochs=2, readout_epochs=1, trials=2, schedule=schedule)
-    return train_and_evaluate(splits, net_cfg, cfg, seed=1, batch_size=8, control=False, num_workers=num_workers, **kw)
+    cfg = TrainConfig(epochs=2, readout_epochs=1, trials=2, schedule=schedule, seed=1, batch_size=8, control=False)
+    return train_and_evaluate(splits, net_cfg, cfg, num_workers=num_workers, **kw)
 
 
 # Augmented data: an epoch-aware sampler; workers: persistent, seeded once from the loader's generator.
@@ -108,7 +108,7 @@ def test_newer_state_version_is_refused(tmp_path):
 
 def test_negative_checkpoint_minutes_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), "--checkpoint-minutes", "-1"]) == 2
-    assert "--checkpoint-minutes must be >= 0" in capsys.readouterr().err
+    assert "checkpoint_minutes must be >= 0" in capsys.readouterr().err
 
 
 def _train_cmd(out, cache, *extra):

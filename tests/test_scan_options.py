@@ -7,6 +7,7 @@ import torch
 
 from spikeff.checkpoint import load_checkpoint, save_checkpoint
 from spikeff.cli import build_parser
+from spikeff.config import from_args
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import CompiledLIFScan, LIFParams, lif_scan
 from spikeff.trainer import LayerTrainer, TrainConfig, evaluate
@@ -92,20 +93,20 @@ def test_bf16_precision_trains_like_fp32():
 
 
 def test_cli_flags_reach_the_config():
-    args = build_parser().parse_args(["train", "--out", "x", "--scan", "compiled", "--precision", "bf16"])
-    assert (args.scan, args.precision) == ("compiled", "bf16")
-    defaults = build_parser().parse_args(["train", "--out", "x"])
-    assert (defaults.scan, defaults.precision) == ("eager", "fp32")
+    args = from_args(build_parser().parse_args(["train", "--out", "x", "--scan", "compiled", "--precision", "bf16"]))
+    assert (args.network.scan, args.network.precision) == ("compiled", "bf16")
+    defaults = from_args(build_parser().parse_args(["train", "--out", "x"]))
+    assert (defaults.network.scan, defaults.network.precision) == ("eager", "fp32")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--scan", "triton"])
 
-    from spikeff.bench import BenchSettings, settings_from_args
     from spikeff.bench import build_parser as bench_parser
+    from spikeff.bench import settings_from_args
 
     s = settings_from_args(bench_parser().parse_args(["--out", "o", "--scan", "compiled", "--precision", "bf16"]))
-    assert (s.scan, s.precision) == ("compiled", "bf16")
+    assert (s.run.network.scan, s.run.network.precision) == ("compiled", "bf16")
     splits = type("S", (), {"frame_shape": (2, 8, 8), "n_classes": 3})()
     cfg = s.network_config(splits)
     assert (cfg.scan, cfg.precision) == ("compiled", "bf16")
-    with pytest.raises(ValueError, match="precision"):
-        BenchSettings(precision="fp8")
+    with pytest.raises(SystemExit):
+        bench_parser().parse_args(["--out", "o", "--precision", "fp8"])

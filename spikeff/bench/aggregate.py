@@ -12,14 +12,15 @@ that matches BPTT. :data:`NOTES` are the report's notes on how each number is co
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import torch
 
+from ..config import to_dict
 from ..energy import get_cost_model
 from ..provenance import device_name, git_commit
 from .settings import BENCH_MODES, FRONTIER_TRIALS, METHODS, TRAIN_TRIALS, BenchSettings
@@ -197,7 +198,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
     raw : dict
         Raw results per method run (``random``'s inside ``spikeff``'s).
     settings : BenchSettings
-        The settings the methods ran with; resolved here.
+        The settings the methods ran with.
     command : str
         The command line, recorded in the report.
 
@@ -207,19 +208,19 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
         JSON-ready report: settings, data, cost models, one entry per method, the spikeff curves,
         ED history, probes, the frontier and :data:`NOTES`.
     """
-    s = settings.resolved()
+    s = settings
     models = list(s.cost_models)
     first = next(iter(raw.values()))
     methods = {name: _method_entry(raw["spikeff" if name == "random" else name], models, control=name == "random")
                for name in METHODS if name in s.methods}
     report: dict[str, Any] = {
-        "dataset": s.dataset,
+        "dataset": s.run.data.dataset,
         "device": str(torch.device(s.device)),
         "device_name": device_name(s.device),
         **git_commit(),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": command,
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
+        "settings": json.loads(json.dumps(to_dict(s))),
         "data": {k: first[k] for k in ("n_train", "n_test", "time_bins", "test_split", "frame_shape")},
         "cost_models": {n: get_cost_model(n).to_dict() for n in models},
         "methods": methods,

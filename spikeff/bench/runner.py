@@ -38,89 +38,25 @@ from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig
 from ..data import Splits, make_loader
-from ..energy import CostModel, InputOps, OpCounts, count_ops, get_cost_model
+from ..energy import CostModel, get_cost_model
+from ..evaluation import evaluate
 from ..experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate, untrained_control
 from ..fileio import write_json
 from ..network import SpikingNet
 from ..probe import layer_probes
 from ..provenance import git_commit
-from ..readout import scores
-from ..trainer import TrainConfig, TrainingError
+from ..trainer import TrainConfig
 from .aggregate import build_report
 from .report import write_outputs
 from .settings import BENCH_MODES, METHODS, BenchSettings, settings_key
 
-__all__ = ["measure_spikeff", "run_method", "run_bench"]
+__all__ = ["run_method", "run_bench"]
 
 def _gen(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
 @torch.no_grad()
-def measure_spikeff(
-    net: SpikingNet,
-    batches,
-    trials: int,
-    generator: torch.Generator,
-    *,
-    deterministic: bool = False,
-    input_ops: InputOps = "events",
-    input_per_trial: bool = False,
-) -> tuple[float, OpCounts]:
-    """Accuracy and op counts per inference of a :class:`SpikingNet`.
-
-    Parameters
-    ----------
-    net : SpikingNet
-        The network, evaluated in eval mode on its own device.
-    batches : iterable of (Tensor, Tensor)
-        Time-first inputs and labels (a test loader).
-    trials : int
-        Noisy trials per inference, scored in energy mode (ignored when ``deterministic``).
-    generator : torch.Generator
-        The source of the escape noise.
-    deterministic : bool
-        One noise-free trial instead of ``trials`` noisy ones.
-    input_ops : {"events", "dense"}
-        How the first layer's input is counted (event ACs or frame MACs).
-    input_per_trial : bool
-        Charge the first layer's input once per trial (hardware that runs each trial
-        separately) instead of once per inference.
-
-    Returns
-    -------
-    accuracy : float
-        Share of correct predictions.
-    ops : OpCounts
-        Op counts per inference, averaged over the inputs.
-    """
-    net.eval()
-    device = next(net.parameters()).device
-    n = 1 if deterministic else trials
-    lif = net.config.lif.deterministic() if deterministic else net.config.lif
-    mode = "deterministic" if deterministic else "energy"
-    correct = 0
-    ops, sizes = [], []
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        spikes = net.layer_outputs(x, generator, n, deterministic)
-        top = spikes[-1]
-        if net.head.kind == "linear":
-            z, head_spikes = net.head.fc(net.head.features(top)), None
-        else:
-            head_spikes = net.head.spikes(top, lif, generator)
-            z = head_spikes.sum(0)
-        z = z.unflatten(0, (n, y.shape[0]))
-        correct += (scores(z, mode).argmax(1) == y).sum().item()
-        ops.append(count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=n, head=net.head.fc,
-                             head_spikes=head_spikes, shared_input=not input_per_trial, input_ops=input_ops,
-                             stochastic=lif.stochastic, pools=[layer.pool for layer in net.layers]))
-        sizes.append(y.shape[0])
-    if not sizes:
-        raise TrainingError("the evaluation set is empty")
-    return correct / sum(sizes), OpCounts.mean(ops, sizes)
-
-
 def _peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -138,12 +74,13 @@ def _raster(net: SpikingNet, x: Tensor, generator: torch.Generator) -> dict[str,
 
 
 def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models: list[CostModel]) -> dict[str, Any]:
-    net_cfg, train_cfg = s.network_config(splits), s.train_config()
+    net_cfg, train_cfg = s.network_config(splits), s.run.train
 
     def measure(net: SpikingNet, trials: int, gen: torch.Generator, deterministic: bool = False) -> tuple[float, dict]:
-        acc, ops = measure_spikeff(net, test, trials, gen, deterministic=deterministic, input_ops=s.input_ops,
-                                   input_per_trial=s.input_per_trial)
-        return acc, ops.to_dict(models)
+        mode = "deterministic" if deterministic else "energy"
+        ev = evaluate(net, test, trials, gen, (mode,), count=True, input_ops=s.input_ops,
+                      input_per_trial=s.input_per_trial)
+        return ev.accuracy[mode], ev.ops.to_dict(models)
 
     test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
@@ -152,8 +89,7 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
     levels = sorted(set(s.noise_levels) | {lif0.delta})
     seeds_out = []
     for seed in tqdm(range(s.seeds), desc="spikeff seeds", dynamic_ncols=True):
-        run_cfg = replace(train_cfg, seed=seed, batch_size=s.batch_size, control="random" in s.methods)
-        run = train_and_evaluate(splits, net_cfg, run_cfg, device=device)
+        run = train_and_evaluate(splits, net_cfg, s.train_config(seed), device=device)
         net, m = run.net, run.metrics
         g = lambda j, seed=seed: _gen(device, seed * 1000 + 100 + j)  # noqa: E731 -- measurement noise, apart from training's
         acc = m["test_accuracy"]
@@ -210,8 +146,8 @@ def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.d
     out: dict[str, Any] = {"trials": 1}  # passes per inference
     if method == "bptt":
         if s.baseline_epochs is None:
-            sel = select_bptt(net_cfg, splits.train, s.bptt_lrs, s.bptt_epochs, holdout=s.val_fraction,
-                              split_seed=s.split_seed, batch_size=s.batch_size, device=device)
+            sel = select_bptt(net_cfg, splits.train, s.bptt_lrs, s.bptt_epochs, holdout=s.run.data.val_fraction,
+                              split_seed=s.run.data.split_seed, batch_size=s.run.train.batch_size, device=device)
             config, out["selection"] = BPTTConfig(epochs=s.bptt_epochs, lr=sel["lr"]), sel
         else:
             config = BPTTConfig(epochs=s.baseline_epochs, lr=s.bptt_lr)
@@ -223,7 +159,7 @@ def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.d
     seeds_out = []
     for seed in tqdm(range(1 if method == "linear" else s.seeds), desc=f"{method} seeds", dynamic_ncols=True):
         train = (make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0) if method == "linear"
-                 else make_loader(splits.train, s.batch_size, shuffle=True, seed=seed))
+                 else make_loader(splits.train, s.run.train.batch_size, shuffle=True, seed=seed))
         gen = seeded_generators(seed, device)["init"]
         if method == "bptt":
             res = train_bptt(net_cfg, config, train, test, generator=gen, device=device, input_ops=s.input_ops)
@@ -246,7 +182,7 @@ def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
     method : str
         ``spikeff``, ``bptt``, ``ff`` or ``linear``.
     settings : BenchSettings
-        What to run; resolved here.
+        What to run.
 
     Returns
     -------
@@ -254,7 +190,7 @@ def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
         Raw per-seed results with the run's data sizes, wall time, peak memory, settings key
         and commit; JSON-ready, saved as ``raw_<method>.json``.
     """
-    s = settings.resolved()
+    s = settings
     device = torch.device(s.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -324,7 +260,7 @@ def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, re
         The report, as written to ``out/report.json``.
     """
     out = Path(out)
-    s = settings.resolved()
+    s = settings
     if not (resume or overwrite) and out.is_dir() and (any(out.glob("raw_*.json")) or (out / "report.json").exists()):
         raise ValueError(f"{out} already holds bench results; pass --resume to reuse them or --overwrite to "
                          "replace them")

@@ -1,0 +1,164 @@
+"""One evaluation loop for every method: predictions, accuracy and op counts per inference.
+
+:func:`evaluate_batches` runs a method's ``infer`` over a held-out split and gathers what it
+returns (:class:`Inference`): predicted labels per readout mode, optionally the op counts of the
+batch and the mean spike rate per layer. spikeff's own networks go through
+:func:`evaluate`; the baselines (:mod:`spikeff.baselines`) pass their own ``infer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .data import DataError
+from .energy import InputOps, OpCounts, count_ops
+from .network import SpikingNet
+from .readout import MODES, Mode, scores
+
+__all__ = ["Inference", "Evaluation", "evaluate_batches", "evaluate", "spikeff_infer"]
+
+Batch = tuple[Tensor, Tensor]
+
+
+class Inference(NamedTuple):
+    """What a method returns for one batch of ``B`` inputs."""
+
+    predictions: dict[str, Tensor]  # readout mode -> predicted labels (B,)
+    ops: OpCounts | None = None  # op counts per inference, this batch's mean
+    rates: tuple[float, ...] = ()  # mean spike rate per layer in this batch
+
+
+@dataclass
+class Evaluation:
+    """A method on a held-out split.
+
+    ``accuracy`` and ``predictions`` per readout mode, ``labels`` in the split's order,
+    ``ops`` the op counts per inference (mean over the inputs) when the method counts them,
+    ``layer_rates`` the mean spike rate per layer.
+    """
+
+    n: int
+    labels: Tensor
+    predictions: dict[str, Tensor]
+    accuracy: dict[str, float]
+    ops: OpCounts | None = None
+    layer_rates: list[float] = field(default_factory=list)
+
+
+def evaluate_batches(
+    batches: Iterable[Batch], device: torch.device, infer: Callable[[Tensor], Inference]
+) -> Evaluation:
+    """Run ``infer`` on every batch of ``(x, y)`` moved to ``device`` and gather the results.
+
+    Parameters
+    ----------
+    batches : time-first inputs ``(T, B, ...)`` and labels ``(B,)``.
+    device : where ``infer`` runs.
+    infer : one batch's :class:`Inference` from its inputs.
+
+    Returns
+    -------
+    Evaluation, with op counts and rates weighted by batch size.
+
+    Raises
+    ------
+    DataError : the split yields no inputs.
+    """
+    labels, preds, ops, rates, sizes = [], {}, [], [], []
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        out = infer(x)
+        labels.append(y.cpu())
+        for mode, p in out.predictions.items():
+            preds.setdefault(mode, []).append(p.cpu())
+        if out.ops is not None:
+            ops.append(out.ops)
+        if out.rates:
+            rates.append(out.rates)
+        sizes.append(y.shape[0])
+    if not sizes:
+        raise DataError("the evaluation set is empty")
+    y_all = torch.cat(labels)
+    predictions = {m: torch.cat(p) for m, p in preds.items()}
+    n = len(y_all)
+    return Evaluation(
+        n=n, labels=y_all, predictions=predictions,
+        accuracy={m: (p == y_all).sum().item() / n for m, p in predictions.items()},
+        ops=OpCounts.mean(ops, sizes) if ops else None,
+        layer_rates=[sum(r[k] * b for r, b in zip(rates, sizes)) / n for k in range(len(rates[0]))] if rates else [],
+    )
+
+
+def spikeff_infer(
+    net: SpikingNet, trials: int, generator: torch.Generator, modes: tuple[Mode, ...] = MODES, *,
+    count: bool = False, input_ops: InputOps = "events", input_per_trial: bool = False,
+) -> Callable[[Tensor], Inference]:
+    """``infer`` for a :class:`SpikingNet`: ``trials`` noisy trials score the energy and average
+    modes, one noise-free trial the deterministic mode.
+
+    With ``count``, the batch's op counts (:func:`spikeff.energy.count_ops`) are those of the
+    first mode's pass; ``input_per_trial`` charges the first layer's input once per trial
+    (hardware that runs each trial separately) instead of once per inference.
+    """
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1 for evaluation, got {trials}")
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise ValueError(f"unknown readout mode(s) {sorted(unknown)}; expected some of {MODES}")
+
+    def run(x: Tensor, deterministic: bool) -> tuple[Tensor, list[Tensor], OpCounts]:
+        n = 1 if deterministic else trials
+        lif = net.config.lif.deterministic() if deterministic else net.config.lif
+        spikes = net.layer_outputs(x, generator, n, deterministic)
+        head_spikes = None if net.head.kind == "linear" else net.head.spikes(spikes[-1], lif, generator)
+        z = net.head.fc(net.head.features(spikes[-1])) if head_spikes is None else head_spikes.sum(0)
+        ops = count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=n, head=net.head.fc,
+                        head_spikes=head_spikes, shared_input=not input_per_trial, input_ops=input_ops,
+                        stochastic=lif.stochastic, pools=[layer.pool for layer in net.layers]) if count else None
+        return z.unflatten(0, (n, x.shape[1])), spikes, ops
+
+    def infer(x: Tensor) -> Inference:
+        preds, ops, rates = {}, None, ()
+        stochastic = [m for m in modes if m != "deterministic"]
+        for deterministic in ([False] if stochastic else []) + ([True] if "deterministic" in modes else []):
+            z, spikes, c = run(x, deterministic)
+            for m in (["deterministic"] if deterministic else stochastic):
+                preds[m] = scores(z, m).argmax(1)
+            ops = c if ops is None else ops
+            if not deterministic:
+                rates = tuple(s.mean().item() for s in spikes)
+        return Inference(preds, ops, rates)
+
+    return infer
+
+
+@torch.no_grad()
+def evaluate(
+    net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator,
+    modes: tuple[Mode, ...] = MODES, *, count: bool = False, input_ops: InputOps = "events",
+    input_per_trial: bool = False,
+) -> Evaluation:
+    """A :class:`SpikingNet` in ``modes`` on ``batches`` (see :func:`spikeff_infer` for the op counts).
+
+    Parameters
+    ----------
+    net : the network; switched to eval mode.
+    batches : the held-out split.
+    trials : noisy trials per input for the energy and average modes.
+    generator : the noise.
+    modes : readout modes to score.
+
+    Returns
+    -------
+    Evaluation
+    """
+    net.eval()
+    device = next(net.parameters()).device
+    infer = spikeff_infer(net, trials, generator, modes, count=count, input_ops=input_ops,
+                          input_per_trial=input_per_trial)
+    return evaluate_batches(batches, device, infer)
