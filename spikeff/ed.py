@@ -51,6 +51,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .choices import check_choices
+
 __all__ = [
     "effective_dimensionality",
     "effective_dimensionality_eig",
@@ -66,7 +68,6 @@ __all__ = [
 Covariance = Literal["trial", "second_moment"]
 Diversity = Literal["signal", "covariance", "second_moment"]
 Form = Literal["difference", "log_ratio"]
-FORMS: tuple[Form, ...] = ("difference", "log_ratio")
 
 
 def effective_dimensionality(cov: Tensor, eps: float = 1e-12) -> Tensor:
@@ -116,12 +117,7 @@ class EDLossConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.covariance not in ("trial", "second_moment"):
-            raise ValueError(f"covariance must be 'trial' or 'second_moment', got {self.covariance!r}")
-        if self.diversity not in ("signal", "covariance", "second_moment"):
-            raise ValueError(f"diversity must be 'signal', 'covariance' or 'second_moment', got {self.diversity!r}")
-        if self.form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
+        check_choices(self)
 
 
 def _check_counts(counts: Tensor) -> None:

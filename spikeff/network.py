@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import typing
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -37,18 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .neurons import SCAN_BACKENDS, LIFParams, ScanBackend, ScanFn, lif_scan, make_scan
+from .choices import check_choices
+from .neurons import LIFParams, ScanBackend, ScanFn, lif_scan, make_scan
 from .readout import HeadKind, Readout
 
 __all__ = [
-    "NetworkConfig", "Precision", "PRECISIONS", "Norm", "NORMS", "fold_norm", "init_fan_in_", "SpikingLayer",
+    "NetworkConfig", "Precision", "Norm", "fold_norm", "init_fan_in_", "SpikingLayer",
     "SpikingNet", "expand_trials", "spike_counts", "synapse_pool",
 ]
 
 Precision = Literal["fp32", "bf16"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
 Norm = Literal["batch", "none"]
-NORMS: tuple[Norm, ...] = ("batch", "none")
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,7 @@ class NetworkConfig:
             raise ValueError(f"kernel_size must be odd and pool >= 1, got {self.kernel_size}, {self.pool}")
         if self.input_shape is not None and min(self.input_shape[1:]) // self.pool ** len(self.conv_channels) < 1:
             raise ValueError(f"{len(self.conv_channels)} pooling layers shrink input {self.input_shape} to nothing")
-        if self.scan not in SCAN_BACKENDS:
-            raise ValueError(f"scan must be one of {SCAN_BACKENDS}, got {self.scan!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        check_choices(self)
 
     def for_data(self, input_shape: tuple[int, int, int], n_classes: int) -> NetworkConfig:
         """This architecture for frames of ``input_shape`` and ``n_classes`` classes."""
@@ -166,8 +161,8 @@ class SpikingLayer(nn.Module):
         precision: Precision = "fp32", norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision not in typing.get_args(Precision):
+            raise ValueError(f"precision must be one of {typing.get_args(Precision)}, got {precision!r}")
         self.synapse = synapse
         self.pool = pool
         self.norm = norm

@@ -50,6 +50,7 @@ baseline and the NIR checks.
 
 from __future__ import annotations
 
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -58,18 +59,18 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .choices import check_choices
+
 __all__ = [
-    "LIFParams", "LIFState", "Gradient", "GRADIENTS", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step",
+    "LIFParams", "LIFState", "Gradient", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step",
     "lif_scan", "escape_surrogate", "draw_noise", "fused_forward", "fused_backward", "lif_scan_fused",
     "CompiledLIFScan", "make_scan", "StochasticLIF",
 ]
 
 ScanBackend = Literal["eager", "compiled"]
-SCAN_BACKENDS: tuple[ScanBackend, ...] = ("eager", "compiled")
+SCAN_BACKENDS: tuple[ScanBackend, ...] = typing.get_args(ScanBackend)
 Gradient = Literal["pathwise", "expected"]
-GRADIENTS: tuple[Gradient, ...] = ("pathwise", "expected")
 Reset = Literal["zero", "subtract"]
-RESETS: tuple[Reset, ...] = ("zero", "subtract")
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,10 @@ class LIFParams:
             raise ValueError(f"threshold must be positive, got {self.threshold}")
         if self.delta < 0 or self.sigma < 0:
             raise ValueError(f"delta and sigma must be >= 0, got delta={self.delta}, sigma={self.sigma}")
-        if self.reset not in RESETS:
-            raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if self.surrogate_slope <= 0 or self.sharpness <= 0:
             raise ValueError(
                 f"surrogate_slope and sharpness must be positive, got {self.surrogate_slope}, {self.sharpness}")
-        if self.gradient not in GRADIENTS:
-            raise ValueError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
+        check_choices(self)
 
     @property
     def stochastic(self) -> bool:
@@ -319,10 +317,7 @@ def _fused(
 
 
 def lif_scan_fused(
-    currents: Tensor,
-    p: LIFParams,
-    generator: torch.Generator | None = None,
-    state: LIFState | None = None,
+    currents: Tensor, p: LIFParams, generator: torch.Generator | None = None, state: LIFState | None = None
 ) -> tuple[Tensor, LIFState]:
     """:func:`lif_scan` with the noise drawn first and a hand-written backward, not compiled.
 

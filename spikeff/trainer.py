@@ -21,7 +21,6 @@ import copy
 import itertools
 import math
 import time
-import typing
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .choices import check_choices
 from .ed import EDLossConfig, ed_loss, random_projection
 from .network import SpikingNet, init_fan_in_, spike_counts
 from .readout import MODES, Mode, scores
@@ -50,7 +50,6 @@ SILENT_SPIKES = 5.0  # spikes per input and time bin, summed over the layer
 
 Batch = tuple[Tensor, Tensor]
 Schedule = Literal["greedy", "simultaneous"]
-SCHEDULES: tuple[Schedule, ...] = typing.get_args(Schedule)
 
 
 class TrainingError(RuntimeError):
@@ -98,12 +97,9 @@ class TrainConfig:
                 "the trial-to-trial and signal covariances need --trials >= 2 "
                 "(or use covariance='second_moment' and diversity='covariance')"
             )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.batch_size < 1 or (self.eval_trials is not None and self.eval_trials < 1):
             raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
-        if self.train_mode not in ("energy", "average"):
-            raise ValueError(f"train_mode must be 'energy' or 'average', got {self.train_mode!r}")
+        check_choices(self)
 
 
 def _device_of(net: SpikingNet) -> torch.device:

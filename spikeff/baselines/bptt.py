@@ -200,14 +200,8 @@ def bptt_epoch(
 
 
 def train_bptt(
-    net_config: NetworkConfig,
-    config: BPTTConfig,
-    train_batches: Collection[Batch],
-    test_batches: Iterable[Batch],
-    *,
-    generator: torch.Generator,
-    device: str | torch.device = "cpu",
-    input_ops: InputOps = "events",
+    net_config: NetworkConfig, config: BPTTConfig, train_batches: Collection[Batch], test_batches: Iterable[Batch],
+    *, generator: torch.Generator, device: str | torch.device = "cpu", input_ops: InputOps = "events",
 ) -> BaselineResult:
     """Train end to end by BPTT with cross-entropy on the rate-coded outputs, then evaluate."""
     device = torch.device(device)
