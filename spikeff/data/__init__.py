@@ -9,8 +9,8 @@ Datasets: ``digits`` (sklearn's digits as simulated saccade events, no download)
 and ``dvsgesture`` (tonic layouts under ``data_dir``). See ``datasets/README.md``.
 
 Modules, lowest first (each imports only those above it): ``errors``, ``transforms``, ``cache``,
-``loader``, ``selection``; ``model`` (the dataset model: Sample, Source, DatasetSpec, shared
-checks); one file per dataset (``digits``, ``nmnist``, ``dvsgesture``); ``catalog`` (DATASETS);
+``loader``, ``selection``; ``model`` (the dataset model: Sample, Source, FileSource, DatasetSpec,
+shared checks); one file per dataset (``digits``, ``nmnist``, ``dvsgesture``); ``catalog`` (DATASETS);
 ``frames`` (torch datasets, Counts) and ``manifest``; ``plan`` (which samples a load uses);
 ``pipeline`` (load_splits, load_recorded_test) and ``describe`` (data info).
 """

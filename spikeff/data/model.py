@@ -1,6 +1,9 @@
 """The dataset model: what a dataset is (:class:`DatasetSpec`), where its samples come from
 (:class:`Source`, one per dataset file: ``digits.py``, ``nmnist.py``, ``dvsgesture.py``), and the
-checks and file helpers the sources share.
+checks and file helpers the sources share: :class:`FileSource` finds, downloads and reads files
+in tonic's ``save_to`` layout, and the file datasets subclass it with their layout and decoding.
+The file datasets' class attributes look alike line by line: they are the same layout fields,
+each with its dataset's own values and messages, so they stay in each dataset's file.
 
 A spec describes a dataset (sensor, classes, default time bins, default transforms); its
 ``open_source`` finds the samples (files in tonic's ``save_to`` layout, or generated digits) and
@@ -10,10 +13,12 @@ framing, caching, splitting -- is the single pipeline in :mod:`spikeff.data.pipe
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tonic
@@ -155,13 +160,17 @@ def visible(p: Path) -> bool:
     return not p.name.startswith(".")
 
 
-def check_bounds(events: np.ndarray, sensor: tuple[int, int, int], path: Path) -> None:
-    """Refuse structured events outside the sensor.
+def check_bounds(x: np.ndarray, y: np.ndarray, p: np.ndarray, sensor: tuple[int, int, int], path: Path) -> None:
+    """Refuse events outside the sensor.
+
+    The fields are compared exactly as read, whatever their integer dtype, so a caller checks
+    the file's own columns before any narrowing conversion (DVS Gesture's tonic dtype has
+    ``int16`` x/y and ``bool`` p, which would wrap or fold bad values into good ones).
 
     Parameters
     ----------
-    events : np.ndarray
-        Structured events with fields ``x``, ``y``, ``p``.
+    x, y, p : np.ndarray
+        The events' integer columns or structured fields, as read from the file.
     sensor : tuple of int
         tonic's ``(W, H, P)``.
     path : Path
@@ -172,10 +181,7 @@ def check_bounds(events: np.ndarray, sensor: tuple[int, int, int], path: Path) -
     DataError
         If an event lies outside ``W x H`` or has a polarity other than 0 or 1.
     """
-    if len(events) == 0:
-        return
     w, h, _ = sensor
-    x, y, p = events["x"], events["y"], events["p"]
     bad = (x < 0) | (x >= w) | (y < 0) | (y >= h) | ((p != 0) & (p != 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -216,52 +222,177 @@ def check_times(t_ms: np.ndarray, window_us: int | None) -> None:
                         "the clip would give all-zero frames")
 
 
-def _download(spec: DatasetSpec, root: Path, constructor: Callable[[bool], object], size_note: str) -> None:
-    target = root / spec.folder
-    print(f"spikeff: downloading {spec.title} with tonic into {target} ({size_note}) ...", file=sys.stderr)
-    for train in (True, False):
-        try:
-            constructor(train)
-        except Exception as exc:  # network, checksum or disk errors from tonic
-            raise DataError(
-                f"downloading {spec.title} into {target} failed: {exc!r}. "
-                f"Download manually (see datasets/README.md) and unpack into {target}."
-            ) from exc
+class FileSource(Source):
+    """Samples stored as files in tonic's ``save_to`` layout, read without tonic's dataset class.
 
-
-def split_dirs(
-    spec: DatasetSpec, root: Path, folders: dict[str, str], download: bool,
-    constructor: Callable[[bool], object], size_note: str,
-) -> dict[str, Path]:
-    """The split folders that exist under ``root / spec.folder``, downloading first if none do.
+    The files lie under ``<root>/<tonic_name>/<split folder>/<subfolder>/``; a partial copy or
+    one split alone is fine, and tonic downloads both splits when none is present and
+    ``download`` is set. A dataset file (``nmnist.py``, ``dvsgesture.py``) subclasses this with
+    its layout (the class attributes below), the samples of one subfolder
+    (:meth:`folder_samples`) and the decoding of one file (:meth:`load`, :meth:`decode`).
 
     Parameters
     ----------
     spec : DatasetSpec
-        The dataset (its ``folder`` and ``title``).
+        The dataset, as :meth:`make_spec` builds it.
     root : Path
         The ``data_dir``.
-    folders : dict
-        ``{"train": folder, "test": folder}`` as tonic names them.
     download : bool
         Let tonic download the dataset when no split folder exists.
-    constructor : callable
-        ``constructor(train)`` builds tonic's dataset for one split (which downloads it).
-    size_note : str
-        What the download is, for the message printed before it starts.
 
-    Returns
-    -------
-    dict
-        ``{split: folder path}`` for the splits present.
+    Raises
+    ------
+    DataError
+        If no split folder exists, the download fails, or the layout is not the expected one.
     """
-    base = root / spec.folder
 
-    def present() -> dict[str, Path]:
-        return {s: base / f for s, f in folders.items() if (base / f).is_dir()}
+    tonic_name: str  # tonic's dataset class in ``tonic.datasets``, also the folder under data_dir
+    split_folders: dict[str, str]  # {"train": folder, "test": folder} as tonic names them
+    subfolder: str  # regular expression a folder inside a split must match
+    subfolder_rule: str  # what the error for another folder says is expected
+    layout: str  # what lies below a split folder, for the messages
+    found: str  # what the samples are, plural: ".bin files"
+    missing: str  # the error when no split exists; formatted with base and root
+    size_note: str  # what the download is, for the message printed before it starts
 
-    found = present()
-    if not found and download:
-        _download(spec, root, constructor, size_note)
+    def __init__(self, spec: DatasetSpec, root: Path, download: bool) -> None:
+        self.spec = spec
+        base = root / spec.folder
+        present = self._split_dirs(root, download)
+        if not present:
+            raise DataError(self.missing.format(base=base, root=root))
+        self.splits = {s: self._scan(d, root) for s, d in present.items()}
+        counts = ", ".join(f"{self.split_folders[s]}: {len(v)} {self.found}" for s, v in self.splits.items())
+        self.origin = f"{base} (local tonic layout; {counts})"
+
+    @classmethod
+    def make_spec(cls, **fields: Any) -> DatasetSpec:
+        """The :class:`DatasetSpec` of the dataset this class reads.
+
+        Parameters
+        ----------
+        **fields
+            The spec's other fields (name, title, default time bins, ...).
+
+        Returns
+        -------
+        DatasetSpec
+            With ``sensor_size`` and ``classes`` from tonic's dataset class, ``folder`` its
+            name, and ``open_source`` this class.
+        """
+        dataset = getattr(tonic.datasets, cls.tonic_name)
+        return DatasetSpec(sensor_size=tuple(dataset.sensor_size), classes=tuple(dataset.classes),
+                           folder=cls.tonic_name, open_source=cls, **fields)
+
+    def _split_dirs(self, root: Path, download: bool) -> dict[str, Path]:
+        """``{split: folder}`` for the split folders present, after tonic's download if none is."""
+        base = root / self.spec.folder
+
+        def present() -> dict[str, Path]:
+            return {s: base / f for s, f in self.split_folders.items() if (base / f).is_dir()}
+
         found = present()
-    return found
+        if found or not download:
+            return found
+        print(f"spikeff: downloading {self.spec.title} with tonic into {base} ({self.size_note}) ...",
+              file=sys.stderr)
+        dataset = getattr(tonic.datasets, self.tonic_name)  # looked up now: tests stand a fake in
+        for train in (True, False):
+            try:
+                dataset(save_to=str(root), train=train)
+            except Exception as exc:  # network, checksum or disk errors from tonic
+                raise DataError(
+                    f"downloading {self.spec.title} into {base} failed: {exc!r}. "
+                    f"Download manually (see datasets/README.md) and unpack into {base}."
+                ) from exc
+        return present()
+
+    def _scan(self, split_dir: Path, root: Path) -> list[Sample]:
+        samples: list[Sample] = []
+        for folder in sorted(filter(visible, split_dir.iterdir())):
+            if not folder.is_dir():
+                continue  # stray files next to the subfolders are ignored, as tonic does
+            if not re.fullmatch(self.subfolder, folder.name):
+                raise DataError(
+                    f"{folder}: unexpected folder; {self.subfolder_rule} "
+                    f"(<data_dir>/{self.spec.folder}/{split_dir.name}/{self.layout})"
+                )
+            samples += self.folder_samples(folder, root)
+        if not samples:
+            raise DataError(f"{split_dir}: no {self.found} found; expected {split_dir}/{self.layout}")
+        return samples
+
+    def folder_samples(self, folder: Path, root: Path) -> list[Sample]:
+        """The samples in one subfolder of a split (its name already checked).
+
+        Parameters
+        ----------
+        folder : Path
+            The subfolder.
+        root : Path
+            The ``data_dir``, for :func:`file_sample`.
+
+        Returns
+        -------
+        list of Sample
+            In file name order.
+        """
+        raise NotImplementedError
+
+    def read(self, sample: Sample) -> np.ndarray:
+        """Decode one file into tonic-style structured events.
+
+        Parameters
+        ----------
+        sample : Sample
+            A sample of this source.
+
+        Returns
+        -------
+        np.ndarray
+            Structured events in the tonic dataset's dtype.
+        """
+        path = sample.path
+        assert path is not None
+        try:
+            size = path.stat().st_size
+            if size == 0:
+                raise BadSample("empty file")
+            raw = self.load(path, size)
+        except (OSError, ValueError, EOFError) as exc:
+            raise BadSample(f"unreadable ({exc})") from exc
+        return self.decode(raw, path)
+
+    def load(self, path: Path, size: int) -> np.ndarray:
+        """Read a non-empty file's contents; ``OSError``, ``ValueError`` and ``EOFError`` mean unreadable.
+
+        Parameters
+        ----------
+        path : Path
+            The file.
+        size : int
+            Its size in bytes.
+
+        Returns
+        -------
+        np.ndarray
+            What :meth:`decode` takes.
+        """
+        raise NotImplementedError
+
+    def decode(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """Check what :meth:`load` read and turn it into structured events.
+
+        Parameters
+        ----------
+        raw : np.ndarray
+            What :meth:`load` returned.
+        path : Path
+            The file, named in errors.
+
+        Returns
+        -------
+        np.ndarray
+            Structured events in the tonic dataset's dtype.
+        """
+        raise NotImplementedError
