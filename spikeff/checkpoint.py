@@ -63,20 +63,38 @@ def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | No
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
+def read_payload(
+    path: Path, fmt: str, what: str, error: type[Exception] = ValueError, map_location: Any = "cpu"
+) -> dict[str, Any]:
+    """The dict saved at ``path`` with ``format == fmt`` (read with ``weights_only=True``).
+
+    Parameters
+    ----------
+    path : the file.
+    fmt : the ``format`` entry it must carry.
+    what : how the errors name such a file, e.g. ``"spikeff model checkpoint"``.
+    error : the exception raised, with one line naming the file.
+    map_location : passed to :func:`torch.load`.
+
+    Returns
+    -------
+    dict
+    """
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for foreign or corrupt files
+        raise error(f"{path} is not a readable {what} ({type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise error(f"{path} is not a {what} (expected a dict with format={fmt!r}, as written by `spikeff train`)")
+    return payload
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SpikingNet, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint`; returns the network and its meta."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types for foreign or corrupt files
-        raise CheckpointError(f"{path} is not a readable spikeff checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a spikeff model checkpoint (expected a dict with format={FORMAT!r}, "
-            "as written by `spikeff train`)"
-        )
+    payload = read_payload(path, FORMAT, "spikeff model checkpoint", CheckpointError, map_location)
     if payload.get("version") != VERSION:
         raise CheckpointError(
             f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")

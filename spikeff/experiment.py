@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from .checkpoint import read_payload
 from .config import RunConfig
 from .data import Splits, load_splits, make_loader
 from .distributed import (
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 STATE_FORMAT = "spikeff-train-state"
-STATE_VERSION = 2  # 2: mid-pass positions
+STATE_VERSION = 3  # 2: mid-pass positions; 3: the whole RunConfig in meta["config"]
 
 # Fixed so that `spikeff eval` draws the same noise as the run that wrote the checkpoint.
 EVAL_BATCH_SIZE = 64
@@ -133,12 +134,7 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no run state to resume (the run finished, or never wrote one)")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable spikeff run state ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path} is not a spikeff run state (expected format={STATE_FORMAT!r})")
+    state = read_payload(path, STATE_FORMAT, "spikeff run state", ValueError, map_location)
     if state.get("version", 1) > STATE_VERSION:
         raise ValueError(f"{path} was written by a newer spikeff (state version {state['version']} > {STATE_VERSION})")
     return state

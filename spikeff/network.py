@@ -128,8 +128,8 @@ def synapse_pool(x: Tensor, synapse: nn.Module, pool: nn.Module | None) -> Tenso
 
     A Conv2d followed by an AvgPool2d of ``p x p`` windows runs as one conv of stride ``p``
     whose kernel is the conv's kernel convolved with the ``p x p`` box of ``1/p^2``: the same
-    currents up to float rounding, without the unpooled output (2.7-5.4x faster forward + backward
-    on CPU at the default shapes, ``benchmarks/results/pooled_conv_cpu.md``).
+    currents up to float rounding, without the unpooled output (faster forward and backward; the
+    timings are in ``benchmarks/results/pooled_conv_cpu.md``).
     """
     p = _box_pool_size(synapse, pool)
     if p is None:

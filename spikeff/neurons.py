@@ -41,6 +41,9 @@ Two implementations of the scan over time, with the same noise and the same spik
   :class:`CompiledLIFScan` compiles both with ``torch.compile`` (one fused C++/Triton
   kernel per direction) and falls back to the reference if compilation fails.
 
+The three scans stay in this one module (over 400 lines) because they implement one model and
+are checked against each other.
+
 Why not snntorch or norse: snntorch's ``Leaky`` evaluates its spike function twice per
 step (once for the output, once for the reset), so a stochastic spike function would
 give the spike and the reset from independent samples. norse's stochastic threshold

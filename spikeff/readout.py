@@ -17,10 +17,9 @@ Two heads:
 Training feeds :func:`scores` to cross-entropy as logits: the energies ``E_k`` themselves in
 energy mode, so that the class probabilities are ``softmax_k(E_k)`` (a Boltzmann distribution
 whose temperature the head learns through its scale), and ``mean_n z_k`` in average mode.
-Normalised energies (``log E_k`` as logits) were tried first and dropped: the gradient
-``2 z / (z^2 + eps)`` explodes as outputs approach zero, a linear head fitted that way
-collapsed to 20-50 % on some trained networks, and a spiking head fell silent (every
-``E_k = 0``) at chance.
+The energies are the logits, not their logs: the gradient of ``log E_k``, ``2 z / (z^2 + eps)``,
+explodes as outputs approach zero, which can collapse a linear head and silence a spiking one
+(every ``E_k = 0``).
 """
 
 from __future__ import annotations

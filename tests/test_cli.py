@@ -96,7 +96,7 @@ def test_not_a_checkpoint(tmp_path, capsys):
         load_checkpoint(bogus)
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
     assert main(["eval", str(tmp_path / "junk.pt")]) == 2
-    assert "not a readable spikeff checkpoint" in capsys.readouterr().err
+    assert "not a readable spikeff model checkpoint" in capsys.readouterr().err
 
 
 def test_trials_below_two_is_a_clear_error(tmp_path, capsys):

@@ -8,16 +8,14 @@ parser's description).
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..cli import USER_ERRORS, exit_status
 from ..config import add_flags, from_args, given_flags
-from ..data import DataError
-from ..trainer import TrainingError
 from .report import summary_table
 from .runner import run_bench
 from .settings import BenchSettings, bench_flags, with_quick
@@ -76,19 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-        t0 = time.perf_counter()
-        report = run_bench(settings, args.out, command=shlex.join(["spikeff-bench", *argv]), resume=args.resume,
-                           overwrite=args.overwrite)
-    except (DataError, TrainingError, ValueError, OSError, RuntimeError) as e:
-        if os.environ.get("SPIKEFF_DEBUG"):
-            raise
-        print(f"spikeff-bench: error: {e}", file=sys.stderr)
-        return 2
-    print(f"\n{report['dataset']} ({report['data']['n_test']} {report['data']['test_split']} samples), "
-          f"{report['device_name']}, {time.perf_counter() - t0:.0f}s")
-    print(summary_table(report))
-    print(f"\nwrote {args.out / 'report.json'}, {args.out / 'report.md'} and {len(report['figures'])} figures")
-    return 0
+    t0 = time.perf_counter()
 
+    def run() -> int:
+        report = run_bench(settings_from_args(args), args.out, command=shlex.join(["spikeff-bench", *argv]),
+                           resume=args.resume, overwrite=args.overwrite)
+        print(f"\n{report['dataset']} ({report['data']['n_test']} {report['data']['test_split']} samples), "
+              f"{report['device_name']}, {time.perf_counter() - t0:.0f}s")
+        print(summary_table(report))
+        print(f"\nwrote {args.out / 'report.json'}, {args.out / 'report.md'} and {len(report['figures'])} figures")
+        return 0
+
+    return exit_status("spikeff-bench", run, (*USER_ERRORS, RuntimeError))
