@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -96,6 +97,7 @@ def test(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
     cfg = FFConfig(**json.loads(args.config[0]))
     state = json.loads(Path(args.state).read_text()) if Path(args.state).exists() else {"rows": []}
     test_loader = make_loader(splits.test, 64, shuffle=False, seed=0)
+    commit = git_commit()  # the code as run
     seeds = []
     for seed in args.seeds:
         train = make_loader(splits.train, args.batch_size, shuffle=True, seed=seed)
@@ -107,7 +109,7 @@ def test(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
                       "synops": res.ops.total("synops"), "macs": res.ops.total("macs"),
                       "control": ctrl, "control_ci": wilson_interval(ctrl, len(splits.test)), "n": len(splits.test)})
         print(json.dumps(seeds[-1]), flush=True)
-        write_report(args, cfg, state, seeds)  # after every seed
+        write_report(args, cfg, state, seeds, commit)  # after every seed
 
 
 def median_interval(accs: list[float], n: int) -> str:
@@ -123,18 +125,19 @@ def setting(full: dict) -> dict:
     return {k: v for k, v in full.items() if v != defaults.get(k)}
 
 
-def write_report(args: argparse.Namespace, cfg: FFConfig, state: dict, seeds: list[dict]) -> None:
+def write_report(args: argparse.Namespace, cfg: FFConfig, state: dict, seeds: list[dict], commit: dict) -> None:
     rows = state["rows"]
     defaults = asdict(FFConfig())
-    commit = git_commit()
+    cut = sys.argv.index("--select-commands") + 1 if "--select-commands" in sys.argv else len(sys.argv)
+    command, rest = sys.argv[:cut], sys.argv[cut:]
     lines = [
         "# Forward-Forward baseline on N-MNIST", "",
-        f"- command: `{' '.join(['python'] + sys.argv)}`",
+        f"- command: `{shlex.join(['python'] + command)}`" + (" (the selection commands below)" if rest else ""),
         f"- selection commands: {', '.join(f'`{c}`' for c in args.select_commands) or 'see the rows'}",
         f"- commit: {commit['commit']} (the FF code as run; the report is committed after it)"
         + ("; the tree also held uncommitted changes (other work in progress) outside the FF files" if commit["dirty"]
            else ""),
-        f"- device: {device_name('cpu')}, {args.threads} torch thread(s); 2 cores shared with other jobs",
+        f"- device: {device_name('cpu')}; the cores shared with other jobs",
         f"- date: {datetime.date.today().isoformat()}",
         "- data: `load_splits('nmnist', '../shared/data', seed=0)`: 800 train / 200 test, T=10, frames (2, 34, 34); "
         f"network: `NetworkConfig` defaults (conv 64, 128; pool 2; deterministic LIF); batch {args.batch_size}",
@@ -142,8 +145,9 @@ def write_report(args: argparse.Namespace, cfg: FFConfig, state: dict, seeds: li
         "Every row trains once (seed 0) and scores the 160 held-out samples in the three prediction modes: "
         "`goodness` (sum over all layers, 10 label passes), `goodness_top` (layers >= 2), `head` "
         "(linear head on the neutral pass's normalised top-layer counts). Each setting is shown as its difference "
-        f"from the current defaults `{defaults}` (rows before this commit ran when the defaults were `lr=0.001, "
-        "mine_candidates=None`; their settings are shown as what they ran).", "",
+        f"from the current defaults `{defaults}`: what the row ran, whatever the defaults were when it ran "
+        "(rows from before the `loss` option ran Hinton's threshold loss; rows whose command says "
+        "'after the test' were run after the test below and played no part in its choice).", "",
         "| setting | goodness | goodness_top | head | train s (incl. head fit) |", "|---|---|---|---|---|",
     ]
     for r in rows:
@@ -155,11 +159,12 @@ def write_report(args: argparse.Namespace, cfg: FFConfig, state: dict, seeds: li
         lo, hi = wilson_interval(c["val"], 160)
         lines += ["", f"Untrained control on the same 160 held-out samples (the bench's `random` method, "
                   f"`control_accuracy`: seed 0, fitted on the 640): {c['val']:.3f} [{lo:.3f}, {hi:.3f}] "
-                  f"(Wilson 95 %, n=160); {c['seconds']:.0f} s. One held-out sample is 0.006."]
+                  f"(Wilson 95 %, n=160); {c['seconds']:.0f} s. One held-out sample is {1 / 160:.3f}."]
     accs = [s["accuracy"] for s in seeds]
     lines += [
-        "", f"## Test (chosen: `{json.dumps({k: v for k, v in asdict(cfg).items() if v != defaults[k]})}` on the "
-        f"defaults, i.e. `FFConfig({', '.join(f'{k}={v!r}' for k, v in asdict(cfg).items())})`; "
+        "", f"## Test (chosen: `{json.dumps(json.loads(args.config[0]))}` "
+        f"({'the current defaults' if asdict(cfg) == defaults else 'on the current defaults'}), i.e. "
+        f"`FFConfig({', '.join(f'{k}={v!r}' for k, v in asdict(cfg).items())})`; "
         "trained on all 800, scored once on the 200 test samples)", "",
         "| seed | test accuracy | Wilson 95% | untrained control | its Wilson 95% | train s "
         "| synops / inference | MACs / inference |",
