@@ -28,10 +28,11 @@ from torch.utils.data import Subset
 from spikeff.baselines.ff import PREDICT_MODES, FFConfig, FFNet, evaluate_ff, fit_head, train_ff, train_layers
 from spikeff.bench import wilson_interval
 from spikeff.data import load_splits, make_loader
+from spikeff.evaluation import evaluate
 from spikeff.experiment import seeded_generators, untrained_control
 from spikeff.network import NetworkConfig
 from spikeff.provenance import device_name, git_commit
-from spikeff.trainer import TrainConfig, evaluate, fit_readout
+from spikeff.trainer import TrainConfig, fit_readout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def control_accuracy(net_cfg: NetworkConfig, train_set, test_set, seed: int, bat
     train = make_loader(train_set, batch_size, shuffle=True, seed=seed)
     ctrl = untrained_control(net_cfg, seed, device, train, gens["control"])
     fit_readout(ctrl, train, cfg, gens["control"], cfg.epochs + cfg.readout_epochs)
-    return evaluate(ctrl, make_loader(test_set, 64, shuffle=False, seed=0), cfg.trials, gens["eval"])["energy"]
+    return evaluate(ctrl, make_loader(test_set, 64, shuffle=False, seed=0), cfg.trials, gens["eval"]).accuracy["energy"]
 
 
 def validation_share(splits) -> tuple[Subset, Subset]:

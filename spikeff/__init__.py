@@ -1,10 +1,11 @@
 """spikeff: spiking networks trained layer-locally by stochastic ED compression."""
 
 from .ed import EDLossConfig, ed_loss, effective_dimensionality
+from .evaluation import evaluate
 from .network import NetworkConfig, SpikingNet
 from .neurons import CompiledLIFScan, LIFParams, LIFState, StochasticLIF, lif_scan, lif_scan_fused, lif_step
 from .nir import export_nir, from_nir
-from .trainer import LayerTrainer, TrainConfig, evaluate, fit_readout
+from .trainer import LayerTrainer, TrainConfig, fit_readout
 
 __version__ = "0.1.0"
 

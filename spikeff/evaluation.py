@@ -50,6 +50,7 @@ class Evaluation:
     layer_rates: list[float] = field(default_factory=list)
 
 
+@torch.no_grad()
 def evaluate_batches(
     batches: Iterable[Batch], device: torch.device, infer: Callable[[Tensor], Inference]
 ) -> Evaluation:
@@ -137,7 +138,6 @@ def spikeff_infer(
     return infer
 
 
-@torch.no_grad()
 def evaluate(
     net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator,
     modes: tuple[Mode, ...] = MODES, *, count: bool = False, input_ops: InputOps = "events",

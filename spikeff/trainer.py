@@ -12,7 +12,8 @@ Schedules:
 * ``simultaneous``: one pass per epoch; every layer and the head learn on every batch.
 
 The readout head is trained with cross-entropy on the detached top-layer spikes, so it
-too is local.
+too is local. Layer training and the readout's fit share the optimiser steps and the
+data-parallel reduction, so both stay in this module (over 400 lines).
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ from tqdm.auto import tqdm
 from .choices import check_choices
 from .ed import EDLossConfig, ed_loss, random_projection
 from .network import SpikingNet, init_fan_in_, spike_counts
-from .readout import MODES, Mode, scores
+from .readout import Mode, scores
 
 if TYPE_CHECKING:
     from .distributed import DataParallel
 
 __all__ = [
-    "TrainConfig", "TrainingError", "LayerTrainer", "calibrate_norm", "cosine_schedule", "evaluate", "fit_readout",
+    "TrainConfig", "TrainingError", "LayerTrainer", "calibrate_norm", "cosine_schedule", "fit_readout",
 ]
 
 # A layer counts as nearly silent below both: a sparse but large layer still carries signal
@@ -455,38 +456,3 @@ class _LinearHeadFit:
     def accuracy(self, idx: Tensor) -> float:
         z = self.fc(self.features[:, idx].to(self.device, torch.float32))
         return float((scores(z, self.mode).argmax(1).cpu() == self.targets[idx]).float().mean())
-
-
-@torch.no_grad()
-def evaluate(
-    net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator,
-    modes: tuple[Mode, ...] = MODES,
-) -> dict[str, Any]:
-    """Accuracy in each readout mode, and the mean spike rate per layer (stochastic trials)."""
-    if trials < 1:
-        raise ValueError(f"trials must be >= 1 for evaluation, got {trials}")
-    net.eval()
-    device = _device_of(net)
-    correct = {m: 0 for m in modes}
-    rates: list[float] = []
-    total = 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        if {"energy", "average"} & set(modes):
-            spikes = net.layer_outputs(x, generator, trials)
-            z = net.head(spikes[-1], net.config.lif, generator).unflatten(0, (trials, x.shape[1]))
-            batch_rates = [s.mean().item() for s in spikes]
-            rates = [r + b * y.shape[0] for r, b in zip(rates or [0.0] * len(spikes), batch_rates)]
-            for m in ("energy", "average"):
-                if m in modes:
-                    correct[m] += (scores(z, m).argmax(1) == y).sum().item()
-        if "deterministic" in modes:
-            z = net(x, trials=1, deterministic=True)
-            correct["deterministic"] += (scores(z, "deterministic").argmax(1) == y).sum().item()
-        total += y.shape[0]
-    if total == 0:
-        raise TrainingError("the evaluation set is empty")
-    out: dict[str, Any] = {m: correct[m] / total for m in modes}
-    out["n"] = total
-    out["layer_rates"] = [r / total for r in rates]
-    return out

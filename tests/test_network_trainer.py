@@ -3,11 +3,13 @@ import copy
 import pytest
 import torch
 
+from spikeff.data import DataError
 from spikeff.ed import EDLossConfig
+from spikeff.evaluation import evaluate
 from spikeff.network import NetworkConfig, SpikingNet, expand_trials, fold_norm, spike_counts, synapse_pool
 from spikeff.neurons import LIFParams
 from spikeff.readout import scores
-from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, calibrate_norm, cosine_schedule, evaluate
+from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, calibrate_norm, cosine_schedule
 
 
 def tiny_net(seed: int = 0, readout: str = "linear", hidden=(6,), norm: str = "none") -> SpikingNet:
@@ -135,8 +137,16 @@ def test_readout_modes():
 def test_evaluate_reports_all_modes(readout):
     net = tiny_net(readout=readout)
     res = evaluate(net, tiny_batches(), trials=3, generator=torch.Generator().manual_seed(0))
-    assert set(res) >= {"energy", "average", "deterministic", "layer_rates"}
-    assert all(0.0 <= res[m] <= 1.0 for m in ("energy", "average", "deterministic"))
+    assert set(res.accuracy) == {"energy", "average", "deterministic"} and len(res.layer_rates) == len(net.layers)
+    labels = torch.cat([y for _, y in tiny_batches()])
+    assert torch.equal(res.labels, labels) and res.n == len(labels) and res.ops is None
+    for m, p in res.predictions.items():
+        assert res.accuracy[m] == pytest.approx((p == labels).float().mean().item())
+    # one mode alone, with op counts: the same noise stream, so the same energy predictions
+    alone = evaluate(net, tiny_batches(), 3, torch.Generator().manual_seed(0), ("energy",), count=True)
+    assert torch.equal(alone.predictions["energy"], res.predictions["energy"]) and alone.ops.synops[0] > 0
+    with pytest.raises(DataError, match="evaluation set is empty"):
+        evaluate(net, [], 3, torch.Generator().manual_seed(0))
     if readout == "lif":  # spike-count outputs are non-negative, and the head is not silent at init
         z = net(tiny_batches(1)[0][0], torch.Generator().manual_seed(0), trials=2)
         assert torch.all(z >= 0) and z.sum() > 0

@@ -8,9 +8,10 @@ import torch
 from spikeff.checkpoint import load_checkpoint, save_checkpoint
 from spikeff.cli import build_parser
 from spikeff.config import from_args
+from spikeff.evaluation import evaluate
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import CompiledLIFScan, LIFParams, lif_scan
-from spikeff.trainer import LayerTrainer, TrainConfig, evaluate
+from spikeff.trainer import LayerTrainer, TrainConfig
 
 
 def tiny_net(seed: int = 0, **kw) -> SpikingNet:
@@ -85,7 +86,7 @@ def test_bf16_precision_trains_like_fp32():
         trainer = LayerTrainer(net, TrainConfig(epochs=1, trials=2), torch.Generator().manual_seed(3))
         records.append(trainer.fit(tiny_batches(3))[0])
         res = evaluate(net, tiny_batches(1), trials=2, generator=torch.Generator().manual_seed(0))
-        assert 0 < min(res["layer_rates"]) and max(res["layer_rates"]) < 1
+        assert 0 < min(res.layer_rates) and max(res.layer_rates) < 1
     for key in ("layer1/loss", "layer2/loss", "head/loss"):
         assert torch.isfinite(torch.tensor([records[0][key], records[1][key]])).all(), key
     for key in ("layer1/rate", "layer2/rate"):

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..data import make_loader
 from ..energy import InputOps, OpCounts, count_ops
+from ..evaluation import Inference, evaluate_batches
 from ..network import NetworkConfig, SpikingNet, check_input, synapse_pool
 from ..neurons import _straight_through
 from ..trainer import cosine_schedule
@@ -139,36 +140,18 @@ class SnnTorchNet(nn.Module):
         return out.sum(0), spikes, out
 
 
-@torch.no_grad()
-def evaluate_batches(
-    batches: Iterable[Batch], device: torch.device, infer: Callable[[Tensor, Tensor], tuple[Tensor, OpCounts]]
-) -> tuple[float, OpCounts]:
-    """Accuracy and batch-size-weighted mean op counts; ``infer(x, y)`` gives predictions and ops."""
-    correct = total = 0
-    ops, sizes = [], []
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        pred, c = infer(x, y)
-        correct += (pred == y).sum().item()
-        total += y.shape[0]
-        ops.append(c)
-        sizes.append(y.shape[0])
-    if total == 0:
-        raise ValueError("the evaluation set is empty")
-    return correct / total, OpCounts.mean(ops, sizes)
-
-
 def evaluate_bptt(net: SnnTorchNet, batches: Iterable[Batch], input_ops: InputOps = "events") -> tuple[float, OpCounts]:
     """Accuracy and mean op counts per inference (one deterministic pass per input)."""
     net.eval()
 
-    def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
+    def infer(x: Tensor) -> Inference:
         z, spikes, head_spikes = net(x)
         ops = count_ops(x, spikes, list(net.synapses), head=net.head, head_spikes=head_spikes, input_ops=input_ops,
                         pools=list(net.pools))
-        return z.argmax(1), ops
+        return Inference({"deterministic": z.argmax(1)}, ops)
 
-    return evaluate_batches(batches, next(net.parameters()).device, infer)
+    ev = evaluate_batches(batches, next(net.parameters()).device, infer)
+    return ev.accuracy["deterministic"], ev.ops
 
 
 def bptt_epoch(

@@ -75,6 +75,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..energy import InputOps, OpCounts, count_ops
+from ..evaluation import Inference, evaluate_batches
 from ..network import (
     NetworkConfig,
     SpikingLayer,
@@ -86,7 +87,7 @@ from ..network import (
 )
 from ..neurons import LIFParams
 from ..trainer import cosine_schedule
-from .bptt import BaselineResult, evaluate_batches
+from .bptt import BaselineResult
 
 __all__ = ["FFConfig", "FFNet", "PREDICT_MODES", "goodness", "ff_loss", "symba_loss", "train_ff", "fit_head",
            "evaluate_ff"]
@@ -406,9 +407,9 @@ def evaluate_ff(
     passes = 1 if mode == "head" else net.config.n_classes
     scored = len(net.layers) - (1 if mode == "goodness_top" and len(net.layers) > 1 else 0)
 
-    def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
+    def infer(x: Tensor) -> Inference:
         pred, spikes = net.predict(x, mode)
-        b = y.shape[0]
+        b = x.shape[1]
         c = count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=passes, shared_input=True,
                       input_ops=input_ops, head=net.head if mode == "head" else None,
                       pools=[layer.pool for layer in net.layers])
@@ -428,9 +429,10 @@ def evaluate_ff(
         unfused = tuple(s + a for s, a in zip(c.synops_unfused, labelled)) + c.synops_unfused[len(labelled):]
         macs = tuple(m + n for m, n in zip(c.macs, norm))
         extra = {"label_bias_adds": label_adds, "norm_macs": float(sum(norm)), "passes": float(passes)}
-        return pred, replace(c, synops=synops, synops_unfused=unfused, macs=macs, extra=extra)
+        return Inference({mode: pred}, replace(c, synops=synops, synops_unfused=unfused, macs=macs, extra=extra))
 
-    return evaluate_batches(batches, next(net.parameters()).device, infer)
+    ev = evaluate_batches(batches, next(net.parameters()).device, infer)
+    return ev.accuracy[mode], ev.ops
 
 
 def train_ff(

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from ..energy import OpCounts
+from ..evaluation import Inference, evaluate_batches
 from ..probe import fit_probe
-from .bptt import BaselineResult, evaluate_batches
+from .bptt import BaselineResult
 
 __all__ = ["event_counts", "train_linear"]
 
@@ -50,13 +51,14 @@ def train_linear(
     train_seconds = time.perf_counter() - t0
     n_features = clf[-1].coef_.shape[1]
 
-    def infer(x: Tensor, y: Tensor) -> tuple[Tensor, OpCounts]:
+    def infer(x: Tensor) -> Inference:
         pred = torch.as_tensor(clf.predict(_features(x)))
-        events = float(x.sum()) / y.shape[0]
+        events = float(x.sum()) / x.shape[1]
         ops = OpCounts(synops=(events * n_classes,), macs=(float(n_classes),), spikes=(), neuron_updates=(),
                        synops_unfused=(events * n_classes,), connections=(float(n_features * n_classes),))
-        return pred, ops
+        return Inference({"deterministic": pred}, ops)
 
-    acc, ops = evaluate_batches(test_batches, torch.device("cpu"), infer)
+    ev = evaluate_batches(test_batches, torch.device("cpu"), infer)
+    acc, ops = ev.accuracy["deterministic"], ev.ops
     c = float(clf[-1].C_[0])
     return BaselineResult(clf, acc, ops, [{"C": c}], train_seconds, 1)
