@@ -58,6 +58,9 @@
   normalised or scored layer and one scaling per current of the next layer and bin), which
   are also added to ``synops`` and ``macs``. Layer normalisation needs a layer's full spike
   counts before the next layer runs: the layers run one after another over all ``T`` bins.
+
+The method's variants (losses, label placement, fully connected layers, mining) share one
+training loop and its op accounting, so they stay in this one module (over 400 lines).
 """
 
 from __future__ import annotations
