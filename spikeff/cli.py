@@ -18,6 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from .fileio import remove_stale_temps, staged, write_json
 from .network import SpikingNet
 from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
 from .readout import MODES
-from .trainer import TrainConfig, TrainingError
+from .trainer import LayerStats, TrainConfig, TrainingError
 
 __all__ = ["main", "build_parser"]
 
@@ -221,10 +222,10 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise Interrupted("interrupted before the first run state was saved; nothing to resume") from None
 
 
-def _print_epoch(rec: dict[str, Any]) -> None:
-    layers = sorted({k.split("/")[0] for k in rec if k.startswith("layer")})
-    parts = [f"{layer}: ED cons {rec[f'{layer}/ed_consistency']:.2f} div {rec[f'{layer}/ed_diversity']:.2f} "
-             f"rate {rec[f'{layer}/rate']:.3f}" for layer in layers]
+def _print_epoch(rec: dict[str, Any], n_layers: int) -> None:
+    stats = [LayerStats.of(rec, k) for k in range(1, n_layers + 1)]
+    parts = [f"layer{k}: ED cons {st.ed_consistency:.2f} div {st.ed_diversity:.2f} rate {st.rate:.3f}"
+             for k, st in enumerate(stats, 1)]
     print(f"epoch {rec['epoch']} ({rec['seconds']:.1f}s) | " + " | ".join(parts), flush=True)
 
 
@@ -247,9 +248,11 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
     if resume is not None:
         _check_same_data(resume["meta"].get("data"), splits, out)
     saved = to_dict(config)
+    n_layers = len(config.network.conv_channels) + len(config.network.hidden)
     run = train_and_evaluate(
         splits, config.network.for_data(splits.frame_shape, splits.n_classes), config.train, device=ctx.device,
-        num_workers=config.runtime.num_workers, on_epoch=_print_epoch if ctx.is_main else None,
+        num_workers=config.runtime.num_workers,
+        on_epoch=partial(_print_epoch, n_layers=n_layers) if ctx.is_main else None,
         state_path=out / STATE_FILE, resume=resume,
         state_meta={"config": saved, "out": str(out), "data": dict(splits.manifest)},
         parallel=ctx, checkpoint_seconds=60.0 * config.runtime.checkpoint_minutes,

@@ -23,9 +23,9 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from .distributed import DataParallel
 
 __all__ = [
-    "TrainConfig", "TrainingError", "LayerTrainer", "calibrate_norm", "cosine_schedule", "fit_readout",
+    "TrainConfig", "TrainingError", "LayerTrainer", "LayerStats", "PassCursor", "warn_if_silent", "calibrate_norm",
+    "cosine_schedule", "fit_readout",
 ]
 
 # A layer counts as nearly silent below both: a sparse but large layer still carries signal
@@ -127,15 +128,104 @@ def _head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tens
     return loss.detach()
 
 
+class LayerStats(NamedTuple):
+    """One layer's training statistics: on one batch (0-d tensors), or their means over a pass."""
+
+    loss: Any
+    ed_consistency: Any
+    ed_diversity: Any
+    rate: Any  # spikes per neuron and time bin
+    spikes_per_bin: Any  # spikes per input and time bin, summed over the layer
+
+    @classmethod
+    def of(cls, record: dict[str, Any], k: int) -> LayerStats:
+        """Layer ``k``'s (1-based) means in an epoch record (keys ``layer<k>/<field>``)."""
+        return cls(*(record[f"layer{k}/{name}"] for name in cls._fields))
+
+    def items(self, k: int) -> dict[str, Any]:
+        """The record entries of layer ``k`` (1-based)."""
+        return {f"layer{k}/{name}": v for name, v in zip(self._fields, self)}
+
+
+@dataclass
+class PassCursor:
+    """Where training stands, down to the batch.
+
+    ``epoch`` epochs are done. Within the current epoch, ``stage`` layer passes are done (greedy
+    schedule) and ``done`` holds their mean statistics. Within the current pass, ``batches``
+    batches are done, with the sums of their statistics and their ``seconds``.
+    """
+
+    epoch: int = 0
+    stage: int = 0
+    done: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
+    sums: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def end_pass(self) -> None:
+        self.batches, self.sums, self.seconds = 0, {}, 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        position = {"batches": self.batches, "seconds": self.seconds} if self.batches else {}
+        return {"epoch": self.epoch, "stage": self.stage, "partial": dict(self.done),
+                "position": {**position, "sums": {k: float(v) for k, v in self.sums.items()}}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.stage, self.done = int(state["epoch"]), int(state["stage"]), dict(state["partial"])
+        position = state.get("position", {})
+        self.end_pass()
+        if position.get("batches"):
+            self.batches, self.sums = int(position["batches"]), dict(position["sums"])
+            self.seconds = float(position.get("seconds", 0.0))
+
+
+def warn_if_silent(record: dict[str, Any], history: list[dict[str, Any]], n_layers: int) -> None:
+    """Warn the first epoch a layer is nearly silent (below ``SILENT_RATE`` and ``SILENT_SPIKES``).
+
+    A diagnostic of :class:`LayerTrainer` (its default ``diagnostics``), called after every epoch
+    with the epoch's record and the earlier ones.
+    """
+    def silent(r: dict[str, Any], k: int) -> bool:
+        return (r.get(f"layer{k}/rate", 1.0) < SILENT_RATE
+                and r.get(f"layer{k}/spikes_per_bin", SILENT_SPIKES) < SILENT_SPIKES)
+
+    for k in range(1, n_layers + 1):
+        if silent(record, k) and not any(silent(r, k) for r in history):
+            warnings.warn(
+                f"layer {k} is nearly silent in epoch {record['epoch']}: {record[f'layer{k}/spikes_per_bin']:.1f} "
+                f"spikes per input and time bin ({record[f'layer{k}/rate']:.2%} of its neuron-steps), so "
+                "its ED loss and the layers above it get little signal. Without normalisation rates "
+                "fall with depth; --norm batch (the default) keeps every layer's currents at unit "
+                "variance, and fewer layers or a lower threshold raise them too",
+                RuntimeWarning, stacklevel=2,
+            )
+
+
+Diagnostic = Callable[[dict[str, Any], list[dict[str, Any]], int], None]
+
+
 class LayerTrainer:
-    """Trains a :class:`SpikingNet` layer by layer. One instance holds one run's optimizers."""
+    """Trains a :class:`SpikingNet` layer by layer. One instance holds one run's optimizers.
+
+    Parameters
+    ----------
+    net : the network; its layers and head are trained in place.
+    config : the optimisation settings.
+    generator : the training noise (and the random projections' seed).
+    sync : :class:`spikeff.distributed.DataParallel` to train on batches split across processes:
+        global-batch losses and gradients averaged over the ranks before each step.
+    progress : show a progress bar per pass.
+    diagnostics : called after every epoch with its record, the earlier records and the number
+        of layers (default: :func:`warn_if_silent`).
+    """
 
     def __init__(
-        self, net: SpikingNet, config: TrainConfig, generator: torch.Generator, sync: DataParallel | None = None
+        self, net: SpikingNet, config: TrainConfig, generator: torch.Generator, sync: DataParallel | None = None,
+        *, progress: bool = True, diagnostics: Sequence[Diagnostic] = (warn_if_silent,),
     ) -> None:
-        """``sync`` (:class:`spikeff.distributed.DataParallel`) trains on batches split across
-        processes: global-batch losses and gradients averaged over the ranks before each step."""
         self.net, self.config, self.generator, self.sync = net, config, generator, sync
+        self.progress, self.diagnostics = progress, tuple(diagnostics)
         self.layer_opts = [torch.optim.Adam(layer.parameters(), lr=config.lr) for layer in net.layers]
         self.head_opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
         dims = config.projection_dims
@@ -147,26 +237,18 @@ class LayerTrainer:
             random_projection(layer.out_channels, d, proj_gen).to(_device_of(net)) if d else None
             for layer, d in zip(net.layers, dims or [0] * len(net.layers))
         ]
-        self.epoch = 0
-        self.stage = 0  # greedy: the next layer pass within the current epoch
-        self._partial: dict[str, Any] = {}
-        # Within the current pass: batches done, their statistic sums, seconds spent; {} between passes.
-        self._position: dict[str, Any] = {}
+        self.cursor = PassCursor()
         self.history: list[dict[str, Any]] = []
 
     @property
     def batches_done(self) -> int:
         """Batches already trained in the current pass (0 between passes)."""
-        return int(self._position.get("batches", 0))
+        return self.cursor.batches
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: optimizers, position in the schedule (down to the batch
-        within a pass), noise generator, history."""
+        """Everything needed to resume: the cursor, optimizers, noise generator, projections, history."""
         return {
-            "epoch": self.epoch,
-            "stage": self.stage,
-            "partial": dict(self._partial),
-            "position": {**self._position, "sums": {k: float(v) for k, v in self._position.get("sums", {}).items()}},
+            **self.cursor.state_dict(),
             "history": list(self.history),
             "layer_opts": [o.state_dict() for o in self.layer_opts],
             "head_opt": self.head_opt.state_dict(),
@@ -175,19 +257,29 @@ class LayerTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.stage = int(state["epoch"]), int(state["stage"])
-        self._partial, self.history = dict(state["partial"]), list(state["history"])
-        position = state.get("position", {})
-        self._position = {**position, "sums": dict(position["sums"])} if position.get("batches") else {}
+        self.cursor.load_state_dict(state)
+        self.history = list(state["history"])
         for opt, sd in zip(self.layer_opts, state["layer_opts"]):
             opt.load_state_dict(sd)
         self.head_opt.load_state_dict(state["head_opt"])
         self.generator.set_state(state["generator"])
         self.projections = list(state["projections"])
 
-    def _layer_step(self, k: int, inp: Tensor, y: Tensor, trials_in: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """Forward layer ``k`` on detached ``inp``, step its optimizer; return its (detached) spikes
-        and its statistics as 0-d tensors (read once per pass: no device sync per step)."""
+    def layer_step(self, k: int, inp: Tensor, y: Tensor, trials_in: int) -> tuple[Tensor, LayerStats]:
+        """Forward layer ``k`` (0-based) on detached ``inp`` and step its optimizer on its ED loss.
+
+        Parameters
+        ----------
+        k : the layer.
+        inp : its input spikes ``(T, trials_in * B, ...)``; detached here, so no gradient leaves the layer.
+        y : the batch's labels (for the supervised consistency).
+        trials_in : trials already in ``inp`` (``config.trials`` for the first layer, else 1).
+
+        Returns
+        -------
+        The layer's detached spikes and its statistics as 0-d tensors (read once per pass: no
+        device sync per step).
+        """
         cfg, layer = self.config, self.net.layers[k]
         spikes = layer(inp.detach(), self.generator, trials_in)
         counts = spike_counts(spikes, cfg.trials)
@@ -195,8 +287,7 @@ class LayerTrainer:
                                   reduce=None if self.sync is None else self.sync.reduce)
         _step(self.layer_opts[k], loss, self.sync)
         rate = spikes.detach().mean()
-        stats = {"loss": loss.detach(), "ed_consistency": cons.detach(), "ed_diversity": div.detach(),
-                 "rate": rate, "spikes_per_bin": rate * spikes[0, 0].numel()}
+        stats = LayerStats(loss.detach(), cons.detach(), div.detach(), rate, rate * spikes[0, 0].numel())
         return spikes.detach(), stats
 
     def _check_finite(self, losses: dict[int, Tensor]) -> None:
@@ -210,7 +301,7 @@ class LayerTrainer:
             k = list(losses)[int((~finite).nonzero()[0, 0])]
             what = "ED loss" if not bool(torch.isfinite(losses[k])) else "weights after the step"
             raise TrainingError(
-                f"non-finite {what} in layer {k + 1} at epoch {self.epoch + 1}; "
+                f"non-finite {what} in layer {k + 1} at epoch {self.cursor.epoch + 1}; "
                 "try a lower --lr or a different noise level (--delta)"
             )
 
@@ -224,29 +315,29 @@ class LayerTrainer:
         batches already trained are read and dropped (no forward pass, no noise drawn), so
         ``batches`` must yield the same sequence again (the caller restores the loader).
         """
-        cfg, net = self.config, self.net
+        cfg, net, cur = self.config, self.net, self.cursor
         device = _device_of(net)
         last = max(train)
-        start = self.batches_done
-        sums: dict[str, Tensor | float] = dict(self._position.get("sums", {}))
-        seconds = float(self._position.get("seconds", 0.0))
+        start, seconds = cur.batches, cur.seconds
         it = iter(batches)
         skipped = sum(1 for _ in itertools.islice(it, start))
         if skipped < start:
             raise TrainingError(
                 f"the run state is at batch {start} of a pass, but the training set now yields only {skipped} batches"
             )
-        n_batches, t0 = start, time.perf_counter()
+        t0 = time.perf_counter()
         total = len(batches) if hasattr(batches, "__len__") else None
-        for x, y in tqdm(it, desc=desc, leave=False, dynamic_ncols=True, initial=start, total=total):
+        bar = tqdm(it, desc=desc, leave=False, dynamic_ncols=True, initial=start, total=total,
+                   disable=not self.progress)
+        for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             h, trials_in, losses = x, cfg.trials, {}
             for k in range(last + 1):
                 if k in train:
-                    h, stats = self._layer_step(k, h, y, trials_in)
-                    losses[k] = stats["loss"]
-                    for key, v in stats.items():
-                        sums[f"layer{k + 1}/{key}"] = sums.get(f"layer{k + 1}/{key}", 0.0) + v
+                    h, stats = self.layer_step(k, h, y, trials_in)
+                    losses[k] = stats.loss
+                    for key, v in stats.items(k + 1).items():
+                        cur.sums[key] = cur.sums.get(key, 0.0) + v
                 else:
                     with torch.no_grad():
                         h = net.layers[k](h, self.generator, trials_in)
@@ -254,15 +345,16 @@ class LayerTrainer:
             self._check_finite(losses)
             if head:
                 loss = _head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator, self.sync)
-                sums["head/loss"] = sums.get("head/loss", 0.0) + loss.detach()
-            n_batches += 1
-            self._position = {"batches": n_batches, "sums": sums, "seconds": seconds + time.perf_counter() - t0}
+                cur.sums["head/loss"] = cur.sums.get("head/loss", 0.0) + loss.detach()
+            cur.batches += 1
+            cur.seconds = seconds + time.perf_counter() - t0
             if on_batch is not None:
                 on_batch()
-        self._position = {}
+        n_batches, sums, seconds = cur.batches, cur.sums, seconds + time.perf_counter() - t0
+        cur.end_pass()
         if n_batches == 0:
             raise TrainingError("the training set yielded no batches")
-        return {**{k: float(v) / n_batches for k, v in sums.items()}, "seconds": seconds + time.perf_counter() - t0}
+        return {**{k: float(v) / n_batches for k, v in sums.items()}, "seconds": seconds}
 
     def train_epoch(
         self,
@@ -277,44 +369,26 @@ class LayerTrainer:
         after every batch, when :meth:`state_dict` holds the position inside the pass (e.g.
         for timed checkpoints); an interrupted pass resumes at the next batch.
         """
-        n_layers = len(self.net.layers)
+        n_layers, cur = len(self.net.layers), self.cursor
         self.net.train()
-        ep = f"epoch {self.epoch + 1}/{self.config.epochs}"
-        record = self._partial
+        ep = f"epoch {cur.epoch + 1}/{self.config.epochs}"
         passes = [list(range(n_layers))] if self.config.schedule == "simultaneous" else [[k] for k in range(n_layers)]
-        for p in passes[self.stage:]:
+        for p in passes[cur.stage:]:
             desc = ep if len(passes) == 1 else f"{ep} layer {p[0] + 1}"
             stats = self._pass(batches, p, head=p[-1] == n_layers - 1, desc=desc, on_batch=on_batch)
             seconds = stats.pop("seconds")
-            record.update(stats)
-            record["seconds"] = record.get("seconds", 0.0) + seconds
+            cur.done.update(stats)
+            cur.done["seconds"] = cur.done.get("seconds", 0.0) + seconds
             if p[-1] < n_layers - 1:
-                self.stage += 1
+                cur.stage += 1
                 if on_stage is not None:
                     on_stage()
-        self.stage, self._partial = 0, {}
-        self.epoch += 1
-        record["epoch"] = self.epoch
-        self._warn_silent(record)
+        record = {**cur.done, "epoch": cur.epoch + 1}
+        cur.epoch, cur.stage, cur.done = cur.epoch + 1, 0, {}
+        for diagnose in self.diagnostics:
+            diagnose(record, self.history, n_layers)
         self.history.append(record)
         return record
-
-    def _warn_silent(self, record: dict[str, Any]) -> None:
-        """Warn the first epoch a layer is nearly silent (``SILENT_RATE`` and ``SILENT_SPIKES``)."""
-        def silent(r: dict[str, Any], k: int) -> bool:
-            return (r.get(f"layer{k}/rate", 1.0) < SILENT_RATE
-                    and r.get(f"layer{k}/spikes_per_bin", SILENT_SPIKES) < SILENT_SPIKES)
-
-        for k in range(1, len(self.net.layers) + 1):
-            if silent(record, k) and not any(silent(r, k) for r in self.history):
-                warnings.warn(
-                    f"layer {k} is nearly silent in epoch {self.epoch}: {record[f'layer{k}/spikes_per_bin']:.1f} "
-                    f"spikes per input and time bin ({record[f'layer{k}/rate']:.2%} of its neuron-steps), so "
-                    "its ED loss and the layers above it get little signal. Without normalisation rates "
-                    "fall with depth; --norm batch (the default) keeps every layer's currents at unit "
-                    "variance, and fewer layers or a lower threshold raise them too",
-                    RuntimeWarning, stacklevel=2,
-                )
 
     def fit(
         self,
@@ -324,7 +398,7 @@ class LayerTrainer:
         on_batch: Callable[[], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Train until ``config.epochs`` epochs are done (``batches`` is re-iterated each pass)."""
-        while self.epoch < self.config.epochs:
+        while self.cursor.epoch < self.config.epochs:
             record = self.train_epoch(batches, on_stage, on_batch)
             if on_epoch is not None:
                 on_epoch(record)

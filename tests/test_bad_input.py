@@ -351,6 +351,20 @@ def test_8_resume_keeps_the_saved_config_when_defaults_change(tmp_path, data, mo
     assert from_dict(RunConfig, meta["config"]) == saved
 
 
+def test_8_a_run_state_of_the_previous_version_resumes_from_its_argv(tmp_path, data, monkeypatch, capsys):
+    out = interrupted(tmp_path, data, monkeypatch, capsys)
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    argv = ["train", "--dataset", "nmnist", "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(out), *TINY, "--epochs", "2"]
+    state["version"] = 2  # before the whole RunConfig was saved: the argv and the folders
+    state["meta"] = {"argv": argv, "out": str(out), "data": state["meta"]["data"], "data_dir": str(data),
+                     "cache_dir": str(tmp_path / "cache")}
+    torch.save(state, out / "train_state.pt")
+    assert main(["train", "--resume", str(out)]) == 0
+    saved = from_dict(RunConfig, json.loads((out / "metrics.json").read_text())["config"])
+    assert saved.train.epochs == 2 and saved.network.conv_channels == (4,) and saved.runtime.data_dir == str(data)
+
+
 # ----------------------------------------------------------------------------- 9: export --verify
 
 

@@ -1,4 +1,5 @@
 import copy
+import warnings
 
 import pytest
 import torch
@@ -9,7 +10,15 @@ from spikeff.evaluation import evaluate
 from spikeff.network import NetworkConfig, SpikingNet, expand_trials, fold_norm, spike_counts, synapse_pool
 from spikeff.neurons import LIFParams
 from spikeff.readout import scores
-from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, calibrate_norm, cosine_schedule
+from spikeff.trainer import (
+    LayerStats,
+    LayerTrainer,
+    TrainConfig,
+    TrainingError,
+    calibrate_norm,
+    cosine_schedule,
+    warn_if_silent,
+)
 
 
 def tiny_net(seed: int = 0, readout: str = "linear", hidden=(6,), norm: str = "none") -> SpikingNet:
@@ -48,11 +57,11 @@ def test_no_gradient_crosses_layers():
         net = tiny_net()
         trainer = LayerTrainer(net, TrainConfig(trials=3), torch.Generator().manual_seed(5))
         x, y = tiny_batches(1)[0]
-        h1, _ = trainer._layer_step(0, x, y, 3)
+        h1, _ = trainer.layer_step(0, x, y, 3)
         g1 = [p.grad.clone() for p in net.layers[0].parameters()]
         # A different loss on layer 2 must leave layer 1's grads untouched.
         trainer.config = TrainConfig(trials=3, loss=EDLossConfig(alpha=alpha2))
-        trainer._layer_step(1, h1, y, 1)
+        trainer.layer_step(1, h1, y, 1)
         assert all(torch.equal(a, p.grad) for a, p in zip(g1, net.layers[0].parameters()))
         grads.append(([p.grad.clone() for p in net.layers[1].parameters()], g1))
     assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
@@ -64,7 +73,7 @@ def test_layer_input_is_detached():
     x, y = tiny_batches(1)[0]
     x.requires_grad_(True)
     trainer = LayerTrainer(net, TrainConfig(trials=2), torch.Generator().manual_seed(0))
-    trainer._layer_step(0, x, y, 2)
+    trainer.layer_step(0, x, y, 2)
     assert x.grad is None
 
 
@@ -112,14 +121,16 @@ def test_nearly_silent_layer_warns_once():
     with pytest.warns(RuntimeWarning, match=r"layer 2 is nearly silent in epoch 1: 0\.0 spikes") as caught:
         trainer.fit(tiny_batches(1))
     assert len([w for w in caught if "nearly silent" in str(w.message)]) == 1  # once, though both epochs were
-    assert trainer.history[0]["layer1/rate"] >= 0.005  # layer 1 is active and not reported
+    assert LayerStats.of(trainer.history[0], 1).rate >= 0.005  # layer 1 is active and not reported
+    quiet = LayerTrainer(net, TrainConfig(epochs=1, trials=2), torch.Generator().manual_seed(0), diagnostics=())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no diagnostic, no warning
+        quiet.fit(tiny_batches(1))
 
 
 def test_sparse_but_large_layer_is_not_silent(recwarn):
-    trainer = LayerTrainer(tiny_net(), TrainConfig(), torch.Generator().manual_seed(0))
-    trainer.epoch = 1
-    trainer._warn_silent({"layer1/rate": 0.004, "layer1/spikes_per_bin": 33.0, "layer2/rate": 0.5,
-                          "layer2/spikes_per_bin": 3.0})
+    warn_if_silent({"epoch": 1, "layer1/rate": 0.004, "layer1/spikes_per_bin": 33.0, "layer2/rate": 0.5,
+                    "layer2/spikes_per_bin": 3.0}, [], 2)
     assert not [w for w in recwarn if "nearly silent" in str(w.message)]
 
 

@@ -13,7 +13,7 @@ from test_network_trainer import tiny_batches, tiny_net
 
 from spikeff.cli import main
 from spikeff.data import load_splits
-from spikeff.experiment import STATE_FORMAT, load_state, train_and_evaluate
+from spikeff.experiment import STATE_FORMAT, STATE_VERSION, load_state, train_and_evaluate
 from spikeff.network import NetworkConfig
 from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError
 
@@ -59,7 +59,7 @@ def test_mid_pass_state_resumes_exactly(digits, tmp_path, schedule, augment, wor
         _run(splits, schedule, workers, state_path=state_path, checkpoint_seconds=2.5,
              clock=FakeClock(stop_at=state_path))
     state = load_state(state_path)
-    assert state["version"] == 2 and state["phase"] == "layers"
+    assert state["version"] == STATE_VERSION and state["phase"] == "layers"
     position = state["trainer"]["position"]
     assert position["batches"] == 3 and position["sums"] and state["trainer"]["epoch"] == 1
 

@@ -65,7 +65,7 @@ def test_compiled_net_gives_eager_spikes_and_gradients():
         spikes = net.layer_outputs(x, g, trials=2)
         z = net.head(spikes[-1], net.config.lif, g)
         trainer = LayerTrainer(net, TrainConfig(trials=2), torch.Generator().manual_seed(5))
-        trainer._layer_step(0, x, y, 2)
+        trainer.layer_step(0, x, y, 2)
         outs.append((spikes, z, [p.grad for p in net.layers[0].parameters()]))
     if compiled.layers[0].scan.fallback_reason is not None:
         pytest.skip(f"torch.compile is unavailable here: {compiled.layers[0].scan.fallback_reason}")
