@@ -32,7 +32,17 @@ class CheckpointError(ValueError):
 
 
 def first_nonfinite(tensors: Mapping[str, torch.Tensor], lifs: list[dict[str, Any]] = ()) -> str | None:
-    """The first tensor (or layer neuron parameter) holding NaN or Inf, described; ``None`` if all are finite."""
+    """The first tensor (or layer neuron parameter) holding NaN or Inf, described; ``None`` if all are finite.
+
+    Parameters
+    ----------
+    tensors : name -> tensor (e.g. a state dict); non-float tensors are skipped.
+    lifs : each layer's neuron parameters as a dict.
+
+    Returns
+    -------
+    str or None
+    """
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             n = int((~torch.isfinite(t)).sum())
@@ -48,6 +58,17 @@ def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | No
     """Save the network's architecture, weights and ``meta`` (plain types only) atomically.
 
     Raises ``CheckpointError`` (and writes nothing) if a weight or neuron parameter is not finite.
+
+    Parameters
+    ----------
+    path : the checkpoint file.
+    net : the network.
+    meta : run details, plain types only.
+
+    Raises
+    ------
+    CheckpointError : a weight or neuron parameter is not finite.
+    OSError : the file cannot be written.
     """
     bad = first_nonfinite(net.state_dict(), [asdict(layer.lif) for layer in net.layers])
     if bad is not None:
@@ -79,6 +100,10 @@ def read_payload(
     Returns
     -------
     dict
+
+    Raises
+    ------
+    error : the file is unreadable or not a dict with ``format == fmt``.
     """
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -90,7 +115,23 @@ def read_payload(
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SpikingNet, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint`; returns the network and its meta."""
+    """Load a checkpoint written by :func:`save_checkpoint`; returns the network and its meta.
+
+    Parameters
+    ----------
+    path : the checkpoint file.
+    map_location : where the network is put (and passed to :func:`torch.load`).
+
+    Returns
+    -------
+    net : the network, in eval mode.
+    meta : the run details saved with it.
+
+    Raises
+    ------
+    CheckpointError : no such file, not a spikeff checkpoint, an unsupported version, a non-finite
+        value, or weights that do not match the architecture.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")

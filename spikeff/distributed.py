@@ -84,6 +84,21 @@ def init_from_env(device: str | torch.device = "cpu", timeout: timedelta | None 
     Without ``WORLD_SIZE`` (or with 1) nothing is initialised and a single-process context is
     returned. ``device="cuda"`` becomes ``cuda:LOCAL_RANK`` with backend ``nccl``; on CPU the
     backend is ``gloo``. The rendezvous is ``env://`` (``MASTER_ADDR``, ``MASTER_PORT``).
+
+    Parameters
+    ----------
+    device : ``"cpu"`` or ``"cuda"`` (no index under torchrun).
+    timeout : of the process group's operations (``None``: torch's default).
+
+    Returns
+    -------
+    DistContext
+
+    Raises
+    ------
+    ValueError : a non-integer environment variable, a CUDA device with an index or without CUDA,
+        or a device other than cpu and cuda.
+    RuntimeError : no ``torch.distributed``, or a process group that disagrees with the environment.
     """
     world = _env_int("WORLD_SIZE", 1)
     dev = torch.device(device)
@@ -121,7 +136,12 @@ def shutdown() -> None:
 
 
 def leave_group(ctx: DistContext) -> None:
-    """Wait for every rank, then leave the process group on all of them at once (no-op on one process)."""
+    """Wait for every rank, then leave the process group on all of them at once (no-op on one process).
+
+    Parameters
+    ----------
+    ctx : this process's context.
+    """
     if ctx.distributed:
         barrier(ctx)
         shutdown()
@@ -132,6 +152,19 @@ def rank_seed(seed: int, rank: int) -> int:
 
     Rank 0 keeps ``seed``; rank ``r`` adds ``r * 2**32``, which never meets a seed below
     ``2**32`` (all of :func:`spikeff.experiment.seeded_generators`' for seeds below 4e6).
+
+    Parameters
+    ----------
+    seed : the single-process seed.
+    rank : the process's rank.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError : a negative rank.
     """
     if rank < 0:
         raise ValueError(f"rank must be >= 0, got {rank}")
@@ -143,6 +176,19 @@ def shard_bounds(batch: int, rank: int, world: int) -> tuple[int, int]:
 
     Parts differ in size by at most one (``torch.tensor_split``'s rule); every part must be
     non-empty.
+
+    Parameters
+    ----------
+    batch : the global batch size.
+    rank, world : this process's rank and the number of processes.
+
+    Returns
+    -------
+    start, stop : ints.
+
+    Raises
+    ------
+    ValueError : ``batch < world``.
     """
     if batch < world:
         raise ValueError(
@@ -155,7 +201,22 @@ def shard_bounds(batch: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def shard_batch(x: Tensor, y: Tensor, rank: int, world: int) -> Batch:
-    """This rank's part of a time-first batch: ``x`` ``(T, B, ...)`` along dim 1, ``y`` ``(B,)``."""
+    """This rank's part of a time-first batch: ``x`` ``(T, B, ...)`` along dim 1, ``y`` ``(B,)``.
+
+    Parameters
+    ----------
+    x : inputs ``(T, B, ...)``.
+    y : labels ``(B,)``.
+    rank, world : as in :func:`shard_bounds`.
+
+    Returns
+    -------
+    x, y : views of this rank's part.
+
+    Raises
+    ------
+    ValueError : mismatched shapes, or ``B < world``.
+    """
     if x.dim() < 2 or y.shape[:1] != x.shape[1:2]:
         raise ValueError(f"expected x (T, B, ...) and y (B,), got {tuple(x.shape)} and {tuple(y.shape)}")
     start, stop = shard_bounds(y.shape[0], rank, world)
@@ -167,6 +228,11 @@ class ShardedBatches:
 
     Every rank must iterate the same global batches (same seed), which makes the union of
     the parts the single-process batch.
+
+    Parameters
+    ----------
+    batches : re-iterable global batches ``(x, y)``.
+    rank, world : as in :func:`shard_bounds`.
     """
 
     def __init__(self, batches: Iterable[Batch], rank: int, world: int) -> None:
@@ -186,6 +252,14 @@ class DataParallel:
     ``reduce`` is a differentiable all-reduce sum (pass it to :func:`spikeff.ed.ed_loss`);
     ``average_gradients`` all-reduces the gradients of a parameter group and divides by the
     world size (call it after ``backward``, before ``step``).
+
+    Parameters
+    ----------
+    world : the number of processes (by default the process group's size).
+
+    Raises
+    ------
+    RuntimeError : no initialised process group.
     """
 
     def __init__(self, world: int | None = None) -> None:
@@ -194,7 +268,16 @@ class DataParallel:
         self.world = dist.get_world_size() if world is None else world
 
     def reduce(self, t: Tensor) -> Tensor:
-        """Sum of ``t`` over the ranks; its backward sums the upstream gradients over the ranks."""
+        """Sum of ``t`` over the ranks; its backward sums the upstream gradients over the ranks.
+
+        Parameters
+        ----------
+        t : the same shape on every rank.
+
+        Returns
+        -------
+        Tensor, the sum.
+        """
         with warnings.catch_warnings():
             # Deprecated in favour of a private API since torch 2.11; still the public way.
             warnings.simplefilter("ignore", FutureWarning)
@@ -203,12 +286,27 @@ class DataParallel:
             return all_reduce(t)
 
     def mean(self, local_sum: Tensor, n_local: int) -> Tensor:
-        """Global mean from each rank's (differentiable) sum over its ``n_local`` items."""
+        """Global mean from each rank's (differentiable) sum over its ``n_local`` items.
+
+        Parameters
+        ----------
+        local_sum : a scalar, this rank's sum.
+        n_local : the number of items in it.
+
+        Returns
+        -------
+        Tensor, a scalar.
+        """
         total = self.reduce(torch.stack([local_sum, local_sum.new_tensor(float(n_local)).detach()]))
         return total[0] / total[1]
 
     def average_gradients(self, params: Iterable[nn.Parameter]) -> None:
-        """Replace each ``p.grad`` by its mean over the ranks (one flat all-reduce)."""
+        """Replace each ``p.grad`` by its mean over the ranks (one flat all-reduce).
+
+        Parameters
+        ----------
+        params : the parameter group; those without a gradient are skipped.
+        """
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
@@ -221,13 +319,30 @@ class DataParallel:
 
 @torch.no_grad()
 def broadcast_parameters(module: nn.Module, src: int = 0) -> None:
-    """Copy ``src``'s parameters and buffers to every rank (initial weights must agree)."""
+    """Copy ``src``'s parameters and buffers to every rank (initial weights must agree).
+
+    Parameters
+    ----------
+    module : changed in place on every rank but ``src``.
+    src : the rank whose values are kept.
+    """
     for t in list(module.parameters()) + list(module.buffers()):
         dist.broadcast(t.data, src)
 
 
 def broadcast_flag(flag: bool, ctx: DistContext, src: int = 0) -> bool:
-    """Rank ``src``'s ``flag`` on every rank (so that all take the same branch); ``flag`` on one process."""
+    """Rank ``src``'s ``flag`` on every rank (so that all take the same branch); ``flag`` on one process.
+
+    Parameters
+    ----------
+    flag : this rank's value.
+    ctx : this process's context.
+    src : the rank whose value is kept.
+
+    Returns
+    -------
+    bool
+    """
     if not ctx.distributed:
         return flag
     t = torch.tensor([int(flag)], dtype=torch.int32, device=ctx.device)
@@ -236,7 +351,17 @@ def broadcast_flag(flag: bool, ctx: DistContext, src: int = 0) -> bool:
 
 
 def gather_objects(obj: object, ctx: DistContext) -> list[object]:
-    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` on one process."""
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` on one process.
+
+    Parameters
+    ----------
+    obj : this rank's object.
+    ctx : this process's context.
+
+    Returns
+    -------
+    list, one entry per rank.
+    """
     if not ctx.distributed:
         return [obj]
     out: list[object] = [None] * ctx.world
@@ -246,7 +371,18 @@ def gather_objects(obj: object, ctx: DistContext) -> list[object]:
 
 def check_shardable(n: int, batch_size: int, world: int) -> None:
     """Raise ``ValueError`` unless every batch of ``n`` inputs in batches of ``batch_size`` splits over ``world``
-    ranks."""
+    ranks.
+
+    Parameters
+    ----------
+    n : the number of training inputs.
+    batch_size : the global batch size.
+    world : the number of processes.
+
+    Raises
+    ------
+    ValueError : a batch (the last one included) has fewer than ``world`` inputs.
+    """
     last = n % batch_size
     if batch_size < world or 0 < last < world:
         raise ValueError(
@@ -256,6 +392,11 @@ def check_shardable(n: int, batch_size: int, world: int) -> None:
 
 
 def barrier(ctx: DistContext) -> None:
-    """Wait for every rank (no-op on one process)."""
+    """Wait for every rank (no-op on one process).
+
+    Parameters
+    ----------
+    ctx : this process's context.
+    """
     if ctx.distributed:
         dist.barrier()

@@ -71,13 +71,32 @@ Form = Literal["difference", "log_ratio"]
 
 
 def effective_dimensionality(cov: Tensor, eps: float = 1e-12) -> Tensor:
-    """Fast form ``tr(C)^2 / ||C||_F^2``, batched over the leading dimensions of ``cov`` ``(..., d, d)``."""
+    """Fast form ``tr(C)^2 / ||C||_F^2``, batched over the leading dimensions of ``cov`` ``(..., d, d)``.
+
+    Parameters
+    ----------
+    cov : symmetric matrices ``(..., d, d)``.
+    eps : added to the denominator (an all-zero ``cov`` gives 0).
+
+    Returns
+    -------
+    Tensor ``(...)``.
+    """
     tr = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1)
     return tr**2 / (cov.pow(2).sum((-2, -1)) + eps)
 
 
 def effective_dimensionality_eig(cov: Tensor, eps: float = 1e-12) -> Tensor:
-    """Exact form from the eigenvalues of the symmetric ``cov`` ``(..., d, d)``."""
+    """Exact form from the eigenvalues of the symmetric ``cov`` ``(..., d, d)``.
+
+    Parameters
+    ----------
+    cov, eps : as in :func:`effective_dimensionality`.
+
+    Returns
+    -------
+    Tensor ``(...)``.
+    """
     lam = torch.linalg.eigvalsh(cov)
     return lam.sum(-1) ** 2 / (lam.pow(2).sum(-1) + eps)
 
@@ -87,6 +106,15 @@ def sample_ed(x: Tensor, eps: float = 1e-12) -> Tensor:
 
     Uses whichever Gram matrix is smaller: ``x^T x`` (d x d) and ``x x^T`` (m x m) share
     their non-zero eigenvalues, so both give the same ED. Centre ``x`` first for a covariance.
+
+    Parameters
+    ----------
+    x : samples ``(..., m, d)``.
+    eps : as in :func:`effective_dimensionality`.
+
+    Returns
+    -------
+    Tensor ``(...)``.
     """
     m, d = x.shape[-2:]
     gram = x.transpose(-2, -1) @ x if d <= m else x @ x.transpose(-2, -1)
@@ -94,7 +122,22 @@ def sample_ed(x: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def random_projection(channels: int, dim: int, generator: torch.Generator) -> Tensor:
-    """A fixed random matrix ``(channels, dim)`` with orthonormal columns (``dim <= channels``)."""
+    """A fixed random matrix ``(channels, dim)`` with orthonormal columns (``dim <= channels``).
+
+    Parameters
+    ----------
+    channels : the input dimension.
+    dim : the projected dimension.
+    generator : source of the matrix.
+
+    Returns
+    -------
+    Tensor ``(channels, dim)``.
+
+    Raises
+    ------
+    ValueError : ``dim`` is not in ``[1, channels]``.
+    """
     if not 0 < dim <= channels:
         raise ValueError(f"projection dim must be in [1, {channels}], got {dim}")
     q, _ = torch.linalg.qr(torch.randn(channels, dim, generator=generator))
@@ -137,7 +180,23 @@ def consistency_ed(
     covariance: Covariance = "trial",
     labels: Tensor | None = None,
 ) -> Tensor:
-    """Mean ED of the per-input (or, with ``labels``, per-class) covariance across trials."""
+    """Mean ED of the per-input (or, with ``labels``, per-class) covariance across trials.
+
+    Parameters
+    ----------
+    counts : spike counts ``(n, B, C, *S)``.
+    covariance : ``"trial"`` (centred across trials) or ``"second_moment"``.
+    labels : class per input ``(B,)``; the per-class EDs are weighted by class size.
+
+    Returns
+    -------
+    Tensor, a scalar.
+
+    Raises
+    ------
+    ValueError : ``counts`` has fewer than 3 dimensions, the trial covariance gets fewer than 2
+        trials, or ``labels`` is not ``(B,)``.
+    """
     _check_counts(counts)
     n, b = counts.shape[:2]
     if labels is None:
@@ -164,7 +223,20 @@ _LOG_EPS = 1e-6  # keeps log ED finite for an all-silent layer (ED 0)
 
 
 def diversity_ed(counts: Tensor, kind: Diversity = "signal", reduce: Reduce | None = None) -> Tensor:
-    """ED of :func:`diversity_matrix`: the diversity term of the loss."""
+    """ED of :func:`diversity_matrix`: the diversity term of the loss.
+
+    Parameters
+    ----------
+    counts, kind, reduce : as in :func:`diversity_matrix`.
+
+    Returns
+    -------
+    Tensor, a scalar.
+
+    Raises
+    ------
+    ValueError : as :func:`diversity_matrix`.
+    """
     return effective_dimensionality(diversity_matrix(counts, kind, reduce))
 
 
@@ -177,6 +249,21 @@ def diversity_matrix(counts: Tensor, kind: Diversity = "signal", reduce: Reduce 
     ``C x C`` second moment of the centred means. Centring by the global mean before the
     second sum avoids the cancellation of ``sum m m^T - N mu mu^T`` in float32. With
     ``reduce=None`` the batch is the whole batch.
+
+    Parameters
+    ----------
+    counts : spike counts ``(n, B, C, *S)``.
+    kind : ``"signal"``, ``"covariance"`` or ``"second_moment"``.
+    reduce : a differentiable sum over the processes, or ``None``.
+
+    Returns
+    -------
+    Tensor ``(C, C)``.
+
+    Raises
+    ------
+    ValueError : ``counts`` has fewer than 3 dimensions, a centred kind gets a (global) batch of
+        fewer than 2 inputs, or ``"signal"`` gets fewer than 2 trials.
     """
     _check_counts(counts)
     x = _features_last(counts.mean(0).unsqueeze(0))[0]  # (B, S, C)
@@ -220,6 +307,24 @@ def ed_loss(
     consistency EDs, computed locally, are averaged over the global batch (exact for
     unequal parts too). Supervised consistency pools inputs across the batch and is not
     supported with ``reduce``.
+
+    Parameters
+    ----------
+    counts : spike counts ``(n, B, C, *S)``.
+    config : the loss settings.
+    labels : class per input ``(B,)``; needed when ``config.supervised``.
+    projection : ``(C, k)``, or ``None``.
+    reduce : a differentiable sum over the processes, or ``None``.
+
+    Returns
+    -------
+    loss : a scalar, in ``config.form`` (of the log EDs for ``"log_ratio"``).
+    consistency, diversity : the two EDs.
+
+    Raises
+    ------
+    ValueError : supervised without ``labels``, supervised with ``reduce``, or as
+        :func:`consistency_ed` and :func:`diversity_matrix`.
     """
     _check_counts(counts)
     if config.supervised and labels is None:

@@ -90,7 +90,16 @@ class CostModel:
         return self.neuron_update_pj if self.active_update_pj is None else self.active_update_pj
 
     def breakdown(self, ops: OpCounts) -> dict[str, float]:
-        """Energy in pJ per kind of operation."""
+        """Energy in pJ per kind of operation.
+
+        Parameters
+        ----------
+        ops : op counts per inference.
+
+        Returns
+        -------
+        dict : ``synops``, ``macs``, ``inactive_updates``, ``active_updates``, ``random_draws`` -> pJ.
+        """
         spikes, updates = ops.total("spikes"), ops.total("neuron_updates")
         return {
             "synops": ops.total("synops") * self.synop_pj,
@@ -101,7 +110,16 @@ class CostModel:
         }
 
     def energy_pj(self, ops: OpCounts) -> float:
-        """Total energy per inference in pJ."""
+        """Total energy per inference in pJ.
+
+        Parameters
+        ----------
+        ops : op counts per inference.
+
+        Returns
+        -------
+        float, the sum of :meth:`breakdown`.
+        """
         return float(sum(self.breakdown(ops).values()))
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +150,20 @@ COST_MODELS: dict[str, CostModel] = {
 
 
 def get_cost_model(name: str) -> CostModel:
-    """A preset from :data:`COST_MODELS`, with a clear error for unknown names."""
+    """A preset from :data:`COST_MODELS`, with a clear error for unknown names.
+
+    Parameters
+    ----------
+    name : a key of :data:`COST_MODELS`.
+
+    Returns
+    -------
+    CostModel
+
+    Raises
+    ------
+    ValueError : an unknown name.
+    """
     try:
         return COST_MODELS[name]
     except KeyError:
@@ -170,19 +201,40 @@ class OpCounts:
             raise ValueError(f"connections has {len(self.connections)} stages, synops {len(self.synops)}")
 
     def total(self, name: str) -> float:
+        """The sum over the stages of the field ``name`` (e.g. ``"synops"``)."""
         return float(sum(getattr(self, name)))
 
     def spikes_per_synapse(self) -> list[float | None]:
-        """``synops / connections`` per stage (``None`` where the connections are unknown or 0)."""
+        """``synops / connections`` per stage (``None`` where the connections are unknown or 0).
+
+        Returns
+        -------
+        list, one entry per stage.
+        """
         if not self.connections:
             return [None] * len(self.synops)
         return [s / c if c else None for s, c in zip(self.synops, self.connections)]
 
     def activation_sparsity(self) -> list[float | None]:
-        """``1 - spikes / neuron_updates`` per layer (``None`` without updates)."""
+        """``1 - spikes / neuron_updates`` per layer (``None`` without updates).
+
+        Returns
+        -------
+        list, one entry per stage that has neurons.
+        """
         return [1.0 - s / u if u else None for s, u in zip(self.spikes, self.neuron_updates)]
 
     def to_dict(self, models: Sequence[CostModel] = ()) -> dict[str, Any]:
+        """The counts as plain lists and numbers, with totals and per-stage ratios.
+
+        Parameters
+        ----------
+        models : cost models whose energy per inference is added under ``energy_pj``.
+
+        Returns
+        -------
+        dict, JSON-serialisable.
+        """
         d: dict[str, Any] = {k: list(getattr(self, k)) for k in _STAGE_FIELDS}
         d["connections"] = list(self.connections)
         d["spikes_per_synapse"] = self.spikes_per_synapse()
@@ -197,7 +249,21 @@ class OpCounts:
 
     @staticmethod
     def mean(counts: Sequence[OpCounts], weights: Sequence[float] | None = None) -> OpCounts:
-        """Weighted mean (e.g. over batches weighted by their sizes)."""
+        """Weighted mean (e.g. over batches weighted by their sizes).
+
+        Parameters
+        ----------
+        counts : op counts with the same stages.
+        weights : one per entry of ``counts`` (by default equal).
+
+        Returns
+        -------
+        OpCounts; ``connections`` only where every entry has them.
+
+        Raises
+        ------
+        ValueError : ``counts`` is empty.
+        """
         if not counts:
             raise ValueError("no op counts to average")
         w = [1.0] * len(counts) if weights is None else [float(x) for x in weights]
@@ -233,7 +299,18 @@ def _covering(n_in: int, kernel: int, padding: int, stride: int = 1) -> Tensor:
 def conv_fanout_map(
     height: int, width: int, out_channels: int, kernel_size: int, padding: int, stride: int = 1
 ) -> Tensor:
-    """Exact synapses driven by one input spike at each pixel ``(H, W)`` of one input channel."""
+    """Exact synapses driven by one input spike at each pixel ``(H, W)`` of one input channel.
+
+    Parameters
+    ----------
+    height, width : the input's size.
+    out_channels : the conv's output channels.
+    kernel_size, padding, stride : of the executed conv (square).
+
+    Returns
+    -------
+    Tensor ``(H, W)``, float64.
+    """
     return out_channels * torch.outer(
         _covering(height, kernel_size, padding, stride), _covering(width, kernel_size, padding, stride)
     ).double()
@@ -260,6 +337,21 @@ def fanout_map(synapse: nn.Module, in_shape: Sequence[int], pool: nn.Module | No
 
     With a ``pool`` that the network fuses into the conv (:func:`spikeff.network.synapse_pool`)
     this is the fan-out of the stride-``p`` conv with kernel ``k + p - 1``; else of the conv.
+
+    Parameters
+    ----------
+    synapse : a Conv2d (stride 1, square, numeric padding) or Linear.
+    in_shape : the input's shape, ending in ``(H, W)`` for a conv.
+    pool : the pooling after the conv, or ``None``.
+
+    Returns
+    -------
+    Tensor, float64: ``(H, W)`` for a conv, a scalar for a Linear.
+
+    Raises
+    ------
+    TypeError : a synapse other than Conv2d or Linear.
+    ValueError : a conv that is strided, dilated, grouped or not square.
     """
     if isinstance(synapse, nn.Conv2d):
         k, pad = _check_conv(synapse)
@@ -272,7 +364,21 @@ def fanout_map(synapse: nn.Module, in_shape: Sequence[int], pool: nn.Module | No
 
 
 def n_connections(in_shape: Sequence[int], synapse: nn.Module, pool: nn.Module | None = None) -> float:
-    """Synapses of the unrolled executed op on inputs of shape ``in_shape``: (input, output) element pairs."""
+    """Synapses of the unrolled executed op on inputs of shape ``in_shape``: (input, output) element pairs.
+
+    Parameters
+    ----------
+    in_shape : ``(C, H, W)`` for a conv, the features for a Linear.
+    synapse, pool : as in :func:`fanout_map`.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError, ValueError : as :func:`fanout_map`.
+    """
     fan = fanout_map(synapse, in_shape, pool)
     if isinstance(synapse, nn.Conv2d):
         return float(in_shape[-3] * fan.sum())
@@ -280,7 +386,22 @@ def n_connections(in_shape: Sequence[int], synapse: nn.Module, pool: nn.Module |
 
 
 def synaptic_ops(input_counts: Tensor, synapse: nn.Module, pool: nn.Module | None = None) -> float:
-    """ACs for input spike counts (one inference, summed over time and trials): ``(C, H, W)`` or ``(F,)``."""
+    """ACs for input spike counts (one inference, summed over time and trials): ``(C, H, W)`` or ``(F,)``.
+
+    Parameters
+    ----------
+    input_counts : ``(C, H, W)`` for a conv, ``(F,)`` for a Linear.
+    synapse, pool : as in :func:`fanout_map`.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError : a conv gets counts that are not ``(C, H, W)``, or as :func:`fanout_map`.
+    TypeError : as :func:`fanout_map`.
+    """
     counts = input_counts.detach().double().cpu()
     if isinstance(synapse, nn.Conv2d):
         if counts.dim() != 3:
@@ -290,7 +411,17 @@ def synaptic_ops(input_counts: Tensor, synapse: nn.Module, pool: nn.Module | Non
 
 
 def dense_macs(in_shape: Sequence[int], synapse: nn.Module, time_steps: int, pool: nn.Module | None = None) -> float:
-    """MACs of a dense (frame-based) synaptic op over ``time_steps`` on inputs of shape ``in_shape``."""
+    """MACs of a dense (frame-based) synaptic op over ``time_steps`` on inputs of shape ``in_shape``.
+
+    Parameters
+    ----------
+    in_shape, synapse, pool : as in :func:`n_connections`.
+    time_steps : the time bins ``T``.
+
+    Returns
+    -------
+    float
+    """
     return float(time_steps * n_connections(in_shape, synapse, pool))
 
 
@@ -309,20 +440,30 @@ def count_ops(
 ) -> OpCounts:
     """Mean op counts per inference for one batch.
 
-    Args:
-        inputs: event counts ``(T, B, C, H, W)`` fed to the first synapse.
-        spikes: each layer's spikes ``(T, trials * B, ...)`` (trial-major; the layer's output
-            after pooling, i.e. one entry per neuron).
-        synapses: each layer's ``Conv2d`` / ``Linear`` (the first one sees ``inputs``).
-        trials: trials per input (``n`` noisy trials, or FF's label passes).
-        head: a linear readout on the top layer's spike counts, if any.
-        head_spikes: spikes ``(T, trials * B, K)`` of a spiking head, if any.
-        shared_input: the first synaptic op runs once for all trials (else once per trial).
-        input_ops: ``"events"`` (input events are ACs) or ``"dense"`` (frame MACs).
-        stochastic: each neuron update draws one random number.
-        pools: each layer's pool module (``None`` or ``nn.Identity``: none). A conv whose
-            average pool the network fuses into it is counted as the strided conv that runs;
-            ``synops_unfused`` keeps the stride-1 count.
+    Parameters
+    ----------
+    inputs : event counts ``(T, B, C, H, W)`` fed to the first synapse.
+    spikes : each layer's spikes ``(T, trials * B, ...)`` (trial-major; the layer's output
+        after pooling, i.e. one entry per neuron).
+    synapses : each layer's ``Conv2d`` / ``Linear`` (the first one sees ``inputs``).
+    trials : trials per input (``n`` noisy trials, or FF's label passes).
+    head : a linear readout on the top layer's spike counts, if any.
+    head_spikes : spikes ``(T, trials * B, K)`` of a spiking head, if any.
+    shared_input : the first synaptic op runs once for all trials (else once per trial).
+    input_ops : ``"events"`` (input events are ACs) or ``"dense"`` (frame MACs).
+    stochastic : each neuron update draws one random number.
+    pools : each layer's pool module (``None`` or ``nn.Identity``: none). A conv whose
+        average pool the network fuses into it is counted as the strided conv that runs;
+        ``synops_unfused`` keeps the stride-1 count.
+
+    Returns
+    -------
+    OpCounts, one stage per layer and one for ``head`` if given.
+
+    Raises
+    ------
+    ValueError : the numbers of spike tensors, synapses and pools differ, an unknown ``input_ops``,
+        or spikes that do not hold ``trials`` trials of the batch.
     """
     if len(spikes) != len(synapses) or not spikes:
         raise ValueError(f"need one spike tensor per synapse, got {len(spikes)} and {len(synapses)}")

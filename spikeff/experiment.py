@@ -62,13 +62,25 @@ EVAL_BATCH_SIZE = 64
 
 @dataclass
 class RunResult:
+    """A finished run: the trained ``net``, its ``metrics`` and the per-epoch ``history``."""
+
     net: SpikingNet
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
 
 
 def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
-    """Independent generators for init, training noise, evaluation noise and the control."""
+    """Independent generators for init, training noise, evaluation noise and the control.
+
+    Parameters
+    ----------
+    seed : the run's seed.
+    device : where the noise generators live (``"init"`` is always on the CPU).
+
+    Returns
+    -------
+    dict : ``"init"``, ``"train"``, ``"eval"``, ``"control"`` -> generator.
+    """
     return {
         name: torch.Generator(device=device if name != "init" else "cpu").manual_seed(seed * 1000 + i)
         for i, name in enumerate(("init", "train", "eval", "control"))
@@ -79,7 +91,20 @@ def untrained_control(
     config: NetworkConfig, seed: int, device: torch.device, batches: Any, generator: torch.Generator
 ) -> SpikingNet:
     """The control of the run with ``seed``: its initial weights, normalisation statistics calibrated
-    on ``batches`` (no readout fitted)."""
+    on ``batches`` (no readout fitted).
+
+    Parameters
+    ----------
+    config : the run's network config (completed for the data).
+    seed : the run's seed.
+    device : where the network runs.
+    batches : training batches ``(x, y)`` for the calibration.
+    generator : noise of the calibration passes.
+
+    Returns
+    -------
+    SpikingNet
+    """
     ctrl = SpikingNet(config, seeded_generators(seed, device)["init"]).to(device)
     calibrate_norm(ctrl, batches, generator)
     return ctrl
@@ -122,7 +147,16 @@ def _summary(ev: Evaluation) -> dict[str, Any]:
 
 
 def run_splits(config: RunConfig) -> Splits:
-    """The train and held-out splits a run's config names (:func:`spikeff.data.load_splits`)."""
+    """The train and held-out splits a run's config names (:func:`spikeff.data.load_splits`).
+
+    Parameters
+    ----------
+    config : the run's config; its ``data`` and ``runtime`` parts are read.
+
+    Returns
+    -------
+    Splits
+    """
     d, r = config.data, config.runtime
     return load_splits(d.dataset, r.data_dir, n_time_bins=d.time_bins, seed=d.split_seed,
                        val_fraction=d.val_fraction, cache_dir=r.cache_dir, download=d.download, limit=d.limit,
@@ -130,7 +164,21 @@ def run_splits(config: RunConfig) -> Splits:
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a run's state file (``weights_only=True``); raise ``ValueError`` if it is not one."""
+    """Read a run's state file (``weights_only=True``); raise ``ValueError`` if it is not one.
+
+    Parameters
+    ----------
+    path : the state file.
+    map_location : passed to :func:`torch.load`.
+
+    Returns
+    -------
+    dict, for ``resume=`` of :func:`train_and_evaluate`.
+
+    Raises
+    ------
+    ValueError : no such file, not a readable run state, or one of a newer version.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no run state to resume (the run finished, or never wrote one)")
@@ -168,6 +216,30 @@ def train_and_evaluate(
     each rank takes its part of every batch and draws its own noise (rank ``r`` > 0 reseeds
     the training generator with ``rank_seed``); only rank 0 writes the state file, fits the
     readout and evaluates; the other ranks return after layer training with empty metrics.
+
+    Parameters
+    ----------
+    splits : the train and held-out splits.
+    net_config : the architecture, completed for the data.
+    train_config : training, readout and evaluation settings.
+    device : where the run trains.
+    num_workers : data-loader worker processes.
+    on_epoch : called with each epoch's record.
+    state_path : where the run state is written, or ``None`` (not resumable).
+    resume : a state from :func:`load_state` to continue from.
+    state_meta : stored in the state file as is.
+    parallel : the process group, or ``None`` for one process.
+    checkpoint_seconds : least time between timed saves (0 or ``None``: none).
+    clock : the clock of the timed saves.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    ValueError : a negative ``checkpoint_seconds``, a state written by another number of
+        processes, or a batch too small to split over the processes.
     """
     if checkpoint_seconds is not None and not checkpoint_seconds >= 0:  # also rejects NaN
         raise ValueError(f"checkpoint_seconds must be >= 0 (0 or None: no timed saves), got {checkpoint_seconds}")

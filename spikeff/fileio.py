@@ -20,7 +20,16 @@ __all__ = ["atomic_write", "write_json", "staged", "remove_stale_temps", "temp_g
 
 
 def temp_glob(name: str) -> str:
-    """The pattern of the temp files that :func:`atomic_write` leaves for ``name`` when killed."""
+    """The pattern of the temp files that :func:`atomic_write` leaves for ``name`` when killed.
+
+    Parameters
+    ----------
+    name : the target file's name (no folder).
+
+    Returns
+    -------
+    str, a glob pattern.
+    """
     return f".{name}.*.tmp"
 
 
@@ -47,6 +56,18 @@ def staged(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; move it onto ``path`` only if the block succeeds.
 
     On any exception the temp file is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : the target file.
+
+    Returns
+    -------
+    A context manager yielding the temp path.
+
+    Raises
+    ------
+    OSError : the temp file cannot be created.
     """
     path = Path(path)
     try:
@@ -65,7 +86,18 @@ def staged(path: str | Path) -> Iterator[Path]:
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` through ``write(fileobj)`` into a temp file in the same folder, then rename."""
+    """Write ``path`` through ``write(fileobj)`` into a temp file in the same folder, then rename.
+
+    Parameters
+    ----------
+    path : the target file.
+    write : writes the content to the open file object.
+    mode : the temp file's open mode (``"wb"`` or ``"w"``).
+
+    Raises
+    ------
+    OSError : ``cannot write PATH: cause``; ``path`` is left as it was.
+    """
     path = Path(path)
     with staged(path) as tmp:
         try:
@@ -81,6 +113,15 @@ def remove_stale_temps(folder: str | Path, names: tuple[str, ...]) -> list[Path]
     """Delete the temp files that interrupted writes of ``names`` left in ``folder``; return them.
 
     Only for folders with one writer (a run folder): another writer's temp file would go too.
+
+    Parameters
+    ----------
+    folder : the folder to clean.
+    names : the target files' names.
+
+    Returns
+    -------
+    list of Path, the files removed.
     """
     gone = []
     for name in names:
@@ -91,5 +132,15 @@ def remove_stale_temps(folder: str | Path, names: tuple[str, ...]) -> list[Path]
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Atomic, pretty-printed JSON."""
+    """Atomic, pretty-printed JSON.
+
+    Parameters
+    ----------
+    path : the target file.
+    obj : JSON-serialisable.
+
+    Raises
+    ------
+    OSError : as :func:`atomic_write`.
+    """
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=False) + "\n"), mode="w")

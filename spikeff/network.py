@@ -92,7 +92,21 @@ class NetworkConfig:
         check_choices(self)
 
     def for_data(self, input_shape: tuple[int, int, int], n_classes: int) -> NetworkConfig:
-        """This architecture for frames of ``input_shape`` and ``n_classes`` classes."""
+        """This architecture for frames of ``input_shape`` and ``n_classes`` classes.
+
+        Parameters
+        ----------
+        input_shape : ``(C, H, W)`` of one time bin.
+        n_classes : number of classes.
+
+        Returns
+        -------
+        NetworkConfig, a new config.
+
+        Raises
+        ------
+        ValueError : the shape or class count is invalid, or the pooling shrinks the input to nothing.
+        """
         return replace(self, input_shape=tuple(input_shape), n_classes=n_classes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,7 +115,16 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
         """Inverse of :meth:`to_dict`; dicts written before ``scan`` and ``precision`` existed get the
-        defaults, those written before ``norm`` existed get ``norm="none"`` (their networks had none)."""
+        defaults, those written before ``norm`` existed get ``norm="none"`` (their networks had none).
+
+        Parameters
+        ----------
+        d : a mapping as :meth:`to_dict` wrote it.
+
+        Returns
+        -------
+        NetworkConfig
+        """
         d = {"norm": "none", **d}
         d["lif"] = LIFParams(**d["lif"])
         for key in ("input_shape", "conv_channels", "hidden"):
@@ -130,6 +153,16 @@ def synapse_pool(x: Tensor, synapse: nn.Module, pool: nn.Module | None) -> Tenso
     whose kernel is the conv's kernel convolved with the ``p x p`` box of ``1/p^2``: the same
     currents up to float rounding, without the unpooled output (faster forward and backward; the
     timings are in ``benchmarks/results/pooled_conv_cpu.md``).
+
+    Parameters
+    ----------
+    x : a batch ``(N, ...)`` (time steps flattened into it).
+    synapse : a Conv2d or Linear.
+    pool : the pooling after it, or ``None``.
+
+    Returns
+    -------
+    Tensor, the pooled currents ``(N, ...)``.
     """
     p = _box_pool_size(synapse, pool)
     if p is None:
@@ -140,7 +173,18 @@ def synapse_pool(x: Tensor, synapse: nn.Module, pool: nn.Module | None) -> Tenso
 
 def fused_conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: Any, p: int) -> Tensor:
     """``avg_pool2d(conv2d(x, weight, bias, padding=padding), p)`` as one conv of stride ``p`` whose
-    kernel is ``weight`` convolved with the ``p x p`` box of ``1/p^2`` (built in full precision)."""
+    kernel is ``weight`` convolved with the ``p x p`` box of ``1/p^2`` (built in full precision).
+
+    Parameters
+    ----------
+    x : input ``(N, C, H, W)``.
+    weight, bias, padding : the Conv2d's (stride 1).
+    p : the pooling window and stride.
+
+    Returns
+    -------
+    Tensor ``(N, O, H', W')``.
+    """
     o, i, kh, kw = weight.shape
     box = torch.full((1, 1, p, p), 1.0 / p**2, dtype=weight.dtype, device=weight.device)
     with torch.autocast(weight.device.type, enabled=False):
@@ -154,6 +198,19 @@ class SpikingLayer(nn.Module):
     ``scan`` integrates the currents (:func:`~spikeff.neurons.lif_scan` or a
     :class:`~spikeff.neurons.CompiledLIFScan`); with ``precision="bf16"`` the synapse runs
     under bfloat16 autocast and the currents stay bfloat16 until the scan reads them.
+
+    Parameters
+    ----------
+    synapse : a Conv2d or Linear.
+    pool : pooling of the currents, or ``None``.
+    lif : the neurons' parameters.
+    scan : the LIF scan.
+    precision : ``"fp32"`` or ``"bf16"``.
+    norm : normalisation of the currents (a BatchNorm without affine), or ``None``.
+
+    Raises
+    ------
+    ValueError : an unknown ``precision``.
     """
 
     def __init__(
@@ -176,7 +233,16 @@ class SpikingLayer(nn.Module):
         return s.out_channels if isinstance(s, nn.Conv2d) else s.out_features
 
     def currents(self, x: Tensor) -> Tensor:
-        """Synaptic currents for all steps in one call: ``(T, N, ...) -> (T, N, ...)``."""
+        """Synaptic currents for all steps in one call: ``(T, N, ...) -> (T, N, ...)``.
+
+        Parameters
+        ----------
+        x : time-first input spikes ``(T, N, ...)``.
+
+        Returns
+        -------
+        Tensor ``(T, N, ...)``, bfloat16 under ``precision="bf16"``.
+        """
         t, n = x.shape[:2]
         if isinstance(self.synapse, nn.Linear):
             x = x.flatten(2)
@@ -190,26 +256,68 @@ class SpikingLayer(nn.Module):
     def forward(
         self, x: Tensor, generator: torch.Generator | None = None, trials: int = 1, deterministic: bool = False
     ) -> Tensor:
-        """Spikes ``(T, trials * N, ...)``; with ``trials > 1`` the input is shared by all trials."""
+        """Spikes ``(T, trials * N, ...)``; with ``trials > 1`` the input is shared by all trials.
+
+        Parameters
+        ----------
+        x : time-first input ``(T, N, ...)``.
+        generator : source of the neuron noise.
+        trials : noisy trials per input, trial-major in the output batch.
+        deterministic : switch the neuron noise off.
+
+        Returns
+        -------
+        Tensor ``(T, trials * N, ...)`` of 0/1.
+        """
         i = expand_trials(self.currents(x), trials)
         return self.scan(i, self.lif.deterministic() if deterministic else self.lif, generator)[0]
 
 
 def expand_trials(x: Tensor, trials: int) -> Tensor:
-    """``(T, B, ...) -> (T, trials * B, ...)``, trial-major."""
+    """``(T, B, ...) -> (T, trials * B, ...)``, trial-major.
+
+    Parameters
+    ----------
+    x : time-first ``(T, B, ...)``.
+    trials : copies per input.
+
+    Returns
+    -------
+    Tensor ``(T, trials * B, ...)`` (an expanded view; ``x`` itself when ``trials == 1``).
+    """
     if trials == 1:
         return x
     return x.unsqueeze(1).expand(x.shape[0], trials, *x.shape[1:]).flatten(1, 2)
 
 
 def spike_counts(spikes: Tensor, trials: int) -> Tensor:
-    """``(T, trials * B, ...) -> (trials, B, ...)``: spike counts over time per trial."""
+    """``(T, trials * B, ...) -> (trials, B, ...)``: spike counts over time per trial.
+
+    Parameters
+    ----------
+    spikes : time-first, trial-major ``(T, trials * B, ...)``.
+    trials : trials per input.
+
+    Returns
+    -------
+    Tensor ``(trials, B, ...)``.
+    """
     c = spikes.sum(0)
     return c.unflatten(0, (trials, c.shape[0] // trials))
 
 
 class SpikingNet(nn.Module):
-    """Stack of :class:`SpikingLayer` plus a :class:`~spikeff.readout.Readout` head."""
+    """Stack of :class:`SpikingLayer` plus a :class:`~spikeff.readout.Readout` head.
+
+    Parameters
+    ----------
+    config : the architecture, completed by :meth:`NetworkConfig.for_data`.
+    generator : source of the initial weights.
+
+    Raises
+    ------
+    ValueError : ``config`` lacks ``input_shape`` or ``n_classes``.
+    """
 
     def __init__(self, config: NetworkConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -240,6 +348,10 @@ class SpikingNet(nn.Module):
         A spiking head's bias starts at ``theta * (1 - beta)``, whose steady-state potential
         is the threshold: sparse top-layer spikes alone would leave it silent, with no
         energy and no gradient.
+
+        Parameters
+        ----------
+        generator : source of the weights and biases.
         """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -256,7 +368,24 @@ class SpikingNet(nn.Module):
         deterministic: bool = False,
         upto: int | None = None,
     ) -> list[Tensor]:
-        """Spikes of layers ``0..upto`` (all by default) for input ``(T, B, C, H, W)``."""
+        """Spikes of layers ``0..upto`` (all by default) for input ``(T, B, C, H, W)``.
+
+        Parameters
+        ----------
+        x : time-first frames ``(T, B, C, H, W)``.
+        generator : source of the neuron noise.
+        trials : noisy trials per input (see :func:`expand_trials`).
+        deterministic : switch the neuron noise off.
+        upto : index of the last layer to run.
+
+        Returns
+        -------
+        list of Tensor, one ``(T, trials * B, ...)`` per layer run.
+
+        Raises
+        ------
+        ValueError : ``x`` does not match the config's input shape.
+        """
         check_input(x, self.config)
         out, h = [], x
         for i, layer in enumerate(self.layers[: None if upto is None else upto + 1]):
@@ -267,13 +396,35 @@ class SpikingNet(nn.Module):
     def forward(
         self, x: Tensor, generator: torch.Generator | None = None, trials: int = 1, deterministic: bool = False
     ) -> Tensor:
-        """Head outputs ``z`` ``(trials, B, K)``."""
+        """Head outputs ``z`` ``(trials, B, K)``.
+
+        Parameters
+        ----------
+        x, generator, trials, deterministic : as in :meth:`layer_outputs`.
+
+        Returns
+        -------
+        Tensor ``(trials, B, K)``.
+
+        Raises
+        ------
+        ValueError : ``x`` does not match the config's input shape.
+        """
         top = self.layer_outputs(x, generator, trials, deterministic)[-1]
         lif = self.config.lif.deterministic() if deterministic else self.config.lif
         return self.head(top, lif, generator).unflatten(0, (trials, x.shape[1]))
 
     def with_lif(self, lif: LIFParams) -> SpikingNet:
-        """Change the neuron parameters in place (all layers and the config); returns self."""
+        """Change the neuron parameters in place (all layers and the config); returns self.
+
+        Parameters
+        ----------
+        lif : the new neuron parameters (the readout head reads them from the config).
+
+        Returns
+        -------
+        SpikingNet, this net.
+        """
         self.config = replace(self.config, lif=lif)
         for layer in self.layers:
             layer.lif = lif
@@ -283,7 +434,13 @@ class SpikingNet(nn.Module):
 @torch.no_grad()
 def init_fan_in_(m: nn.Conv2d | nn.Linear, generator: torch.Generator | None = None) -> None:
     """Weight and bias ~ ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (PyTorch's default scale), drawn on the
-    CPU from ``generator`` (so a CPU generator serves a module on any device)."""
+    CPU from ``generator`` (so a CPU generator serves a module on any device).
+
+    Parameters
+    ----------
+    m : the module, changed in place.
+    generator : a CPU generator, or ``None`` for the global one.
+    """
     bound = 1.0 / math.sqrt(m.weight[0].numel())
     for p in (m.weight, m.bias):
         p.copy_(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=generator))
@@ -297,6 +454,15 @@ def fold_norm(net: SpikingNet) -> SpikingNet:
     ``s = sqrt(var + eps)``; since ``y = W x + b`` that is the synapse ``W / s, (b - mu) / s``. The
     copy computes the same currents up to rounding, needs no normalisation op, and exports to NIR
     as plain synapses and LIF neurons. A net without normalisation is copied as it is.
+
+    Parameters
+    ----------
+    net : a net whose normalisation holds its running statistics (see
+        :func:`spikeff.trainer.calibrate_norm`); left unchanged.
+
+    Returns
+    -------
+    SpikingNet, the folded copy.
     """
     folded = copy.deepcopy(net)
     folded.config = replace(net.config, norm="none")
@@ -312,7 +478,17 @@ def fold_norm(net: SpikingNet) -> SpikingNet:
 
 
 def check_input(x: Tensor, config: NetworkConfig) -> None:
-    """Raise a clear error unless ``x`` is time-first ``(T, B, C, H, W)`` matching the config."""
+    """Raise a clear error unless ``x`` is time-first ``(T, B, C, H, W)`` matching the config.
+
+    Parameters
+    ----------
+    x : the input.
+    config : a config with ``input_shape`` set.
+
+    Raises
+    ------
+    ValueError : ``x`` is not ``(T, B, *config.input_shape)``.
+    """
     if x.dim() != 5 or tuple(x.shape[2:]) != tuple(config.input_shape):
         raise ValueError(
             f"expected input of shape (T, B, {', '.join(map(str, config.input_shape))}) "

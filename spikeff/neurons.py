@@ -127,7 +127,20 @@ def _straight_through(hard: Tensor, soft: Tensor) -> Tensor:
 def lif_step(
     current: Tensor, state: LIFState, p: LIFParams, generator: torch.Generator | None = None
 ) -> tuple[Tensor, LIFState]:
-    """One time step. Returns the spikes (0/1, same shape as ``current``) and the new state."""
+    """One time step. Returns the spikes (0/1, same shape as ``current``) and the new state.
+
+    Parameters
+    ----------
+    current : input current of this step ``(B, ...)``.
+    state : membrane after the previous step's reset.
+    p : the neuron's parameters.
+    generator : source of the membrane and escape noise.
+
+    Returns
+    -------
+    spikes : 0/1 with the surrogate's gradient, shape of ``current``.
+    state : the membrane after this step's reset.
+    """
     v = p.beta * state.v + current
     if p.sigma > 0:
         v = v + p.sigma * torch.randn(v.shape, generator=generator, device=v.device, dtype=v.dtype)
@@ -149,6 +162,16 @@ def escape_surrogate(x: Tensor, u: Tensor, p: LIFParams) -> Tensor:
 
     ``"pathwise"``: ``sigmoid(k * (x / delta - logit(u)))``, a soft step at the trial's own
     threshold; ``"expected"``: the spike probability ``sigmoid(x / delta)``.
+
+    Parameters
+    ----------
+    x : ``v - theta``.
+    u : the uniform that drew the spike (same shape as ``x``).
+    p : the neuron's parameters; ``p.delta > 0``.
+
+    Returns
+    -------
+    Tensor of the shape of ``x``, values in (0, 1).
     """
     z = x / p.delta
     if p.gradient == "expected":
@@ -166,6 +189,22 @@ def lif_scan(
 
     Returns spikes ``(T, ...)`` and the final state. The membrane is kept in at least
     float32 (bfloat16 currents are integrated in float32).
+
+    Parameters
+    ----------
+    currents : time-first input currents ``(T, B, ...)``, floating point.
+    p : the neuron's parameters.
+    generator : source of the noise.
+    state : the membrane to start from (by default zero).
+
+    Returns
+    -------
+    spikes : ``(T, B, ...)``.
+    state : the membrane after the last step.
+
+    Raises
+    ------
+    ValueError : ``currents`` has fewer than two dimensions or is not floating point.
     """
     _check_currents(currents)
     if state is None:
@@ -206,6 +245,17 @@ def draw_noise(
 
     Step by step and in :func:`lif_step`'s order (membrane noise, then escape noise), so the
     same generator state gives the same numbers as the reference on any device.
+
+    Parameters
+    ----------
+    shape : the currents' shape ``(T, ...)``.
+    p : the neuron's parameters; they select which noise is drawn.
+    generator : source of the noise.
+    device, dtype : of the noise tensors.
+
+    Returns
+    -------
+    LIFNoise
     """
     uniform = torch.empty(shape, device=device, dtype=dtype) if p.delta > 0 else None
     normal = torch.empty(shape, device=device, dtype=dtype) if p.sigma > 0 else None
@@ -225,6 +275,19 @@ def fused_forward(
 
     The same ops as :func:`lif_step`, on noise drawn in advance (:func:`draw_noise`). Plain
     tensors and numbers only, so that ``torch.compile`` traces it into one kernel.
+
+    Parameters
+    ----------
+    currents : ``(T, ...)``.
+    uniform, normal : the escape and membrane noise ``(T, ...)``, or ``None`` where there is none.
+    v0 : the initial membrane; its dtype is the membrane's.
+    beta, threshold, delta, sigma : as in :class:`LIFParams`.
+    zero_reset : ``reset == "zero"`` (else subtract).
+
+    Returns
+    -------
+    spikes : ``(T, ...)`` in ``v0``'s dtype.
+    v : the final membrane.
     """
     v, out = v0, []
     for t in range(currents.shape[0]):
@@ -251,6 +314,21 @@ def fused_backward(
 
     The membrane before each reset is recomputed from the inputs and the saved spikes, so
     the forward stores nothing but its output.
+
+    Parameters
+    ----------
+    grad_spikes, grad_v : gradients of the spikes ``(T, ...)`` and of the final membrane, or ``None``.
+    currents, uniform, normal, v0 : the forward's inputs.
+    spikes : the forward's spikes.
+    beta, threshold, delta, sigma : as in :class:`LIFParams`.
+    slope : ``surrogate_slope``.
+    sharpness : the pathwise surrogate's ``sharpness``; 0 for the ``"expected"`` gradient.
+    zero_reset : ``reset == "zero"`` (else subtract).
+
+    Returns
+    -------
+    grad_currents : ``(T, ...)`` in the currents' dtype.
+    grad_v0 : gradient of the initial membrane.
     """
     v, vs = v0, []
     for t in range(currents.shape[0]):
@@ -326,6 +404,19 @@ def lif_scan_fused(
 
     The same spikes and final state as :func:`lif_scan` for the same generator state, and
     the same gradients up to rounding.
+
+    Parameters
+    ----------
+    currents, p, generator, state : as in :func:`lif_scan`.
+
+    Returns
+    -------
+    spikes : ``(T, B, ...)``.
+    state : the membrane after the last step.
+
+    Raises
+    ------
+    ValueError : as :func:`lif_scan`.
     """
     return _fused(currents, p, generator, state, _EAGER_KERNELS)
 
@@ -342,6 +433,10 @@ class CompiledLIFScan:
     the random stream is the same either way). ``fallback_reason`` keeps the reason.
     ``dynamic=True`` (the default) compiles shape-generic kernels, so that batch sizes
     and layers of any size reuse them; each noise variant, reset and dtype compiles once.
+
+    Parameters
+    ----------
+    dynamic : passed to ``torch.compile``.
     """
 
     def __init__(self, dynamic: bool | None = True) -> None:
@@ -389,7 +484,20 @@ class CompiledLIFScan:
 
 
 def make_scan(backend: ScanBackend) -> ScanFn:
-    """The scan for ``backend``: ``"eager"`` (:func:`lif_scan`) or ``"compiled"`` (a new :class:`CompiledLIFScan`)."""
+    """The scan for ``backend``: ``"eager"`` (:func:`lif_scan`) or ``"compiled"`` (a new :class:`CompiledLIFScan`).
+
+    Parameters
+    ----------
+    backend : one of :data:`SCAN_BACKENDS`.
+
+    Returns
+    -------
+    ScanFn, called like :func:`lif_scan`.
+
+    Raises
+    ------
+    ValueError : an unknown backend.
+    """
     if backend == "eager":
         return lif_scan
     if backend == "compiled":
@@ -407,6 +515,16 @@ class StochasticLIF(nn.Module):
     def forward(
         self, currents: Tensor, generator: torch.Generator | None = None, state: LIFState | None = None
     ) -> tuple[Tensor, LIFState]:
+        """:func:`lif_scan` with this module's parameters.
+
+        Parameters
+        ----------
+        currents, generator, state : as in :func:`lif_scan`.
+
+        Returns
+        -------
+        spikes ``(T, B, ...)`` and the final state.
+        """
         return lif_scan(currents, self.params, generator, state)
 
     def extra_repr(self) -> str:

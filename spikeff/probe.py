@@ -35,7 +35,24 @@ Batch = tuple[Tensor, Tensor]
 def layer_features(
     net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per representation (input, then every layer) the features ``(N, D)``, and the labels ``(N,)``."""
+    """Per representation (input, then every layer) the features ``(N, D)``, and the labels ``(N,)``.
+
+    Parameters
+    ----------
+    net : the network; switched to eval mode.
+    batches : time-first inputs ``(T, B, ...)`` and labels ``(B,)``.
+    trials : noisy trials averaged per input.
+    generator : source of the neuron noise.
+
+    Returns
+    -------
+    features : one ``(N, D)`` array per representation, counts divided by ``T``.
+    labels : ``(N,)``.
+
+    Raises
+    ------
+    ValueError : ``batches`` is empty.
+    """
     net.eval()
     device = next(net.parameters()).device
     feats: list[list[np.ndarray]] = []
@@ -57,7 +74,19 @@ def layer_features(
 def fit_probe(
     train: np.ndarray, y_train: np.ndarray, cs: Sequence[float] = PROBE_CS, folds: int = 3, seed: int = 0
 ) -> Pipeline:
-    """Standardise, then a logistic regression whose ``C`` is cross-validated on ``train`` alone."""
+    """Standardise, then a logistic regression whose ``C`` is cross-validated on ``train`` alone.
+
+    Parameters
+    ----------
+    train, y_train : features ``(N, D)`` and labels ``(N,)``.
+    cs : the candidate values of ``C``.
+    folds : cross-validation folds.
+    seed : the solver's random state.
+
+    Returns
+    -------
+    Pipeline, fitted.
+    """
     clf = make_pipeline(
         StandardScaler(),
         LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")
@@ -71,14 +100,40 @@ def probe_accuracy(
     train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray,
     cs: Sequence[float] = PROBE_CS, folds: int = 3, seed: int = 0,
 ) -> float:
-    """Held-out accuracy of :func:`fit_probe` fitted on the training split."""
+    """Held-out accuracy of :func:`fit_probe` fitted on the training split.
+
+    Parameters
+    ----------
+    train, y_train : the training features and labels.
+    test, y_test : the held-out features and labels.
+    cs, folds, seed : as in :func:`fit_probe`.
+
+    Returns
+    -------
+    float
+    """
     return float(fit_probe(train, y_train, cs, folds, seed).score(test, y_test))
 
 
 def layer_probes(
     net: SpikingNet, train: Iterable[Batch], test: Iterable[Batch], trials: int, generator: torch.Generator
 ) -> list[float]:
-    """Probe accuracy of the input (index 0) and of every layer (index ``k`` for layer ``k``)."""
+    """Probe accuracy of the input (index 0) and of every layer (index ``k`` for layer ``k``).
+
+    Parameters
+    ----------
+    net : the network.
+    train, test : batches of the training and held-out splits.
+    trials, generator : as in :func:`layer_features`.
+
+    Returns
+    -------
+    list of float
+
+    Raises
+    ------
+    ValueError : a split is empty.
+    """
     f_train, y_train = layer_features(net, train, trials, generator)
     f_test, y_test = layer_features(net, test, trials, generator)
     return [probe_accuracy(a, y_train, b, y_test) for a, b in zip(f_train, f_test)]

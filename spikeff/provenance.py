@@ -16,7 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def git_commit(repo: str | Path = REPO) -> dict[str, Any]:
-    """Short commit hash of ``repo`` and whether tracked files differ from it."""
+    """Short commit hash of ``repo`` and whether tracked files differ from it.
+
+    Parameters
+    ----------
+    repo : a folder in a git work tree.
+
+    Returns
+    -------
+    dict : ``commit`` (``"unknown"`` without git) and ``dirty`` (``None`` when unknown).
+    """
 
     def git(*a: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, timeout=10).stdout.strip()
@@ -29,7 +38,16 @@ def git_commit(repo: str | Path = REPO) -> dict[str, Any]:
 
 
 def device_name(device: str | torch.device) -> str:
-    """GPU name, or the CPU model with the core count."""
+    """GPU name, or the CPU model with the core count.
+
+    Parameters
+    ----------
+    device : the device a run uses.
+
+    Returns
+    -------
+    str
+    """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -39,7 +39,21 @@ MODES: tuple[Mode, ...] = ("energy", "average", "deterministic")
 
 
 def scores(z: Tensor, mode: Mode) -> Tensor:
-    """Class scores ``(B, K)`` from trial outputs ``z`` ``(n, B, K)``."""
+    """Class scores ``(B, K)`` from trial outputs ``z`` ``(n, B, K)``.
+
+    Parameters
+    ----------
+    z : head outputs of ``n`` trials ``(n, B, K)``.
+    mode : one of :data:`MODES`.
+
+    Returns
+    -------
+    Tensor ``(B, K)``: ``mean_n z^2`` (energy, deterministic) or ``mean_n z`` (average).
+
+    Raises
+    ------
+    ValueError : ``z`` is not 3-dimensional, or an unknown mode.
+    """
     if z.dim() != 3:
         raise ValueError(f"trial outputs must have shape (trials, batch, classes), got {tuple(z.shape)}")
     if mode == "average":
@@ -53,6 +67,17 @@ class Readout(nn.Module):
     """Linear or spiking head on time-first spikes ``(T, N, ...)``; returns ``z`` ``(N, K)``.
 
     ``scan`` integrates the spiking head's currents (see :mod:`spikeff.neurons`).
+
+    Parameters
+    ----------
+    in_features : size of the flattened top-layer spikes.
+    n_classes : number of outputs ``K``.
+    kind : ``"linear"`` or ``"lif"``.
+    scan : the spiking head's LIF scan.
+
+    Raises
+    ------
+    ValueError : an unknown ``kind``.
     """
 
     def __init__(self, in_features: int, n_classes: int, kind: HeadKind = "linear", scan: ScanFn = lif_scan) -> None:
@@ -69,10 +94,31 @@ class Readout(nn.Module):
         return spikes.flatten(2).mean(0)
 
     def spikes(self, spikes: Tensor, lif: LIFParams, generator: torch.Generator | None = None) -> Tensor:
-        """The spiking head's own spikes ``(T, N, K)`` for input spikes ``(T, N, ...)``."""
+        """The spiking head's own spikes ``(T, N, K)`` for input spikes ``(T, N, ...)``.
+
+        Parameters
+        ----------
+        spikes : time-first top-layer spikes ``(T, N, ...)``.
+        lif : the head's neuron parameters.
+        generator : source of the neuron noise.
+
+        Returns
+        -------
+        Tensor ``(T, N, K)`` of 0/1.
+        """
         return self.scan(self.fc(spikes.flatten(2)), lif, generator)[0]
 
     def forward(self, spikes: Tensor, lif: LIFParams, generator: torch.Generator | None = None) -> Tensor:
+        """``z`` ``(N, K)``: the linear head's output or the spiking head's spike counts.
+
+        Parameters
+        ----------
+        spikes, lif, generator : as in :meth:`spikes` (``lif`` and ``generator`` unused by the linear head).
+
+        Returns
+        -------
+        Tensor ``(N, K)``.
+        """
         if self.kind == "linear":
             return self.fc(self.features(spikes))
         return self.spikes(spikes, lif, generator).sum(0)

@@ -139,11 +139,30 @@ class LayerStats(NamedTuple):
 
     @classmethod
     def of(cls, record: dict[str, Any], k: int) -> LayerStats:
-        """Layer ``k``'s (1-based) means in an epoch record (keys ``layer<k>/<field>``)."""
+        """Layer ``k``'s (1-based) means in an epoch record (keys ``layer<k>/<field>``).
+
+        Parameters
+        ----------
+        record : an epoch record of :meth:`LayerTrainer.train_epoch`.
+        k : the layer, 1-based.
+
+        Returns
+        -------
+        LayerStats of floats.
+        """
         return cls(*(record[f"layer{k}/{name}"] for name in cls._fields))
 
     def items(self, k: int) -> dict[str, Any]:
-        """The record entries of layer ``k`` (1-based)."""
+        """The record entries of layer ``k`` (1-based).
+
+        Parameters
+        ----------
+        k : the layer, 1-based.
+
+        Returns
+        -------
+        dict : ``layer<k>/<field>`` -> value.
+        """
         return {f"layer{k}/{name}": v for name, v in zip(self._fields, self)}
 
 
@@ -164,14 +183,28 @@ class PassCursor:
     seconds: float = 0.0
 
     def end_pass(self) -> None:
+        """Clear the position inside the pass (between passes)."""
         self.batches, self.sums, self.seconds = 0, {}, 0.0
 
     def state_dict(self) -> dict[str, Any]:
+        """The cursor in plain types: ``epoch``, ``stage``, ``partial`` (the done passes' means) and
+        ``position`` (mid-pass only: ``batches``, ``seconds``; always ``sums``).
+
+        Returns
+        -------
+        dict
+        """
         position = {"batches": self.batches, "seconds": self.seconds} if self.batches else {}
         return {"epoch": self.epoch, "stage": self.stage, "partial": dict(self.done),
                 "position": {**position, "sums": {k: float(v) for k, v in self.sums.items()}}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the cursor from :meth:`state_dict`'s output (``position`` may be missing).
+
+        Parameters
+        ----------
+        state : as :meth:`state_dict` wrote it.
+        """
         self.epoch, self.stage, self.done = int(state["epoch"]), int(state["stage"]), dict(state["partial"])
         position = state.get("position", {})
         self.end_pass()
@@ -185,6 +218,12 @@ def warn_if_silent(record: dict[str, Any], history: list[dict[str, Any]], n_laye
 
     A diagnostic of :class:`LayerTrainer` (its default ``diagnostics``), called after every epoch
     with the epoch's record and the earlier ones.
+
+    Parameters
+    ----------
+    record : this epoch's record.
+    history : the earlier epochs' records.
+    n_layers : the number of layers.
     """
     def silent(r: dict[str, Any], k: int) -> bool:
         return (r.get(f"layer{k}/rate", 1.0) < SILENT_RATE
@@ -218,6 +257,10 @@ class LayerTrainer:
     progress : show a progress bar per pass.
     diagnostics : called after every epoch with its record, the earlier records and the number
         of layers (default: :func:`warn_if_silent`).
+
+    Raises
+    ------
+    ValueError : ``config.projection_dims`` is given but not one entry per layer.
     """
 
     def __init__(
@@ -246,7 +289,12 @@ class LayerTrainer:
         return self.cursor.batches
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: the cursor, optimizers, noise generator, projections, history."""
+        """Everything needed to resume: the cursor, optimizers, noise generator, projections, history.
+
+        Returns
+        -------
+        dict, for :meth:`load_state_dict` (saved with ``torch.save``).
+        """
         return {
             **self.cursor.state_dict(),
             "history": list(self.history),
@@ -257,6 +305,12 @@ class LayerTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved, into a trainer built for the same net and config.
+
+        Parameters
+        ----------
+        state : as :meth:`state_dict` wrote it.
+        """
         self.cursor.load_state_dict(state)
         self.history = list(state["history"])
         for opt, sd in zip(self.layer_opts, state["layer_opts"]):
@@ -368,6 +422,22 @@ class LayerTrainer:
         checkpoint); an interrupted epoch resumes at the next layer. ``on_batch`` is called
         after every batch, when :meth:`state_dict` holds the position inside the pass (e.g.
         for timed checkpoints); an interrupted pass resumes at the next batch.
+
+        Parameters
+        ----------
+        batches : re-iterable training batches ``(x, y)``, time-first.
+        on_stage : called after each greedy layer pass but the last.
+        on_batch : called after every batch.
+
+        Returns
+        -------
+        dict, the epoch's record: ``epoch``, ``seconds``, ``layer<k>/<field>`` (:class:`LayerStats`)
+        and ``head/loss``.
+
+        Raises
+        ------
+        TrainingError : a non-finite layer loss or weight, no batches, or fewer batches than the
+            resumed position.
         """
         n_layers, cur = len(self.net.layers), self.cursor
         self.net.train()
@@ -397,7 +467,21 @@ class LayerTrainer:
         on_stage: Callable[[], None] | None = None,
         on_batch: Callable[[], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Train until ``config.epochs`` epochs are done (``batches`` is re-iterated each pass)."""
+        """Train until ``config.epochs`` epochs are done (``batches`` is re-iterated each pass).
+
+        Parameters
+        ----------
+        batches, on_stage, on_batch : as in :meth:`train_epoch`.
+        on_epoch : called with each epoch's record.
+
+        Returns
+        -------
+        list of dict, the records of all epochs (:attr:`history`).
+
+        Raises
+        ------
+        TrainingError : as :meth:`train_epoch`.
+        """
         while self.cursor.epoch < self.config.epochs:
             record = self.train_epoch(batches, on_stage, on_batch)
             if on_epoch is not None:
@@ -413,6 +497,12 @@ def calibrate_norm(net: SpikingNet, batches: Iterable[Batch], generator: torch.G
     export use these fixed ones. The layers' norms average (``momentum=None``) the batch
     statistics of one single-trial pass with the final weights, each layer seeing the layer
     below as it was trained. A network without normalisation is left as it is.
+
+    Parameters
+    ----------
+    net : the network; left in eval mode when it has normalisation.
+    batches : training batches ``(x, y)``, time-first.
+    generator : the neuron noise of the pass.
     """
     norms = [layer.norm for layer in net.layers if layer.norm is not None]
     if not norms:
@@ -427,7 +517,17 @@ def calibrate_norm(net: SpikingNet, batches: Iterable[Batch], generator: torch.G
 
 
 def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Decay ``opt``'s learning rates to zero over ``steps`` scheduler steps (half a cosine)."""
+    """Decay ``opt``'s learning rates to zero over ``steps`` scheduler steps (half a cosine).
+
+    Parameters
+    ----------
+    opt : the optimizer.
+    steps : the number of scheduler steps (at least 1 is used).
+
+    Returns
+    -------
+    LRScheduler
+    """
     steps = max(steps, 1)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps)))
 
@@ -451,6 +551,19 @@ def fit_readout(
     initialised head (uniform fan-in, drawn from ``generator``'s stream), so the trained network
     and the control are read out alike. A spiking head streams the spike trains, continues from
     its current weights and uses ``config.head_lr``.
+
+    Parameters
+    ----------
+    net : the network; its head is trained in place, the rest left in eval mode.
+    batches : training batches ``(x, y)``, time-first, with a length.
+    config : ``trials``, ``train_mode``, ``readout_lrs`` and ``head_lr`` are read.
+    generator : the neuron noise, and the seed of the head's init and the shuffling.
+    epochs : passes over the training inputs (0: nothing is trained).
+
+    Returns
+    -------
+    dict : ``losses`` (per epoch), ``lr`` (``None`` when ``epochs == 0``) and ``selection``
+    (candidate learning rate -> held-out accuracy; empty for a spiking head).
     """
     device = _device_of(net)
     net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)

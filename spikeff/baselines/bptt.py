@@ -80,6 +80,14 @@ def sigmoid_surrogate(slope: float) -> Callable[[Tensor], Tensor]:
     which is NaN once ``slope * x < -88`` (``x < -17.7`` at slope 5; snntorch issue #427, fixed
     after 1.0.0). BPTT at 32/64 channels drives membranes that far below threshold, and the NaN
     then silenced the whole net. ``torch.sigmoid``'s own gradient saturates to zero instead.
+
+    Parameters
+    ----------
+    slope : the surrogate's slope.
+
+    Returns
+    -------
+    A spike function of the membrane minus the threshold, for ``snn.Leaky(spike_grad=...)``.
     """
 
     def spike(x: Tensor) -> Tensor:
@@ -97,7 +105,17 @@ def _leaky(config: NetworkConfig) -> snn.Leaky:
 
 
 def run_leaky(neuron: snn.Leaky, currents: Tensor) -> Tensor:
-    """Run an snntorch ``Leaky`` over time-first currents ``(T, N, ...)`` from rest; spikes ``(T, N, ...)``."""
+    """Run an snntorch ``Leaky`` over time-first currents ``(T, N, ...)`` from rest; spikes ``(T, N, ...)``.
+
+    Parameters
+    ----------
+    neuron : the neurons.
+    currents : ``(T, N, ...)``.
+
+    Returns
+    -------
+    Tensor ``(T, N, ...)``.
+    """
     mem = torch.zeros_like(currents[0])
     out = []
     for current in currents.unbind(0):  # as spikeff's scan (see lif_scan): no zero-filled gradient per step
@@ -107,7 +125,17 @@ def run_leaky(neuron: snn.Leaky, currents: Tensor) -> Tensor:
 
 
 class SnnTorchNet(nn.Module):
-    """The layers of a :class:`NetworkConfig` with snntorch neurons; ``forward`` returns logits and spikes."""
+    """The layers of a :class:`NetworkConfig` with snntorch neurons; ``forward`` returns logits and spikes.
+
+    Parameters
+    ----------
+    config : the architecture, completed for the data.
+    generator : source of the initial weights (the same as :class:`SpikingNet`'s from it).
+
+    Raises
+    ------
+    ValueError : ``config`` lacks ``input_shape`` or ``n_classes``.
+    """
 
     def __init__(self, config: NetworkConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -125,7 +153,22 @@ class SnnTorchNet(nn.Module):
         self.head_neurons = _leaky(config) if config.readout == "lif" else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor | None]:
-        """``x`` ``(T, B, C, H, W)`` -> logits ``(B, K)``, each layer's spikes, the head's spikes (or None)."""
+        """``x`` ``(T, B, C, H, W)`` -> logits ``(B, K)``, each layer's spikes, the head's spikes (or None).
+
+        Parameters
+        ----------
+        x : time-first frames ``(T, B, C, H, W)``.
+
+        Returns
+        -------
+        logits : ``(B, K)``.
+        spikes : each layer's ``(T, B, ...)``.
+        head_spikes : ``(T, B, K)`` of a spiking head, else ``None``.
+
+        Raises
+        ------
+        ValueError : ``x`` does not match the config's input shape.
+        """
         check_input(x, self.config)
         t, b = x.shape[:2]
         h, spikes = x, []
@@ -141,7 +184,23 @@ class SnnTorchNet(nn.Module):
 
 
 def evaluate_bptt(net: SnnTorchNet, batches: Iterable[Batch], input_ops: InputOps = "events") -> tuple[float, OpCounts]:
-    """Accuracy and mean op counts per inference (one deterministic pass per input)."""
+    """Accuracy and mean op counts per inference (one deterministic pass per input).
+
+    Parameters
+    ----------
+    net : the network; switched to eval mode.
+    batches : time-first inputs and labels.
+    input_ops : how the first layer's input is counted (see :func:`spikeff.energy.count_ops`).
+
+    Returns
+    -------
+    accuracy : float.
+    ops : OpCounts.
+
+    Raises
+    ------
+    DataError : ``batches`` is empty.
+    """
     net.eval()
 
     def infer(x: Tensor) -> Inference:
@@ -161,6 +220,22 @@ def bptt_epoch(
     """One epoch of BPTT with cross-entropy on the rate-coded outputs; mean loss, training accuracy, seconds.
 
     The statistics stay on the device until the epoch ends; the finiteness check is one sync per batch.
+
+    Parameters
+    ----------
+    net : the network; switched to train mode.
+    opt : its optimizer.
+    sched : stepped after every batch.
+    batches : time-first inputs and labels.
+    desc : the progress bar's label (and the error's).
+
+    Returns
+    -------
+    dict : ``loss``, ``train_accuracy``, ``seconds``.
+
+    Raises
+    ------
+    RuntimeError : a non-finite loss.
     """
     device = next(net.parameters()).device
     net.train()
@@ -186,7 +261,26 @@ def train_bptt(
     net_config: NetworkConfig, config: BPTTConfig, train_batches: Collection[Batch], test_batches: Iterable[Batch],
     *, generator: torch.Generator, device: str | torch.device = "cpu", input_ops: InputOps = "events",
 ) -> BaselineResult:
-    """Train end to end by BPTT with cross-entropy on the rate-coded outputs, then evaluate."""
+    """Train end to end by BPTT with cross-entropy on the rate-coded outputs, then evaluate.
+
+    Parameters
+    ----------
+    net_config : the architecture, completed for the data.
+    config : epochs and learning rate.
+    train_batches : training batches, with a length.
+    test_batches : held-out batches.
+    generator : source of the initial weights.
+    device : where it trains.
+    input_ops : as in :func:`evaluate_bptt`.
+
+    Returns
+    -------
+    BaselineResult, with ``passes = config.epochs``.
+
+    Raises
+    ------
+    RuntimeError : a non-finite loss.
+    """
     device = torch.device(device)
     net = SnnTorchNet(net_config, generator).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -201,7 +295,22 @@ def train_bptt(
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Fixed ``(fit, holdout)`` index lists: a seeded ``fraction`` of ``range(n)`` is held out."""
+    """Fixed ``(fit, holdout)`` index lists: a seeded ``fraction`` of ``range(n)`` is held out.
+
+    Parameters
+    ----------
+    n : the number of samples.
+    fraction : the share held out (at least one sample).
+    seed : seed of the permutation.
+
+    Returns
+    -------
+    fit, holdout : sorted index lists.
+
+    Raises
+    ------
+    ValueError : ``fraction`` not in (0, 1), or ``n < 2``.
+    """
     if not 0 < fraction < 1 or n < 2:
         raise ValueError(f"need 0 < fraction < 1 and at least 2 samples, got {fraction} and {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
@@ -227,6 +336,27 @@ def select_bptt(
     score the held-out share after every epoch. The choice maximises the mean held-out accuracy
     over the last quarter of the epochs. ``converged`` says whether that mean is within one
     held-out sample of the previous quarter's (the curve is flat at the end of the budget).
+
+    Parameters
+    ----------
+    net_config : the architecture, completed for the data.
+    train_set : the training split.
+    lrs : candidate learning rates.
+    epochs : training epochs per candidate.
+    holdout : the share of ``train_set`` held out.
+    split_seed : seed of the held-out share.
+    seed : seed of the weights and the batch order.
+    batch_size : training batch size.
+    device : where it trains.
+
+    Returns
+    -------
+    dict : the chosen ``lr``, ``converged``, each candidate's held-out ``curves``, the split sizes and the rule.
+
+    Raises
+    ------
+    ValueError : no learning rates, or a held-out split that is not possible.
+    RuntimeError : a non-finite loss.
     """
     if not lrs:
         raise ValueError("select_bptt needs at least one learning rate")

@@ -32,7 +32,21 @@ def _features(x: Tensor) -> np.ndarray:
 
 
 def event_counts(batches: Iterable[Batch]) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``(N, C * H * W)`` (events summed over time) and labels ``(N,)`` of time-first batches."""
+    """Features ``(N, C * H * W)`` (events summed over time) and labels ``(N,)`` of time-first batches.
+
+    Parameters
+    ----------
+    batches : time-first inputs ``(T, B, C, H, W)`` and labels ``(B,)``, on the CPU.
+
+    Returns
+    -------
+    features : ``(N, C * H * W)``, float64.
+    labels : ``(N,)``.
+
+    Raises
+    ------
+    ValueError : ``batches`` is empty.
+    """
     feats, labels = [], []
     for x, y in batches:
         feats.append(_features(x))
@@ -45,7 +59,23 @@ def event_counts(batches: Iterable[Batch]) -> tuple[np.ndarray, np.ndarray]:
 def train_linear(
     train_batches: Iterable[Batch], test_batches: Iterable[Batch], n_classes: int, *, seed: int = 0
 ) -> BaselineResult:
-    """Fit on the training batches, then accuracy and op counts per inference on the test batches."""
+    """Fit on the training batches, then accuracy and op counts per inference on the test batches.
+
+    Parameters
+    ----------
+    train_batches, test_batches : time-first inputs and labels, on the CPU.
+    n_classes : the number of classes.
+    seed : the solver's random state.
+
+    Returns
+    -------
+    BaselineResult, with the fitted pipeline as ``net`` and the chosen ``C`` in ``history``.
+
+    Raises
+    ------
+    ValueError : the training set is empty.
+    DataError : the test set is empty.
+    """
     t0 = time.perf_counter()
     clf = fit_probe(*event_counts(train_batches), seed=seed)
     train_seconds = time.perf_counter() - t0
