@@ -37,7 +37,7 @@ from .data import (
     manifest_changes,
     manifest_summary,
 )
-from .distributed import barrier, init_from_env, shutdown
+from .distributed import init_from_env, shutdown
 from .evaluation import evaluate
 from .experiment import EVAL_BATCH_SIZE, load_state, run_splits, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, staged, write_json
@@ -239,11 +239,9 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
     if ctx.is_main:
         _writable_dir(out)
         remove_stale_temps(out, RUN_FILES)  # writes cut short by a kill
-    if not ctx.is_main:
-        barrier(ctx)  # rank 0 downloads and caches the data first
-    splits = run_splits(config)
+    with ctx.main_first():  # rank 0 downloads and caches the data first
+        splits = run_splits(config)
     if ctx.is_main:
-        barrier(ctx)
         print(splits.summary(), flush=True)
     if resume is not None:
         _check_same_data(resume["meta"].get("data"), splits, out)

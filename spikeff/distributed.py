@@ -20,6 +20,7 @@ the world size. Only rank 0 (:attr:`DistContext.is_main`) prints and writes file
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -66,6 +67,53 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world > 1
+
+    # What a training loop asks of the group. On one process each is the identity (or a no-op),
+    # so the loop reads the same with and without data parallelism.
+
+    def data_parallel(self, net: nn.Module, n_train: int, batch_size: int) -> DataParallel | None:
+        """Ready ``net`` for data-parallel training: check that every batch splits over the ranks
+        and give every rank rank 0's weights.
+
+        Returns
+        -------
+        The :class:`DataParallel` reducer for the trainer, or ``None`` on one process.
+        """
+        if not self.distributed:
+            return None
+        check_shardable(n_train, batch_size, self.world)
+        broadcast_parameters(net)  # seeded init agrees anyway; this makes it certain
+        return DataParallel(self.world)
+
+    def shard(self, batches: Iterable[Batch]) -> Iterable[Batch]:
+        """This rank's part of every batch (:class:`ShardedBatches`); ``batches`` on one process."""
+        return ShardedBatches(batches, self.rank, self.world) if self.distributed else batches
+
+    def own_noise(self, generator: torch.Generator) -> None:
+        """Reseed ``generator`` with this rank's seed (:func:`rank_seed`); rank 0 keeps its own."""
+        if self.rank > 0:
+            generator.manual_seed(rank_seed(generator.initial_seed(), self.rank))
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank, so that all take the same branch."""
+        return broadcast_flag(flag, self)
+
+    def gather(self, obj: object) -> list[object]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        return gather_objects(obj, self)
+
+    def leave(self) -> None:
+        """Wait for every rank, then leave the group together (:func:`leave_group`)."""
+        leave_group(self)
+
+    @contextlib.contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (e.g. downloads and caches the data), then the others."""
+        if not self.is_main:
+            barrier(self)
+        yield
+        if self.is_main:
+            barrier(self)
 
 
 def _env_int(name: str, default: int) -> int:

@@ -32,17 +32,7 @@ from torch.utils.data import DataLoader
 from .checkpoint import read_payload
 from .config import RunConfig
 from .data import Splits, load_splits, make_loader
-from .distributed import (
-    DataParallel,
-    DistContext,
-    ShardedBatches,
-    broadcast_flag,
-    broadcast_parameters,
-    check_shardable,
-    gather_objects,
-    leave_group,
-    rank_seed,
-)
+from .distributed import DistContext
 from .evaluation import Evaluation, evaluate
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
@@ -248,21 +238,15 @@ def train_and_evaluate(
     ctx = parallel or DistContext(0, 1, device)
     gens = seeded_generators(seed, device)
     net = SpikingNet(net_config, gens["init"]).to(device)
-    sync = None
-    if ctx.distributed:
-        check_shardable(len(splits.train), batch_size, ctx.world)
-        broadcast_parameters(net)  # seeded init agrees anyway; this makes it certain
-        sync = DataParallel(ctx.world)
+    sync = ctx.data_parallel(net, len(splits.train), batch_size)
     initial = copy.deepcopy(net.state_dict())
     train_loader = make_loader(splits.train, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     test_loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed, num_workers=num_workers)
     trials = train_config.eval_trials or train_config.trials
 
     trainer = LayerTrainer(net, train_config, gens["train"], sync)
-    if ctx.rank > 0:  # after the trainer drew its projections, identical on all ranks
-        gens["train"].manual_seed(rank_seed(gens["train"].initial_seed(), ctx.rank))
-    batches = _PassStart(train_loader if sync is None else ShardedBatches(train_loader, ctx.rank, ctx.world),
-                         train_loader)
+    ctx.own_noise(gens["train"])  # after the trainer drew its projections, identical on all ranks
+    batches = _PassStart(ctx.shard(train_loader), train_loader)
     phase, train_seconds, result = "layers", 0.0, None
     if resume is not None:
         if resume.get("world", 1) != ctx.world:
@@ -289,8 +273,7 @@ def train_and_evaluate(
 
     def write_state(next_phase: str) -> None:
         # Collective: every rank's noise state, while all ranks still train (not at "control").
-        rank_gens = (gather_objects(gens["train"].get_state(), ctx)
-                     if ctx.distributed and next_phase != "control" else None)
+        rank_gens = ctx.gather(gens["train"].get_state()) if ctx.distributed and next_phase != "control" else None
         if not ctx.is_main:
             return
         payload = {
@@ -312,7 +295,7 @@ def train_and_evaluate(
 
     def batch_done() -> None:
         # A collective under DDP: every rank calls it after every batch and follows rank 0.
-        if broadcast_flag(clock() - last_save >= checkpoint_seconds, ctx):
+        if ctx.agree(clock() - last_save >= checkpoint_seconds):
             save("layers")
 
     timed = state_path is not None and checkpoint_seconds is not None and checkpoint_seconds > 0
@@ -322,7 +305,7 @@ def train_and_evaluate(
         phase = "readout"
     # No collective follows, so every rank leaves the group here, together: ranks that
     # left while rank 0 still held the group sometimes aborted at exit (gloo).
-    leave_group(ctx)
+    ctx.leave()
     if not ctx.is_main:
         return RunResult(net, {}, trainer.history)
     if phase == "readout":
