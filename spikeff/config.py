@@ -25,7 +25,7 @@ import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from .data import DATASETS
@@ -134,10 +134,6 @@ class Flag:
     @property
     def dest(self) -> str:
         return "__".join(self.path)
-
-
-def _default(f: Field) -> Any:
-    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
 
 
 def _hints(cls: type) -> dict[str, Any]:
