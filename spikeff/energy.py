@@ -369,15 +369,11 @@ def n_connections(in_shape: Sequence[int], synapse: nn.Module, pool: nn.Module |
     Parameters
     ----------
     in_shape : ``(C, H, W)`` for a conv, the features for a Linear.
-    synapse, pool : as in :func:`fanout_map`.
+    synapse, pool : as in :func:`fanout_map` (whose errors it raises).
 
     Returns
     -------
     float
-
-    Raises
-    ------
-    TypeError, ValueError : as :func:`fanout_map`.
     """
     fan = fanout_map(synapse, in_shape, pool)
     if isinstance(synapse, nn.Conv2d):

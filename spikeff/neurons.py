@@ -411,12 +411,7 @@ def lif_scan_fused(
 
     Returns
     -------
-    spikes : ``(T, B, ...)``.
-    state : the membrane after the last step.
-
-    Raises
-    ------
-    ValueError : as :func:`lif_scan`.
+    What :func:`lif_scan` returns, and raises what it raises.
     """
     return _fused(currents, p, generator, state, _EAGER_KERNELS)
 
