@@ -32,7 +32,8 @@ from spikeff.evaluation import evaluate
 from spikeff.experiment import seeded_generators, untrained_control
 from spikeff.network import NetworkConfig
 from spikeff.provenance import device_name, git_commit
-from spikeff.trainer import TrainConfig, fit_readout
+from spikeff.readout_fit import fit_readout
+from spikeff.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

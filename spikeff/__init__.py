@@ -5,7 +5,8 @@ from .evaluation import evaluate
 from .network import NetworkConfig, SpikingNet
 from .neurons import CompiledLIFScan, LIFParams, LIFState, StochasticLIF, lif_scan, lif_scan_fused, lif_step
 from .nir import export_nir, from_nir
-from .trainer import LayerTrainer, TrainConfig, fit_readout
+from .readout_fit import fit_readout
+from .trainer import LayerTrainer, TrainConfig
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ currents keeps spikes binary and maps onto NIR's ``AvgPool2d``); linear layers a
 With ``norm="batch"`` (the default) each layer's currents are normalised per channel before
 the LIF (batch norm without affine): zero mean and unit variance over the batch, the time
 bins and the positions, so no layer can fall silent however deep. Training uses each batch's
-statistics; evaluation uses fixed ones (:func:`spikeff.trainer.calibrate_norm`), which
+statistics; evaluation uses fixed ones (:func:`spikeff.readout_fit.calibrate_norm`), which
 :func:`fold_norm` folds into the synapse.
 
 ``n`` noisy trials of the same input run as one batch of ``n * B``, trial-major (trial
@@ -461,7 +461,7 @@ def fold_norm(net: SpikingNet) -> SpikingNet:
     Parameters
     ----------
     net : a net whose normalisation holds its running statistics (see
-        :func:`spikeff.trainer.calibrate_norm`); left unchanged.
+        :func:`spikeff.readout_fit.calibrate_norm`); left unchanged.
 
     Returns
     -------

@@ -12,18 +12,17 @@ Schedules:
 * ``simultaneous``: one pass per epoch; every layer and the head learn on every batch.
 
 The readout head is trained with cross-entropy on the detached top-layer spikes, so it
-too is local. Layer training and the readout's fit share the optimiser steps and the
-data-parallel reduction, so both stay in this module (over 400 lines).
+too is local. The readout's fit on frozen layers is in :mod:`spikeff.readout_fit`. This module
+passes 400 lines mostly by its reference docstrings.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -34,15 +33,15 @@ from tqdm.auto import tqdm
 
 from .choices import check_choices
 from .ed import EDLossConfig, ed_loss, random_projection
-from .network import SpikingNet, init_fan_in_, spike_counts
+from .network import SpikingNet, spike_counts
 from .readout import Mode, scores
 
 if TYPE_CHECKING:
     from .distributed import DataParallel
 
 __all__ = [
-    "TrainConfig", "TrainingError", "LayerTrainer", "LayerStats", "PassCursor", "warn_if_silent", "calibrate_norm",
-    "cosine_schedule", "fit_readout",
+    "TrainConfig", "TrainingError", "LayerTrainer", "LayerStats", "PassCursor", "warn_if_silent", "cosine_schedule",
+    "optimizer_step", "head_step",
 ]
 
 # A layer counts as nearly silent below both: a sparse but large layer still carries signal
@@ -108,7 +107,7 @@ def _device_of(net: SpikingNet) -> torch.device:
     return next(net.parameters()).device
 
 
-def _step(opt: torch.optim.Optimizer, loss: Tensor, sync: DataParallel | None = None) -> None:
+def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, sync: DataParallel | None = None) -> None:
     """One optimiser step on ``loss``; under ``sync`` the gradients are averaged over the ranks first."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -117,14 +116,18 @@ def _step(opt: torch.optim.Optimizer, loss: Tensor, sync: DataParallel | None = 
     opt.step()
 
 
-def _head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tensor, trials: int,
-               mode: Mode, generator: torch.Generator, sync: DataParallel | None = None) -> Tensor:
+def head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tensor, trials: int,
+              mode: Mode, generator: torch.Generator, sync: DataParallel | None = None) -> Tensor:
+    """One cross-entropy step of the head on the detached top-layer spikes ``top``; returns the loss.
+
+    Under ``sync`` the loss is the mean over the global batch.
+    """
     z = net.head(top.detach(), net.config.lif, generator).unflatten(0, (trials, y.shape[0]))
     if sync is None:
         loss = F.cross_entropy(scores(z, mode), y)
     else:  # the mean over the global batch
         loss = sync.mean(F.cross_entropy(scores(z, mode), y, reduction="sum"), y.shape[0])
-    _step(opt, loss, sync)
+    optimizer_step(opt, loss, sync)
     return loss.detach()
 
 
@@ -339,7 +342,7 @@ class LayerTrainer:
         counts = spike_counts(spikes, cfg.trials)
         loss, cons, div = ed_loss(counts, cfg.loss, y, self.projections[k],
                                   reduce=None if self.sync is None else self.sync.reduce)
-        _step(self.layer_opts[k], loss, self.sync)
+        optimizer_step(self.layer_opts[k], loss, self.sync)
         rate = spikes.detach().mean()
         stats = LayerStats(loss.detach(), cons.detach(), div.detach(), rate, rate * spikes[0, 0].numel())
         return spikes.detach(), stats
@@ -398,7 +401,7 @@ class LayerTrainer:
                 trials_in = 1
             self._check_finite(losses)
             if head:
-                loss = _head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator, self.sync)
+                loss = head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator, self.sync)
                 cur.sums["head/loss"] = cur.sums.get("head/loss", 0.0) + loss.detach()
             cur.batches += 1
             cur.seconds = seconds + time.perf_counter() - t0
@@ -489,33 +492,6 @@ class LayerTrainer:
         return self.history
 
 
-@torch.no_grad()
-def calibrate_norm(net: SpikingNet, batches: Iterable[Batch], generator: torch.Generator) -> None:
-    """Set every layer's normalisation statistics to their mean over one pass of ``batches``.
-
-    Training normalises each batch by its own statistics; evaluation, the readout and NIR
-    export use these fixed ones. The layers' norms average (``momentum=None``) the batch
-    statistics of one single-trial pass with the final weights, each layer seeing the layer
-    below as it was trained. A network without normalisation is left as it is.
-
-    Parameters
-    ----------
-    net : the network; left in eval mode when it has normalisation.
-    batches : training batches ``(x, y)``, time-first.
-    generator : the neuron noise of the pass.
-    """
-    norms = [layer.norm for layer in net.layers if layer.norm is not None]
-    if not norms:
-        return
-    device = _device_of(net)
-    for norm in norms:
-        norm.reset_running_stats()
-    net.train()
-    for x, _ in tqdm(batches, desc="norm statistics", leave=False, dynamic_ncols=True):
-        net.layer_outputs(x.to(device), generator)
-    net.eval()
-
-
 def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Decay ``opt``'s learning rates to zero over ``steps`` scheduler steps (half a cosine).
 
@@ -530,116 +506,3 @@ def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sc
     """
     steps = max(steps, 1)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps)))
-
-
-READOUT_HOLDOUT = 0.2  # share of the training inputs that picks the linear head's learning rate
-
-
-def fit_readout(
-    net: SpikingNet, batches: Collection[Batch], config: TrainConfig, generator: torch.Generator, epochs: int
-) -> dict[str, Any]:
-    """Train only the head for ``epochs`` passes with every layer frozen; returns the per-epoch
-    losses, the learning rate used and, for the linear head, the held-out accuracy of each candidate.
-
-    The learning rate decays to zero over the passes (cosine), so the head ends converged rather
-    than wherever the last large step left it. Used after layer training, and with the same budget
-    for the untrained control. A linear head sees only the top layer's spike counts, so the frozen
-    layers run once: one draw of ``n`` trials per training input is kept (as float16 on the CPU;
-    counts / T are exact) and every epoch reshuffles it. Its learning rate is chosen among
-    ``config.readout_lrs`` by the readout accuracy on a seeded ``READOUT_HOLDOUT`` share of the
-    *training* inputs, then the head is fitted on all of them; each fit starts from the same freshly
-    initialised head (uniform fan-in, drawn from ``generator``'s stream), so the trained network
-    and the control are read out alike. A spiking head streams the spike trains, continues from
-    its current weights and uses ``config.head_lr``.
-
-    Parameters
-    ----------
-    net : the network; its head is trained in place, the rest left in eval mode.
-    batches : training batches ``(x, y)``, time-first, with a length.
-    config : ``trials``, ``train_mode``, ``readout_lrs`` and ``head_lr`` are read.
-    generator : the neuron noise, and the seed of the head's init and the shuffling.
-    epochs : passes over the training inputs (0: nothing is trained).
-
-    Returns
-    -------
-    dict : ``losses`` (per epoch), ``lr`` (``None`` when ``epochs == 0``) and ``selection``
-    (candidate learning rate -> held-out accuracy; empty for a spiking head).
-    """
-    device = _device_of(net)
-    net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)
-    if epochs == 0:
-        return {"losses": [], "lr": None, "selection": {}}
-    if net.head.kind != "linear":
-        opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
-        sched = cosine_schedule(opt, epochs * len(batches))
-        losses = []
-        for epoch in range(epochs):
-            total, n = 0.0, 0
-            for x, y in tqdm(batches, desc=f"readout {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True):
-                x, y = x.to(device), y.to(device)
-                with torch.no_grad():
-                    top = net.layer_outputs(x, generator, config.trials)[-1]
-                total += _head_step(net, opt, top, y, config.trials, config.train_mode, generator)
-                sched.step()
-                n += 1
-            losses.append(float(total) / max(n, 1))
-        return {"losses": losses, "lr": config.head_lr, "selection": {}}
-
-    feats, labels, batch_size = [], [], 1
-    with torch.no_grad():
-        for x, y in tqdm(batches, desc="readout features", leave=False, dynamic_ncols=True):
-            top = net.layer_outputs(x.to(device), generator, config.trials)[-1]
-            feats.append(net.head.features(top).unflatten(0, (config.trials, y.shape[0])).to("cpu", torch.float16))
-            labels.append(y)
-            batch_size = max(batch_size, y.shape[0])
-    features, targets = torch.cat(feats, 1), torch.cat(labels)
-    order_gen = torch.Generator().manual_seed(
-        int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
-    # A fresh head: the one trained beside the layers saw drifting features, and the control's is untrained.
-    init_fan_in_(net.head.fc, order_gen)
-    fit = _LinearHeadFit(net.head.fc, features, targets, config.train_mode, batch_size, epochs, order_gen)
-    lr, selection = config.readout_lrs[0], {}
-    if len(config.readout_lrs) > 1:
-        perm = torch.randperm(targets.shape[0], generator=order_gen)
-        n_held = max(1, int(round(READOUT_HOLDOUT * targets.shape[0])))
-        held, kept = perm[:n_held], perm[n_held:]
-        start = copy.deepcopy(net.head.fc.state_dict())
-        for candidate in config.readout_lrs:
-            net.head.fc.load_state_dict(start)
-            fit.run(kept, candidate)
-            selection[candidate] = fit.accuracy(held)
-        lr = max(config.readout_lrs, key=lambda c: selection[c])  # the first of equals
-        net.head.fc.load_state_dict(start)
-    losses = fit.run(torch.arange(targets.shape[0]), lr)
-    return {"losses": losses, "lr": lr, "selection": selection}
-
-
-class _LinearHeadFit:
-    """Fits a linear head on cached trial features ``(n, N, D)`` (float16, on the CPU)."""
-
-    def __init__(self, fc: torch.nn.Linear, features: Tensor, targets: Tensor, mode: Mode, batch_size: int,
-                 epochs: int, order_gen: torch.Generator) -> None:
-        self.fc, self.features, self.targets, self.mode = fc, features, targets, mode
-        self.batch_size, self.epochs, self.order_gen = batch_size, epochs, order_gen
-        self.device = fc.weight.device
-
-    def run(self, idx: Tensor, lr: float) -> list[float]:
-        """Adam with a cosine decay from ``lr`` over ``epochs`` shuffled passes over the inputs ``idx``."""
-        opt = torch.optim.Adam(self.fc.parameters(), lr=lr)
-        sched = cosine_schedule(opt, self.epochs * math.ceil(idx.numel() / self.batch_size))
-        losses = []
-        for _ in range(self.epochs):
-            total, n = 0.0, 0
-            for part in idx[torch.randperm(idx.numel(), generator=self.order_gen)].split(self.batch_size):
-                z = self.fc(self.features[:, part].to(self.device, torch.float32))
-                loss = F.cross_entropy(scores(z, self.mode), self.targets[part].to(self.device))
-                _step(opt, loss)
-                sched.step()
-                total, n = total + loss.detach(), n + 1
-            losses.append(float(total) / n)
-        return losses
-
-    @torch.no_grad()
-    def accuracy(self, idx: Tensor) -> float:
-        z = self.fc(self.features[:, idx].to(self.device, torch.float32))
-        return float((scores(z, self.mode).argmax(1).cpu() == self.targets[idx]).float().mean())

@@ -10,12 +10,12 @@ from spikeff.evaluation import evaluate
 from spikeff.network import NetworkConfig, SpikingNet, expand_trials, fold_norm, spike_counts, synapse_pool
 from spikeff.neurons import LIFParams
 from spikeff.readout import scores
+from spikeff.readout_fit import calibrate_norm
 from spikeff.trainer import (
     LayerStats,
     LayerTrainer,
     TrainConfig,
     TrainingError,
-    calibrate_norm,
     cosine_schedule,
     warn_if_silent,
 )
@@ -178,7 +178,7 @@ def test_bad_input_shapes_and_configs():
 
 @pytest.mark.parametrize("readout", ["linear", "lif"])
 def test_fit_readout_trains_only_the_head(readout):
-    from spikeff.trainer import fit_readout
+    from spikeff.readout_fit import fit_readout
 
     net = tiny_net(readout=readout)
     before = copy.deepcopy(net.state_dict())
