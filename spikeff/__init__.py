@@ -1,5 +1,6 @@
 """spikeff: spiking networks trained layer-locally by stochastic ED compression."""
 
+from .config import RunConfig
 from .ed import EDLossConfig, ed_loss, effective_dimensionality
 from .evaluation import evaluate
 from .network import NetworkConfig, SpikingNet
@@ -17,6 +18,7 @@ __all__ = [
     "LIFState",
     "LayerTrainer",
     "NetworkConfig",
+    "RunConfig",
     "SpikingNet",
     "StochasticLIF",
     "TrainConfig",
