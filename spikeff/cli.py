@@ -39,7 +39,7 @@ from .data import (
 )
 from .distributed import init_from_env, shutdown
 from .evaluation import evaluate
-from .experiment import EVAL_BATCH_SIZE, load_state, run_splits, seeded_generators, train_and_evaluate
+from .experiment import EVAL_BATCH_SIZE, data_options, load_state, run_splits, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, staged, write_json
 from .network import SpikingNet
 from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
@@ -147,15 +147,6 @@ def _with_dirs(config: RunConfig) -> RunConfig:
         cache_dir=str(default_cache_dir(r.cache_dir).absolute())))
 
 
-def _saved_config(meta: dict[str, Any]) -> RunConfig:
-    """The config a run state or checkpoint records; from the argv that older spikeff versions kept."""
-    if "config" in meta:
-        return from_dict(RunConfig, meta["config"])
-    config = from_args(build_parser().parse_args(list(meta["argv"])))
-    return replace(config, runtime=replace(config.runtime, data_dir=meta.get("data_dir"),
-                                           cache_dir=meta.get("cache_dir")))
-
-
 def _resume_config(args: argparse.Namespace, argv: Sequence[str]) -> tuple[RunConfig, dict[str, Any]]:
     """The interrupted run's saved config, with the runtime options given now; and its state."""
     run_dir = args.resume
@@ -165,15 +156,15 @@ def _resume_config(args: argparse.Namespace, argv: Sequence[str]) -> tuple[RunCo
         raise ValueError(f"{run_dir / STATE_FILE}: {bad}; the run diverged before this save and cannot be resumed")
     given = {k: v for k, v in vars(build_parser(defaults=False).parse_args(argv)).items()
              if k not in ("command", "resume")}
-    runtime = {f.dest: f for f in flags() if f.path[0] == "runtime"}
-    names = {f.dest: f.name for f in flags()}
-    refused = sorted(names.get(k, "--" + k.replace("_", "-")) for k in given if k not in runtime)
+    every = {f.dest: f for f in flags()}
+    runtime = {dest: f for dest, f in every.items() if f.path[0] == "runtime"}
+    refused = sorted(every[k].name if k in every else "--" + k.replace("_", "-") for k in given if k not in runtime)
     if refused:
         raise ValueError(
             f"--resume continues {run_dir} with the settings it was started with; {', '.join(refused)} cannot "
             f"be given beside it (allowed: {', '.join(f.name for f in runtime.values())}); "
             "start a new run with --out to change them")
-    saved = _saved_config(resume["meta"])
+    saved = saved_config(resume["meta"], run_dir / STATE_FILE)
     config = from_args(given, base=saved)
     for dest, value in given.items():
         before = getattr(saved.runtime, runtime[dest].path[-1])
@@ -276,10 +267,18 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
     return 0
 
 
-def checkpoint_config(meta: dict[str, Any], path: Path) -> RunConfig:
-    """The config a checkpoint's ``meta`` records; rebuilt from the flat keys of older checkpoints."""
+def saved_config(meta: dict[str, Any], path: Path) -> RunConfig:
+    """The config that a run state's or a checkpoint's ``meta`` records.
+
+    Older files kept the run's argv and folders (run states) or flat keys (checkpoints); the
+    config is rebuilt from those.
+    """
     if "config" in meta:
         return from_dict(RunConfig, meta["config"])
+    if "argv" in meta:
+        config = from_args(build_parser().parse_args(list(meta["argv"])))
+        return replace(config, runtime=replace(config.runtime, data_dir=meta.get("data_dir"),
+                                               cache_dir=meta.get("cache_dir")))
     if "dataset" not in meta:
         raise CheckpointError(f"{path} records no run config; it was not written by `spikeff train`")
     return RunConfig(
@@ -294,7 +293,7 @@ def checkpoint_config(meta: dict[str, Any], path: Path) -> RunConfig:
 def cmd_eval(args: argparse.Namespace) -> int:
     device = _device(args.device)
     net, meta = load_checkpoint(args.model, device)
-    config = checkpoint_config(meta, args.model)
+    config = saved_config(meta, args.model)
     config = replace(config, runtime=RuntimeConfig(data_dir=args.data_dir and str(args.data_dir),
                                                    cache_dir=args.cache_dir and str(args.cache_dir)))
     time_bins = meta.get("time_bins", config.data.time_bins)
@@ -321,11 +320,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    config = from_args(args)
-    d, r = config.data, config.runtime
-    report = describe(d.dataset, r.data_dir, cache_dir=r.cache_dir, n_time_bins=d.time_bins, seed=d.split_seed,
-                      val_fraction=d.val_fraction, limit=d.limit, resolution=d.resolution, download=d.download,
-                      check=args.check)
+    report = describe(**data_options(from_args(args)), check=args.check)
     print(report)
     return 1 if report.bad else 0
 

@@ -112,22 +112,22 @@ def spikeff_infer(
     if unknown:
         raise ValueError(f"unknown readout mode(s) {sorted(unknown)}; expected some of {MODES}")
 
-    def run(x: Tensor, deterministic: bool) -> tuple[Tensor, list[Tensor], OpCounts]:
+    def run(x: Tensor, deterministic: bool, counted: bool) -> tuple[Tensor, list[Tensor], OpCounts | None]:
         n = 1 if deterministic else trials
         lif = net.config.lif.deterministic() if deterministic else net.config.lif
         spikes = net.layer_outputs(x, generator, n, deterministic)
         head_spikes = None if net.head.kind == "linear" else net.head.spikes(spikes[-1], lif, generator)
-        z = net.head.fc(net.head.features(spikes[-1])) if head_spikes is None else head_spikes.sum(0)
+        z = net.head(spikes[-1], lif) if head_spikes is None else head_spikes.sum(0)
         ops = count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=n, head=net.head.fc,
                         head_spikes=head_spikes, shared_input=not input_per_trial, input_ops=input_ops,
-                        stochastic=lif.stochastic, pools=[layer.pool for layer in net.layers]) if count else None
+                        stochastic=lif.stochastic, pools=[layer.pool for layer in net.layers]) if counted else None
         return z.unflatten(0, (n, x.shape[1])), spikes, ops
 
     def infer(x: Tensor) -> Inference:
         preds, ops, rates = {}, None, ()
         stochastic = [m for m in modes if m != "deterministic"]
         for deterministic in ([False] if stochastic else []) + ([True] if "deterministic" in modes else []):
-            z, spikes, c = run(x, deterministic)
+            z, spikes, c = run(x, deterministic, counted=count and ops is None)
             for m in (["deterministic"] if deterministic else stochastic):
                 preds[m] = scores(z, m).argmax(1)
             ops = c if ops is None else ops

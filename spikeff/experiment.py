@@ -41,7 +41,7 @@ from .trainer import LayerTrainer, TrainConfig
 
 __all__ = [
     "EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "untrained_control", "train_and_evaluate",
-    "load_state", "run_splits",
+    "load_state", "data_options", "run_splits",
 ]
 
 STATE_FORMAT = "spikeff-train-state"
@@ -137,6 +137,15 @@ def _summary(ev: Evaluation) -> dict[str, Any]:
     return {**ev.accuracy, "n": ev.n, "layer_rates": ev.layer_rates}
 
 
+def data_options(config: RunConfig) -> dict[str, Any]:
+    """The arguments that :func:`spikeff.data.load_splits` and :func:`spikeff.data.describe` take
+    from a run's config (its ``data`` part and where the files are)."""
+    d, r = config.data, config.runtime
+    return {"name": d.dataset, "data_dir": r.data_dir, "cache_dir": r.cache_dir, "n_time_bins": d.time_bins,
+            "seed": d.split_seed, "val_fraction": d.val_fraction, "limit": d.limit, "resolution": d.resolution,
+            "download": d.download}
+
+
 def run_splits(config: RunConfig) -> Splits:
     """The train and held-out splits a run's config names (:func:`spikeff.data.load_splits`).
 
@@ -148,10 +157,7 @@ def run_splits(config: RunConfig) -> Splits:
     -------
     Splits
     """
-    d, r = config.data, config.runtime
-    return load_splits(d.dataset, r.data_dir, n_time_bins=d.time_bins, seed=d.split_seed,
-                       val_fraction=d.val_fraction, cache_dir=r.cache_dir, download=d.download, limit=d.limit,
-                       resolution=d.resolution)
+    return load_splits(**data_options(config))
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
