@@ -8,6 +8,7 @@ from helpers import toy_batches
 
 from spikeff.baselines import FFConfig, FFNet, train_ff
 from spikeff.baselines.ff import (
+    evaluate_ff,
     ff_loss,
     goodness,
     hardest_wrong,
@@ -149,6 +150,38 @@ def test_label_at_every_layer_and_fully_connected_layers_on_top():
     assert res.ops.extra["label_bias_adds"] == pytest.approx(3 * 4 * (4 * 4 * 4 + 6 + 5))
 
 
+def test_head_on_the_normalised_counts_of_several_layers():
+    c = cfg(3)  # conv 4 (4 x 4 x 4 after pooling), fc 6, plus fc 5 of FF
+    x, _ = toy_batches(1)[0]
+    nets = {h: FFNet(c, FFConfig(hidden=(5,), head_layers=h), torch.Generator().manual_seed(0))
+            for h in ("top", "upper", "all")}
+    assert {h: n.head.in_features for h, n in nets.items()} == {"top": 5, "upper": 6 + 5, "all": 64 + 6 + 5}
+    net = nets["all"]
+    with torch.no_grad():
+        net.layers[0].synapse.weight.mul_(4.0)  # some spikes in every layer
+        for layer in net.layers[1:]:
+            layer.synapse.weight.mul_(4.0)
+    f, spikes = net.head_features(x)
+    counts = [s.sum(0).flatten(1) for s in spikes]
+    assert all(cnt.sum() > 0 for cnt in counts)
+    want = torch.cat([cnt * cnt.shape[1] ** 0.5 / cnt.norm(dim=1, keepdim=True).clamp_min(1e-6) for cnt in counts], 1)
+    assert torch.allclose(f, want)  # each layer's block normalised on its own, not the concatenation
+    # op counts: the head adds n_classes per spike of every layer it reads, one scaling per class and layer
+    k, b = 3, x.shape[1]
+    _, top_ops = evaluate_ff(nets["top"], [(x, torch.zeros(b, dtype=torch.long))], mode="head")
+    _, all_ops = evaluate_ff(net, [(x, torch.zeros(b, dtype=torch.long))], mode="head")
+    spikes_per = [float(s.sum()) / b for s in spikes]
+    assert all_ops.synops[-1] == pytest.approx(k * sum(spikes_per))
+    assert all_ops.extra["head_synops"] == pytest.approx(k * sum(spikes_per[:2]))
+    assert all_ops.connections[-1] == pytest.approx(k * (64 + 6 + 5))
+    assert all_ops.macs[-1] - top_ops.macs[-1] == pytest.approx(2 * k)
+    assert top_ops.extra["head_synops"] == 0.0
+    assert FFNet(c, FFConfig()).head.in_features == 6  # the default head reads the top layer
+    res = train_ff(c, FFConfig(head_layers="all", epochs=1, head_epochs=2), toy_batches(1), toy_batches(1),
+                   generator=torch.Generator().manual_seed(0))
+    assert res.net.head.in_features == 64 + 6 and 0.0 <= res.accuracy <= 1.0
+
+
 def test_ff_config_rejects_bad_values():
     with pytest.raises(ValueError, match="positive"):
         FFConfig(threshold=0.0)
@@ -162,3 +195,5 @@ def test_ff_config_rejects_bad_values():
         FFConfig(loss="hinge")
     with pytest.raises(ValueError, match="label_layers"):
         FFConfig(label_layers="last")
+    with pytest.raises(ValueError, match="head_layers"):
+        FFConfig(head_layers="first")

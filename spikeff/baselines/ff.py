@@ -51,12 +51,17 @@
   - ``"head"``: one pass with the neutral label and a softmax (linear) head
     ``z = W c_L / ||c_L|| * sqrt(N_L) + b`` on the top layer's normalised spike counts,
     fitted by cross-entropy after FF training (the counterpart of spikeff's linear head).
+    ``head_layers`` widens its input to the concatenated normalised counts
+    ``c_l / ||c_l|| * sqrt(N_l)`` of layers ``2..L`` (``"upper"``, Hinton's softmax on the
+    normalised activities of the layers but the first) or of every layer (``"all"``).
 
   Op counts (:func:`spikeff.energy.count_ops`) cover every pass; ``extra`` adds the label
   map (one add per first-layer neuron and bin per pass, ``label_bias_adds``) and the
   normalisation and goodness arithmetic (``norm_macs``: per pass, one square per neuron of a
-  normalised or scored layer and one scaling per current of the next layer and bin), which
-  are also added to ``synops`` and ``macs``. Layer normalisation needs a layer's full spike
+  normalised or scored layer and one scaling per current of the next layer and bin; a head on
+  several layers adds ``n_classes`` scalings per layer it reads), which are also added to
+  ``synops`` and ``macs``. A head on several layers also gets ``n_classes`` adds per spike of
+  each layer it reads (``head_synops``). Layer normalisation needs a layer's full spike
   counts before the next layer runs: the layers run one after another over all ``T`` bins.
 
 The method's variants (losses, label placement, fully connected layers, mining) share one
@@ -100,6 +105,7 @@ PredictMode = Literal["goodness", "goodness_top", "head"]
 PREDICT_MODES: tuple[PredictMode, ...] = ("goodness", "goodness_top", "head")
 LabelLayers = Literal["first", "all"]
 LossKind = Literal["threshold", "symba"]
+HeadLayers = Literal["top", "upper", "all"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ class FFConfig:
     hidden: tuple[int, ...] = ()
     label_layers: LabelLayers = "first"
     loss: LossKind = "symba"
+    head_layers: HeadLayers = "top"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))  # JSON gives lists
@@ -127,6 +134,8 @@ class FFConfig:
             raise ValueError(f"hidden layer sizes must be positive, got {self.hidden}")
         if self.loss not in ("threshold", "symba"):
             raise ValueError(f"loss must be 'threshold' or 'symba', got {self.loss!r}")
+        if self.head_layers not in ("top", "upper", "all"):
+            raise ValueError(f"head_layers must be 'top', 'upper' or 'all', got {self.head_layers!r}")
         if self.label_layers not in ("first", "all"):
             raise ValueError(f"label_layers must be 'first' or 'all', got {self.label_layers!r}")
         if self.epochs < 0 or self.head_epochs < 0:
@@ -189,7 +198,12 @@ class FFNet(nn.Module):
         body = SpikingNet(replace(config, input_shape=(c + config.n_classes, h, w), norm="none",
                                   hidden=config.hidden + ff.hidden), generator)
         self.layers = body.layers
-        self.head = nn.Linear(body.head.fc.in_features, config.n_classes)
+        n = len(self.layers)
+        #: the layers whose normalised counts the head reads (``FFConfig.head_layers``)
+        self.head_layers = {"top": [n - 1], "upper": list(range(min(1, n - 1), n)), "all": list(range(n))}[
+            ff.head_layers]
+        sizes = self.layer_sizes()
+        self.head = nn.Linear(sum(sizes[i] for i in self.head_layers), config.n_classes)
         init_fan_in_(self.head, generator)
         # label_layers="all": layer l > 1 adds E_l^T v (v the label vector) to its currents, the
         # contribution of K label inputs (constant channels for a conv, away from the borders), drawn as
@@ -205,6 +219,16 @@ class FFNet(nn.Module):
                 self.label_maps.append(nn.Parameter(draw))
         # theta_l: ``threshold`` times layer l's mean goodness after the data-dependent init
         self.register_buffer("thresholds", torch.full((len(self.layers),), float(ff.threshold)))
+
+    @torch.no_grad()
+    def layer_sizes(self) -> list[int]:
+        """Neurons per layer (after pooling), from one zero bin through the synapses."""
+        c, h, w = self.config.input_shape
+        x, sizes = torch.zeros(1, 1, c + self.config.n_classes, h, w), []
+        for layer in self.layers:
+            x = layer.currents(x)
+            sizes.append(x[0, 0].numel())
+        return sizes
 
     def _autocast(self, x: Tensor) -> contextlib.AbstractContextManager:
         bf16 = self.config.precision == "bf16"
@@ -300,10 +324,14 @@ class FFNet(nn.Module):
 
     @torch.no_grad()
     def head_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The head's input ``(B, N_L)``: normalised top-layer counts of the neutral pass; and its spikes."""
+        """The head's input ``(B, sum N_l)``: the neutral pass's normalised counts of the layers it reads
+        (``head_layers``), concatenated; and the pass's spikes."""
         spikes = self.layer_spikes(x, None)
-        c = spikes[-1].sum(0).flatten(1)
-        return c * math.sqrt(c.shape[1]) / c.norm(dim=1, keepdim=True).clamp_min(1e-6), spikes
+        feats = []
+        for i in self.head_layers:
+            c = spikes[i].sum(0).flatten(1)
+            feats.append(c * math.sqrt(c.shape[1]) / c.norm(dim=1, keepdim=True).clamp_min(1e-6))
+        return torch.cat(feats, 1), spikes
 
     @torch.no_grad()
     def predict(self, x: Tensor, mode: PredictMode | None = None) -> tuple[Tensor, list[Tensor]]:
@@ -423,16 +451,26 @@ def evaluate_ff(
         label_adds = sum(labelled)
         # layer l -> l + 1: one square per neuron of l, one scaling per current of l + 1 and bin
         norm = [0.0] + [neurons[i - 1] + per[i] for i in range(1, len(per))]
-        if mode == "head":
-            norm.append(neurons[-1] + net.config.n_classes)  # ||c_L|| and one scaling per class
+        head_adds, head_links = 0.0, 0.0
+        if mode == "head":  # ||c_L|| (lower layers' norms are counted above) and one scaling per class and layer
+            k = net.config.n_classes
+            norm.append(neurons[-1] + k * len(net.head_layers))
+            # the head's adds from the layers below the top (count_ops counts the top's)
+            lower = [i for i in net.head_layers if i != len(per) - 1]
+            head_adds = sum((float(spikes[i].sum()) / b for i in lower), 0.0) * k
+            head_links = sum((math.prod(spikes[i].shape[2:]) for i in lower), 0) * k
         else:  # goodness: one square per neuron of every scored layer
             for i in range(len(per) - scored, len(per)):
                 norm[i] += neurons[i]
-        synops = tuple(s + a for s, a in zip(c.synops, labelled)) + c.synops[len(labelled):]
-        unfused = tuple(s + a for s, a in zip(c.synops_unfused, labelled)) + c.synops_unfused[len(labelled):]
+        head = [head_adds] if mode == "head" else []
+        synops = tuple(s + a for s, a in zip(c.synops, labelled + head))
+        unfused = tuple(s + a for s, a in zip(c.synops_unfused, labelled + head))
         macs = tuple(m + n for m, n in zip(c.macs, norm))
-        extra = {"label_bias_adds": label_adds, "norm_macs": float(sum(norm)), "passes": float(passes)}
-        return Inference({mode: pred}, replace(c, synops=synops, synops_unfused=unfused, macs=macs, extra=extra))
+        links = c.connections[:len(per)] + tuple(n + head_links for n in c.connections[len(per):])
+        extra = {"label_bias_adds": label_adds, "norm_macs": float(sum(norm)), "passes": float(passes),
+                 "head_synops": head_adds}
+        return Inference({mode: pred}, replace(c, synops=synops, synops_unfused=unfused, macs=macs, extra=extra,
+                                               connections=links))
 
     ev = evaluate_batches(batches, next(net.parameters()).device, infer)
     return ev.accuracy[mode], ev.ops
