@@ -14,6 +14,7 @@ neutral pass). ``test`` runs :func:`spikeff.baselines.train_ff` (the bench's ent
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import shlex
@@ -36,6 +37,7 @@ from spikeff.readout_fit import fit_readout
 from spikeff.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+OTHER_HEADS = ("all", "upper")  # select also scores heads on these layers (FFConfig.head_layers)
 
 
 def control_accuracy(net_cfg: NetworkConfig, train_set, test_set, seed: int, batch_size: int) -> float:
@@ -72,7 +74,8 @@ def select(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
         gen = seeded_generators(0, torch.device("cpu"))["init"]
         net = FFNet(net_cfg, cfg, gen)
         noise = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
-        head_gen = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+        head_seed = int(torch.randint(2**31, (1,), generator=gen))
+        head_gen = torch.Generator().manual_seed(head_seed)
         train = make_loader(fit_set, args.batch_size, shuffle=True, seed=0)
         t0 = time.perf_counter()
         if cfg.epochs == 0:  # initialisation only (the data-dependent init on one batch)
@@ -85,6 +88,16 @@ def select(args: argparse.Namespace, splits, net_cfg: NetworkConfig) -> None:
         seconds = time.perf_counter() - t0
         val = make_loader(val_set, 64, shuffle=False, seed=0)
         accs = {mode: evaluate_ff(net, val, mode=mode)[0] for mode in PREDICT_MODES}
+        # the same trained layers read by heads on other layers (paired: same layers, same head draws)
+        read = [net.head_layers]
+        for h in OTHER_HEADS:
+            other = copy.deepcopy(net)
+            other.set_head(h, torch.Generator().manual_seed(0))
+            if other.head_layers in read:
+                continue
+            read.append(other.head_layers)
+            fit_head(other, train, torch.Generator().manual_seed(head_seed))
+            accs[f"head_{h}"] = evaluate_ff(other, val, mode="head")[0]
         row = {"config": {k: v for k, v in asdict(cfg).items()
                           if v != getattr(FFConfig, k, None) or k in json.loads(spec)},
                "spec": json.loads(spec), "full": asdict(cfg), "val": accs, "seconds": seconds,
@@ -146,16 +159,21 @@ def write_report(args: argparse.Namespace, cfg: FFConfig, state: dict, seeds: li
         "", "## Selection (validation share: 640 fit / 160 held out of the training split, seed 0)", "",
         "Every row trains once (seed 0) and scores the 160 held-out samples in the three prediction modes: "
         "`goodness` (sum over all layers, 10 label passes), `goodness_top` (layers >= 2), `head` "
-        "(linear head on the neutral pass's normalised top-layer counts). Each setting is shown as its difference "
+        "(linear head on the neutral pass's normalised counts of the layers `head_layers` names: the top one by "
+        "default); for the rows that have them, `head_all` / `head_upper`: another head fitted on the same trained "
+        "layers (same head seed) reading the normalised counts of all layers / of layers >= 2 (absent where "
+        "that is the row's own head). Each setting is shown as its difference "
         f"from the current defaults `{defaults}`: what the row ran, whatever the defaults were when it ran "
         "(rows from before the `loss` option ran Hinton's threshold loss; rows whose command says "
         "'after the test' were run after the test below and played no part in its choice).", "",
-        "| setting | goodness | goodness_top | head | train s (incl. head fit) |", "|---|---|---|---|---|",
+        "| setting | goodness | goodness_top | head | head_all | head_upper | train s (incl. head fit) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         v = r["val"]
+        more = " | ".join(f"{v[k]:.3f}" if k in v else "-" for k in ("head_all", "head_upper"))
         lines.append(f"| `{json.dumps(setting(r['full']))}` | {v['goodness']:.3f} | {v['goodness_top']:.3f} "
-                     f"| {v['head']:.3f} | {r['seconds']:.0f} |")
+                     f"| {v['head']:.3f} | {more} | {r['seconds']:.0f} |")
     if "control" in state:
         c = state["control"]
         lo, hi = wilson_interval(c["val"], 160)

@@ -176,7 +176,12 @@ def test_head_on_the_normalised_counts_of_several_layers():
     assert all_ops.connections[-1] == pytest.approx(k * (64 + 6 + 5))
     assert all_ops.macs[-1] - top_ops.macs[-1] == pytest.approx(2 * k)
     assert top_ops.extra["head_synops"] == 0.0
-    assert FFNet(c, FFConfig()).head.in_features == 6  # the default head reads the top layer
+    top = FFNet(c, FFConfig(), torch.Generator().manual_seed(0))
+    assert top.head.in_features == 6 and top.head_layers == [1]  # the default head reads the top layer
+    before = [p.detach().clone() for p in top.layers.parameters()]
+    top.set_head("all", torch.Generator().manual_seed(1))  # another head on the same layers
+    assert top.head.in_features == 64 + 6 and top.ff.head_layers == "all" and top.head_layers == [0, 1]
+    assert all(torch.equal(p, q) for p, q in zip(before, top.layers.parameters()))
     res = train_ff(c, FFConfig(head_layers="all", epochs=1, head_epochs=2), toy_batches(1), toy_batches(1),
                    generator=torch.Generator().manual_seed(0))
     assert res.net.head.in_features == 64 + 6 and 0.0 <= res.accuracy <= 1.0

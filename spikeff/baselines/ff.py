@@ -198,13 +198,7 @@ class FFNet(nn.Module):
         body = SpikingNet(replace(config, input_shape=(c + config.n_classes, h, w), norm="none",
                                   hidden=config.hidden + ff.hidden), generator)
         self.layers = body.layers
-        n = len(self.layers)
-        #: the layers whose normalised counts the head reads (``FFConfig.head_layers``)
-        self.head_layers = {"top": [n - 1], "upper": list(range(min(1, n - 1), n)), "all": list(range(n))}[
-            ff.head_layers]
-        sizes = self.layer_sizes()
-        self.head = nn.Linear(sum(sizes[i] for i in self.head_layers), config.n_classes)
-        init_fan_in_(self.head, generator)
+        self.set_head(ff.head_layers, generator)
         # label_layers="all": layer l > 1 adds E_l^T v (v the label vector) to its currents, the
         # contribution of K label inputs (constant channels for a conv, away from the borders), drawn as
         # the first layer's label weights are: a kernel's sum of fan-in uniform weights over (C_in + K) inputs
@@ -220,11 +214,26 @@ class FFNet(nn.Module):
         # theta_l: ``threshold`` times layer l's mean goodness after the data-dependent init
         self.register_buffer("thresholds", torch.full((len(self.layers),), float(ff.threshold)))
 
+    def head_layer_indices(self, head_layers: HeadLayers) -> list[int]:
+        """The layers (0-based) whose normalised counts a head on ``head_layers`` reads."""
+        n = len(self.layers)
+        return {"top": [n - 1], "upper": list(range(min(1, n - 1), n)), "all": list(range(n))}[head_layers]
+
+    def set_head(self, head_layers: HeadLayers, generator: torch.Generator | None = None) -> None:
+        """A new (unfitted, fan-in initialised) linear head on the layers ``head_layers``; ``ff`` follows."""
+        self.ff = replace(self.ff, head_layers=head_layers)
+        #: the layers whose normalised counts the head reads (``FFConfig.head_layers``)
+        self.head_layers = self.head_layer_indices(head_layers)
+        sizes = self.layer_sizes()
+        device = self.layers[0].synapse.weight.device
+        self.head = nn.Linear(sum(sizes[i] for i in self.head_layers), self.config.n_classes, device=device)
+        init_fan_in_(self.head, generator)
+
     @torch.no_grad()
     def layer_sizes(self) -> list[int]:
         """Neurons per layer (after pooling), from one zero bin through the synapses."""
         c, h, w = self.config.input_shape
-        x, sizes = torch.zeros(1, 1, c + self.config.n_classes, h, w), []
+        x, sizes = torch.zeros(1, 1, c + self.config.n_classes, h, w, device=self.layers[0].synapse.weight.device), []
         for layer in self.layers:
             x = layer.currents(x)
             sizes.append(x[0, 0].numel())
