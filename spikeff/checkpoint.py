@@ -1,9 +1,10 @@
 """Atomic checkpoints of a :class:`~spikeff.network.SpikingNet`, loadable with ``weights_only=True``.
 
 A checkpoint is a plain dict: ``{"format": "spikeff-model", "version", "network" (the
-architecture as plain types), "layer_lif" (each layer's neuron parameters: a quantised or
-NIR-imported net's layers carry their own), "state_dict", "meta" (run details: dataset,
-time bins, the data manifest, ...)}``. Files without ``layer_lif`` give every layer the config's.
+architecture as plain types), "layer_lif" and "head_lif" (the neuron parameters each layer and
+the head run with: a quantised or NIR-imported net's neurons carry their own), "state_dict",
+"meta" (run details: dataset, time bins, the data manifest, ...)}``. Files without them give those
+neurons the config's ``lif``.
 A checkpoint with a NaN or infinite weight or neuron parameter is neither written nor loaded.
 """
 
@@ -21,7 +22,7 @@ from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .neurons import LIFParams
 
-__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "first_nonfinite"]
+__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "first_nonfinite", "net_nonfinite"]
 
 FORMAT = "spikeff-model"
 VERSION = 1
@@ -31,13 +32,15 @@ class CheckpointError(ValueError):
     """A file is not a readable spikeff checkpoint."""
 
 
-def first_nonfinite(tensors: Mapping[str, torch.Tensor], lifs: list[dict[str, Any]] = ()) -> str | None:
-    """The first tensor (or layer neuron parameter) holding NaN or Inf, described; ``None`` if all are finite.
+def first_nonfinite(
+    tensors: Mapping[str, torch.Tensor], lifs: Mapping[str, Mapping[str, Any]] | None = None
+) -> str | None:
+    """The first tensor (or neuron parameter) holding NaN or Inf, described; ``None`` if all are finite.
 
     Parameters
     ----------
     tensors : name -> tensor (e.g. a state dict); non-float tensors are skipped.
-    lifs : each layer's neuron parameters as a dict.
+    lifs : where -> neuron parameters as a dict, e.g. ``{"layer 1": {...}, "head": {...}}``.
 
     Returns
     -------
@@ -47,11 +50,17 @@ def first_nonfinite(tensors: Mapping[str, torch.Tensor], lifs: list[dict[str, An
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             n = int((~torch.isfinite(t)).sum())
             return f"tensor {name!r} has {n} non-finite value(s) of {t.numel()}"
-    for i, lif in enumerate(lifs):
+    for where, lif in (lifs or {}).items():
         for k, v in lif.items():
             if isinstance(v, float) and not math.isfinite(v):
-                return f"layer {i + 1} neuron parameter {k} = {v}"
+                return f"{where} neuron parameter {k} = {v}"
     return None
+
+
+def net_nonfinite(net: SpikingNet) -> str | None:
+    """The first non-finite weight or neuron parameter of ``net``, described; ``None`` if all are finite."""
+    lifs = {f"layer {i + 1}": asdict(layer.lif) for i, layer in enumerate(net.layers)}
+    return first_nonfinite(net.state_dict(), {**lifs, "head": asdict(net.head.lif)})
 
 
 def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | None = None) -> None:
@@ -70,7 +79,7 @@ def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | No
     CheckpointError : a weight or neuron parameter is not finite.
     OSError : the file cannot be written.
     """
-    bad = first_nonfinite(net.state_dict(), [asdict(layer.lif) for layer in net.layers])
+    bad = net_nonfinite(net)
     if bad is not None:
         raise CheckpointError(f"not writing {path}: {bad}; the network diverged")
     payload = {
@@ -78,6 +87,7 @@ def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | No
         "version": VERSION,
         "network": net.config.to_dict(),
         "layer_lif": [asdict(layer.lif) for layer in net.layers],
+        "head_lif": asdict(net.head.lif),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "meta": meta or {},
     }
@@ -140,7 +150,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")
     try:
-        bad = first_nonfinite(payload["state_dict"], list(payload.get("layer_lif") or []))
+        lifs = {f"layer {i + 1}": d for i, d in enumerate(payload.get("layer_lif") or [])}
+        bad = first_nonfinite(payload["state_dict"], {**lifs, "head": payload.get("head_lif") or {}})
     except (KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its architecture: {e}") from e
     if bad is not None:
@@ -154,6 +165,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 raise ValueError(f"{len(layer_lif)} layer_lif entries for {len(net.layers)} layers")
             for layer, d in zip(net.layers, layer_lif):
                 layer.lif = LIFParams(**d)
+        if payload.get("head_lif") is not None:
+            net.head.lif = LIFParams(**payload["head_lif"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its architecture: {e}") from e
     return net.to(map_location).eval(), dict(payload.get("meta", {}))

@@ -114,13 +114,13 @@ def spikeff_infer(
 
     def run(x: Tensor, deterministic: bool, counted: bool) -> tuple[Tensor, list[Tensor], OpCounts | None]:
         n = 1 if deterministic else trials
-        lif = net.config.lif.deterministic() if deterministic else net.config.lif
         spikes = net.layer_outputs(x, generator, n, deterministic)
-        head_spikes = None if net.head.kind == "linear" else net.head.spikes(spikes[-1], lif, generator)
-        z = net.head(spikes[-1], lif) if head_spikes is None else head_spikes.sum(0)
+        head_spikes = None if net.head.kind == "linear" else net.head.spikes(spikes[-1], generator, deterministic)
+        z = net.head(spikes[-1]) if head_spikes is None else head_spikes.sum(0)
+        stochastic = not deterministic and any(m.lif.stochastic for m in net.neurons())
         ops = count_ops(x, spikes, [layer.synapse for layer in net.layers], trials=n, head=net.head.fc,
                         head_spikes=head_spikes, shared_input=not input_per_trial, input_ops=input_ops,
-                        stochastic=lif.stochastic, pools=[layer.pool for layer in net.layers]) if counted else None
+                        stochastic=stochastic, pools=[layer.pool for layer in net.layers]) if counted else None
         return z.unflatten(0, (n, x.shape[1])), spikes, ops
 
     def infer(x: Tensor) -> Inference:

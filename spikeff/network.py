@@ -69,7 +69,7 @@ class NetworkConfig:
     hidden: tuple[int, ...] = field(default=(), metadata={"help": "fully connected layer sizes after the convs"})
     kernel_size: int = field(default=3, metadata={"help": "conv kernel size (odd)"})
     pool: int = field(default=2, metadata={"help": "average-pool size after each conv (1: none)"})
-    lif: LIFParams = field(default_factory=LIFParams)
+    lif: LIFParams = field(default_factory=LIFParams)  # what every layer and the head are built with
     readout: HeadKind = field(default="linear", metadata={"help": "readout head: linear or spiking LIF"})
     scan: ScanBackend = field(default="eager", metadata={
         "help": "LIF scan: eager (reference) or compiled (torch.compile, same spikes; see docs/performance.md)"})
@@ -342,7 +342,7 @@ class SpikingNet(nn.Module):
             layers.append(SpikingLayer(nn.Linear(features, out), None, config.lif, scan, config.precision, norm))
             features = out
         self.layers = nn.ModuleList(layers)
-        self.head = Readout(features, config.n_classes, config.readout, scan)
+        self.head = Readout(features, config.n_classes, config.readout, config.lif, scan)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -361,7 +361,7 @@ class SpikingNet(nn.Module):
                 init_fan_in_(m, generator)
         if self.config.readout == "lif":
             with torch.no_grad():
-                self.head.fc.bias.fill_(self.config.lif.threshold * (1.0 - self.config.lif.beta))
+                self.head.fc.bias.fill_(self.head.lif.threshold * (1.0 - self.head.lif.beta))
 
     def layer_outputs(
         self,
@@ -414,24 +414,30 @@ class SpikingNet(nn.Module):
         ValueError : ``x`` does not match the config's input shape.
         """
         top = self.layer_outputs(x, generator, trials, deterministic)[-1]
-        lif = self.config.lif.deterministic() if deterministic else self.config.lif
-        return self.head(top, lif, generator).unflatten(0, (trials, x.shape[1]))
+        return self.head(top, generator, deterministic).unflatten(0, (trials, x.shape[1]))
 
     def with_lif(self, lif: LIFParams) -> SpikingNet:
-        """Change the neuron parameters in place (all layers and the config); returns self.
+        """Give every layer and the head the neuron parameters ``lif``, in place; returns self.
+
+        The neurons read their parameters from their own module (``layer.lif``, ``head.lif``);
+        ``config.lif`` records what the net was built with and is updated to match.
 
         Parameters
         ----------
-        lif : the new neuron parameters (the readout head reads them from the config).
+        lif : the new neuron parameters.
 
         Returns
         -------
         SpikingNet, this net.
         """
         self.config = replace(self.config, lif=lif)
-        for layer in self.layers:
-            layer.lif = lif
+        for m in self.neurons():
+            m.lif = lif
         return self
+
+    def neurons(self) -> list[SpikingLayer | Readout]:
+        """Every module that owns neuron parameters (``.lif``): the layers, then the head."""
+        return [*self.layers, self.head]
 
 
 @torch.no_grad()

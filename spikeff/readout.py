@@ -73,6 +73,7 @@ class Readout(nn.Module):
     in_features : size of the flattened top-layer spikes.
     n_classes : number of outputs ``K``.
     kind : ``"linear"`` or ``"lif"``.
+    lif : the spiking head's neuron parameters (unused by the linear head).
     scan : the spiking head's LIF scan.
 
     Raises
@@ -80,12 +81,16 @@ class Readout(nn.Module):
     ValueError : an unknown ``kind``.
     """
 
-    def __init__(self, in_features: int, n_classes: int, kind: HeadKind = "linear", scan: ScanFn = lif_scan) -> None:
+    def __init__(
+        self, in_features: int, n_classes: int, kind: HeadKind = "linear", lif: LIFParams | None = None,
+        scan: ScanFn = lif_scan,
+    ) -> None:
         super().__init__()
         if kind not in ("linear", "lif"):
             raise ValueError(f"readout must be 'linear' or 'lif', got {kind!r}")
         self.kind = kind
         self.fc = nn.Linear(in_features, n_classes)
+        self.lif = LIFParams() if lif is None else lif
         self.scan = scan
 
     @staticmethod
@@ -93,27 +98,32 @@ class Readout(nn.Module):
         """The linear head's input: spike counts / T, ``(T, N, ...) -> (N, D)``."""
         return spikes.flatten(2).mean(0)
 
-    def spikes(self, spikes: Tensor, lif: LIFParams, generator: torch.Generator | None = None) -> Tensor:
+    def spikes(
+        self, spikes: Tensor, generator: torch.Generator | None = None, deterministic: bool = False
+    ) -> Tensor:
         """The spiking head's own spikes ``(T, N, K)`` for input spikes ``(T, N, ...)``.
 
         Parameters
         ----------
         spikes : time-first top-layer spikes ``(T, N, ...)``.
-        lif : the head's neuron parameters.
         generator : source of the neuron noise.
+        deterministic : switch the neuron noise off.
 
         Returns
         -------
         Tensor ``(T, N, K)`` of 0/1.
         """
+        lif = self.lif.deterministic() if deterministic else self.lif
         return self.scan(self.fc(spikes.flatten(2)), lif, generator)[0]
 
-    def forward(self, spikes: Tensor, lif: LIFParams, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self, spikes: Tensor, generator: torch.Generator | None = None, deterministic: bool = False
+    ) -> Tensor:
         """``z`` ``(N, K)``: the linear head's output or the spiking head's spike counts.
 
         Parameters
         ----------
-        spikes, lif, generator : as in :meth:`spikes` (``lif`` and ``generator`` unused by the linear head).
+        spikes, generator, deterministic : as in :meth:`spikes` (unused by the linear head but ``spikes``).
 
         Returns
         -------
@@ -121,4 +131,4 @@ class Readout(nn.Module):
         """
         if self.kind == "linear":
             return self.fc(self.features(spikes))
-        return self.spikes(spikes, lif, generator).sum(0)
+        return self.spikes(spikes, generator, deterministic).sum(0)

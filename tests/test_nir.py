@@ -183,8 +183,9 @@ def test_quantize_loihi(tmp_path):
     net = make_net("lif", lif=LIFParams(beta=0.9, threshold=1.0))
     q, info = quantize_loihi(net)
     assert info.decay_int == round(0.1 * 4096)
-    for layer in q.layers:
-        assert layer.lif.beta == 1 - info.decay_int / 4096
+    for m in q.neurons():  # the spiking head too
+        assert m.lif.beta == 1 - info.decay_int / 4096
+    assert q.head.lif.threshold == info.threshold_int[-1] * 2.0 ** info.weight_exp[-1]
     for j, (name, wi, e) in enumerate(zip(info.names, info.weight_int, info.weight_exp)):
         assert wi.min() >= -128 and wi.max() <= 127 and np.abs(wi).max() >= 64  # exponent is the tightest
         syn = (q.head.fc if name == "readout"
@@ -211,11 +212,12 @@ def test_quantize_loihi(tmp_path):
 
 def test_checkpoint_keeps_per_layer_neurons(tmp_path):
     q = make_net("lif", lif=LIFParams(beta=0.9, threshold=1.0))
-    for i, layer in enumerate(q.layers):  # as a quantised or imported net's layers may
-        layer.lif = LIFParams(beta=0.8 + 0.05 * i, threshold=0.7 + 0.2 * i)
+    for i, m in enumerate(q.neurons()):  # as a quantised or imported net's neurons may
+        m.lif = LIFParams(beta=0.8 + 0.05 * i, threshold=0.7 + 0.2 * i)
     save_checkpoint(tmp_path / "q.pt", q)
     back, _ = load_checkpoint(tmp_path / "q.pt")
-    assert [layer.lif for layer in back.layers] == [layer.lif for layer in q.layers]
+    assert [m.lif for m in back.neurons()] == [m.lif for m in q.neurons()]
+    assert back.head.lif != back.config.lif
     assert back.config == q.config
     x = random_spikes(q, t=15)
     for a, b in zip(reference_outputs(q, x), reference_outputs(back, x)):

@@ -63,7 +63,7 @@ def test_compiled_net_gives_eager_spikes_and_gradients():
     for net in (eager, compiled):
         g = torch.Generator().manual_seed(4)
         spikes = net.layer_outputs(x, g, trials=2)
-        z = net.head(spikes[-1], net.config.lif, g)
+        z = net.head(spikes[-1], g)
         trainer = LayerTrainer(net, TrainConfig(trials=2), torch.Generator().manual_seed(5))
         trainer.layer_step(0, x, y, 2)
         outs.append((spikes, z, [p.grad for p in net.layers[0].parameters()]))

@@ -8,7 +8,6 @@ spikeff layers have a NIR mapping.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,8 +15,7 @@ import nir
 import numpy as np
 from torch import nn
 
-from ..checkpoint import first_nonfinite
-from ..network import SpikingLayer, SpikingNet
+from ..network import SpikingLayer
 
 Pooling = Literal["sum", "avg"]
 
@@ -70,11 +68,6 @@ def check_target(path: Path) -> None:
         raise NIRExportError(f"cannot write {path}: it is a directory")
     if not path.parent.is_dir():
         raise NIRExportError(f"cannot write {path}: folder {path.parent} does not exist")
-
-
-def nonfinite(net: SpikingNet) -> str | None:
-    """The first non-finite parameter of ``net`` (weights or per-layer LIF values), or None."""
-    return first_nonfinite(net.state_dict(), [asdict(layer.lif) for layer in net.layers])
 
 
 def meta(node: nir.NIRNode) -> dict[str, Any]:

@@ -30,10 +30,11 @@ import nir
 import numpy as np
 from torch import nn
 
+from ..checkpoint import net_nonfinite
 from ..fileio import atomic_write
 from ..network import SpikingNet, fold_norm
 from ..neurons import LIFParams
-from ._common import NIRExportError, Pooling, check_dt, check_target, f32, layer_parts, nonfinite
+from ._common import NIRExportError, Pooling, check_dt, check_target, f32, layer_parts
 from .loihi import quantize_loihi
 
 __all__ = ["to_nir_graph", "export_nir"]
@@ -46,10 +47,6 @@ def _below(theta: float) -> np.float32:
 
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
-
-
-def _head_lif(net: SpikingNet) -> LIFParams:
-    return net.config.lif
 
 
 def _check_lif(lif: LIFParams, where: str) -> None:
@@ -173,7 +170,7 @@ def to_nir_graph(
         add("flatten", nir.Flatten(input_type={"input": np.array([c, h, w])}, start_dim=0, end_dim=-1))
     head = net.head
     if head.kind == "lif":
-        hl = _head_lif(net)
+        hl = head.lif
         _check_lif(hl, "readout")
         wt, b = synapse_arrays(head.fc, hl)
         add("readout", nir.Affine(weight=wt, bias=b))
@@ -256,7 +253,7 @@ def export_nir(
     dt = check_dt(dt)
     if not isinstance(net, SpikingNet):
         raise NIRExportError(f"expected a spikeff SpikingNet, got {type(net).__name__}")
-    bad = nonfinite(net)
+    bad = net_nonfinite(net)
     if bad is not None:
         raise NIRExportError(f"not exporting a network with non-finite parameters: {bad}")
     node_meta: dict[str, dict[str, Any]] = {}

@@ -16,6 +16,7 @@ import nir
 import numpy as np
 import torch
 
+from ..checkpoint import net_nonfinite
 from ..network import NetworkConfig, SpikingNet
 from ..neurons import LIFParams
 from ._common import (
@@ -25,7 +26,6 @@ from ._common import (
     check_dt,
     meta,
     meta_float,
-    nonfinite,
     read_graph,
     uniform,
 )
@@ -81,8 +81,8 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
     ``metadata["dt"]``. Each LIF's ``r dt / tau`` is folded into the weights feeding it and
     its threshold is taken as the float32 just above ``v_threshold`` (NIR fires on
     ``v > v_threshold``, spikeff on ``v >= threshold``). Noise parameters come from the
-    graph metadata when present (else 0). Layers whose thresholds differ keep their own
-    :class:`LIFParams` on ``layer.lif``.
+    graph metadata when present (else 0). Each layer and a spiking head keep their own
+    :class:`LIFParams` (``layer.lif``, ``head.lif``), so thresholds may differ per layer.
 
     Parameters
     ----------
@@ -193,7 +193,7 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
             conv_channels=tuple(int(c["w"].shape[0]) for c in convs),
             hidden=tuple(int(d["w"].shape[0]) for d in hidden),
             kernel_size=convs[0]["k"] if convs else 3, pool=convs[0]["p"] if convs else 2,
-            lif=head["lif"] if kind == "lif" else lifs[0], readout=kind, norm="none",  # folded on export
+            lif=lifs[0], readout=kind, norm="none",  # folded on export
         )
         net = SpikingNet(cfg, torch.Generator().manual_seed(0))  # weights overwritten below
         with torch.no_grad():
@@ -201,11 +201,13 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
                 layer.synapse.weight.copy_(torch.from_numpy(src["w"]))
                 layer.synapse.bias.copy_(torch.from_numpy(src["b"]))
                 layer.lif = lif
+            if kind == "lif":
+                net.head.lif = head["lif"]
             net.head.fc.weight.copy_(torch.from_numpy(head["w"]))
             net.head.fc.bias.copy_(torch.from_numpy(head["b"]))
     except (ValueError, RuntimeError) as e:
         raise NIRImportError(f"the graph does not describe a consistent spikeff network: {e}") from e
-    bad = nonfinite(net)
+    bad = net_nonfinite(net)
     if bad is not None:
         raise NIRImportError(f"the graph holds non-finite parameters: {bad}")
     return net.eval()

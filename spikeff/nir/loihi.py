@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..network import SpikingLayer, SpikingNet, fold_norm
+from ..readout import Readout
 from ._common import NIRExportError, Pooling, layer_parts
 
 __all__ = [
@@ -129,8 +130,9 @@ def quantize_loihi(net: SpikingNet) -> tuple[SpikingNet, LoihiQuantization]:
 
     Weights become 8-bit signed mantissas with one power-of-two exponent per layer (the
     smallest that fits the largest weight), biases and thresholds integers on the same
-    scale, and ``beta`` becomes ``1 - dv/4096`` with integer ``dv``. The copy's layers carry
-    their own :class:`LIFParams` (thresholds differ per layer); noise parameters are kept.
+    scale, and ``beta`` becomes ``1 - dv/4096`` with integer ``dv``. The copy's layers and
+    spiking head carry their own :class:`LIFParams` (thresholds differ per layer); noise
+    parameters are kept.
 
     Parameters
     ----------
@@ -149,27 +151,21 @@ def quantize_loihi(net: SpikingNet) -> tuple[SpikingNet, LoihiQuantization]:
     dv = int(min(max(round((1.0 - base.beta) * LOIHI_DECAY_SCALE), 0), LOIHI_DECAY_SCALE - 1))
     beta_q = 1.0 - dv / LOIHI_DECAY_SCALE
     names, wis, bis, exps, tis, clipped = [], [], [], [], [], 0
-    syns: list[tuple[str, nn.Module, SpikingLayer | None]] = []
+    syns: list[tuple[str, nn.Module, SpikingLayer | Readout]] = []
     for i, layer in enumerate(q.layers):
         s, _ = layer_parts(layer, i)
         syns.append((f"conv{i}" if isinstance(s, nn.Conv2d) else f"fc{i}", s, layer))
-    syns.append(("readout", q.head.fc, None))
-    for name, s, layer in syns:
-        lif = layer.lif if layer is not None else net.config.lif
-        theta = lif.threshold if (layer is not None or q.head.kind == "lif") else None
-        wi, bi, exp, ti, nc = _quantize_synapse(s.weight, s.bias, theta)
+    syns.append(("readout", q.head.fc, q.head))
+    for name, s, owner in syns:
+        spiking = owner is not q.head or q.head.kind == "lif"
+        wi, bi, exp, ti, nc = _quantize_synapse(s.weight, s.bias, owner.lif.threshold if spiking else None)
         with torch.no_grad():
             s.weight.copy_(torch.from_numpy(wi * 2.0**exp))
             s.bias.copy_(torch.from_numpy(bi * 2.0**exp))
         names.append(name), wis.append(wi), bis.append(bi), exps.append(exp), tis.append(ti)
         clipped += nc
-        if theta is not None:
-            ql = replace(lif, beta=beta_q, threshold=ti * 2.0**exp)
-            if layer is not None:
-                layer.lif = ql
-            else:
-                q.config = replace(q.config, lif=ql)
-    if q.head.kind == "linear":
-        q.config = replace(q.config, lif=replace(base, beta=beta_q))
+        if spiking:
+            owner.lif = replace(owner.lif, beta=beta_q, threshold=ti * 2.0**exp)
+    q.config = replace(q.config, lif=replace(base, beta=beta_q))
     info = LoihiQuantization(tuple(names), tuple(wis), tuple(bis), tuple(exps), tuple(tis), dv, clipped)
     return q, info

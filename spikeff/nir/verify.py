@@ -49,7 +49,7 @@ def reference_outputs(net: SpikingNet, x: Tensor) -> list[Tensor]:
         outs = net.layer_outputs(x, deterministic=True)
         top = outs[-1]
         if net.head.kind == "lif":
-            head = net.head.spikes(top, net.config.lif.deterministic())
+            head = net.head.spikes(top, deterministic=True)
         else:
             head = net.head.fc(top.flatten(2))
     return outs + [head]
