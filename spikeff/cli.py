@@ -18,7 +18,6 @@ import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from .fileio import remove_stale_temps, staged, write_json
 from .network import SpikingNet
 from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
 from .readout import MODES
-from .trainer import LayerStats, TrainConfig, TrainingError
+from .trainer import EpochRecord, TrainConfig, TrainingError
 
 __all__ = ["main", "build_parser"]
 
@@ -213,11 +212,10 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise Interrupted("interrupted before the first run state was saved; nothing to resume") from None
 
 
-def _print_epoch(rec: dict[str, Any], n_layers: int) -> None:
-    stats = [LayerStats.of(rec, k) for k in range(1, n_layers + 1)]
+def _print_epoch(rec: EpochRecord) -> None:
     parts = [f"layer{k}: ED cons {st.ed_consistency:.2f} div {st.ed_diversity:.2f} rate {st.rate:.3f}"
-             for k, st in enumerate(stats, 1)]
-    print(f"epoch {rec['epoch']} ({rec['seconds']:.1f}s) | " + " | ".join(parts), flush=True)
+             for k, st in enumerate(rec.layers, 1)]
+    print(f"epoch {rec.epoch} ({rec.seconds:.1f}s) | " + " | ".join(parts), flush=True)
 
 
 def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
@@ -237,11 +235,10 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
     if resume is not None:
         _check_same_data(resume["meta"].get("data"), splits, out)
     saved = to_dict(config)
-    n_layers = len(config.network.conv_channels) + len(config.network.hidden)
     run = train_and_evaluate(
         splits, config.network.for_data(splits.frame_shape, splits.n_classes), config.train, device=ctx.device,
         num_workers=config.runtime.num_workers,
-        on_epoch=partial(_print_epoch, n_layers=n_layers) if ctx.is_main else None,
+        on_epoch=_print_epoch if ctx.is_main else None,
         state_path=out / STATE_FILE, resume=resume,
         state_meta={"config": saved, "out": str(out), "data": dict(splits.manifest)},
         parallel=ctx, checkpoint_seconds=60.0 * config.runtime.checkpoint_minutes,
@@ -255,7 +252,8 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
     meta = {"config": saved, "time_bins": splits.n_time_bins, "eval_trials": run.metrics["eval_trials"],
             "test_accuracy": run.metrics["test_accuracy"], "data": dict(splits.manifest)}
     save_checkpoint(out / "model.pt", run.net, meta)
-    metrics = {**run.metrics, "config": saved, "data": manifest_summary(splits.manifest), "history": run.history}
+    metrics = {**run.metrics, "config": saved, "data": manifest_summary(splits.manifest),
+               "history": [r.to_dict() for r in run.history]}
     write_json(out / "metrics.json", metrics)
     (out / STATE_FILE).unlink(missing_ok=True)
     rows = {"trained": run.metrics["test_accuracy"]}

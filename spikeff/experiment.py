@@ -37,7 +37,7 @@ from .evaluation import Evaluation, evaluate
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .readout_fit import calibrate_norm, fit_readout
-from .trainer import LayerTrainer, TrainConfig
+from .trainer import EpochRecord, LayerTrainer, TrainConfig
 
 __all__ = [
     "EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "untrained_control", "train_and_evaluate",
@@ -57,7 +57,7 @@ class RunResult:
 
     net: SpikingNet
     metrics: dict[str, Any]
-    history: list[dict[str, Any]]
+    history: list[EpochRecord]
 
 
 def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
@@ -192,7 +192,7 @@ def train_and_evaluate(
     *,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
     state_path: str | Path | None = None,
     resume: dict[str, Any] | None = None,
     state_meta: dict[str, Any] | None = None,
@@ -295,7 +295,7 @@ def train_and_evaluate(
         }
         atomic_write(state_path, lambda f: torch.save(payload, f))
 
-    def epoch_done(record: dict[str, Any]) -> None:
+    def epoch_done(record: EpochRecord) -> None:
         save("layers")
         if on_epoch is not None:
             on_epoch(record)

@@ -22,7 +22,7 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from .distributed import DataParallel
 
 __all__ = [
-    "TrainConfig", "TrainingError", "LayerTrainer", "LayerStats", "PassCursor", "warn_if_silent", "cosine_schedule",
-    "optimizer_step", "head_step",
+    "TrainConfig", "TrainingError", "LayerTrainer", "LayerStats", "EpochRecord", "PassCursor", "warn_if_silent",
+    "cosine_schedule", "optimizer_step", "head_step",
 ]
 
 # A layer counts as nearly silent below both: a sparse but large layer still carries signal
@@ -122,7 +122,7 @@ def head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tenso
 
     Under ``sync`` the loss is the mean over the global batch.
     """
-    z = net.head(top.detach(), net.config.lif, generator).unflatten(0, (trials, y.shape[0]))
+    z = net.head(top.detach(), generator).unflatten(0, (trials, y.shape[0]))
     if sync is None:
         loss = F.cross_entropy(scores(z, mode), y)
     else:  # the mean over the global batch
@@ -141,22 +141,22 @@ class LayerStats(NamedTuple):
     spikes_per_bin: Any  # spikes per input and time bin, summed over the layer
 
     @classmethod
-    def of(cls, record: dict[str, Any], k: int) -> LayerStats:
-        """Layer ``k``'s (1-based) means in an epoch record (keys ``layer<k>/<field>``).
+    def of(cls, flat: Mapping[str, Any], k: int) -> LayerStats:
+        """Layer ``k``'s (1-based) entries of a flat record (keys ``layer<k>/<field>``).
 
         Parameters
         ----------
-        record : an epoch record of :meth:`LayerTrainer.train_epoch`.
+        flat : e.g. :meth:`EpochRecord.to_dict`'s output.
         k : the layer, 1-based.
 
         Returns
         -------
         LayerStats of floats.
         """
-        return cls(*(record[f"layer{k}/{name}"] for name in cls._fields))
+        return cls(*(float(flat[f"layer{k}/{name}"]) for name in cls._fields))
 
     def items(self, k: int) -> dict[str, Any]:
-        """The record entries of layer ``k`` (1-based).
+        """The flat record entries of layer ``k`` (1-based).
 
         Parameters
         ----------
@@ -167,6 +167,53 @@ class LayerStats(NamedTuple):
         dict : ``layer<k>/<field>`` -> value.
         """
         return {f"layer{k}/{name}": v for name, v in zip(self._fields, self)}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of :class:`LayerTrainer`: each layer's mean :class:`LayerStats` and the head's mean loss.
+
+    Files (``metrics.json``, run states, bench results) hold its flat form, :meth:`to_dict`:
+    ``epoch``, ``seconds``, ``layer<k>/<field>`` (``k`` 1-based) and ``head/loss``.
+    """
+
+    epoch: int
+    seconds: float
+    layers: tuple[LayerStats, ...]
+    head_loss: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat form, in plain types.
+
+        Returns
+        -------
+        dict
+        """
+        flat: dict[str, Any] = {"epoch": self.epoch, "seconds": self.seconds}
+        for k, stats in enumerate(self.layers, 1):
+            flat.update(stats.items(k))
+        return {**flat, "head/loss": self.head_loss}
+
+    @classmethod
+    def from_dict(cls, flat: Mapping[str, Any]) -> EpochRecord:
+        """Read :meth:`to_dict`'s output back.
+
+        Parameters
+        ----------
+        flat : the flat form.
+
+        Returns
+        -------
+        EpochRecord
+
+        Raises
+        ------
+        KeyError : a layer lacks one of the :class:`LayerStats` fields, or ``epoch`` is missing.
+        """
+        n = sum(1 for key in flat if key.startswith("layer") and key.endswith("/loss"))
+        layers = tuple(LayerStats.of(flat, k) for k in range(1, n + 1))
+        return cls(int(flat["epoch"]), float(flat.get("seconds", 0.0)), layers,
+                   float(flat.get("head/loss", math.nan)))
 
 
 @dataclass
@@ -216,7 +263,7 @@ class PassCursor:
             self.seconds = float(position.get("seconds", 0.0))
 
 
-def warn_if_silent(record: dict[str, Any], history: list[dict[str, Any]], n_layers: int) -> None:
+def warn_if_silent(record: EpochRecord, history: Sequence[EpochRecord]) -> None:
     """Warn the first epoch a layer is nearly silent (below ``SILENT_RATE`` and ``SILENT_SPIKES``).
 
     A diagnostic of :class:`LayerTrainer` (its default ``diagnostics``), called after every epoch
@@ -226,17 +273,15 @@ def warn_if_silent(record: dict[str, Any], history: list[dict[str, Any]], n_laye
     ----------
     record : this epoch's record.
     history : the earlier epochs' records.
-    n_layers : the number of layers.
     """
-    def silent(r: dict[str, Any], k: int) -> bool:
-        return (r.get(f"layer{k}/rate", 1.0) < SILENT_RATE
-                and r.get(f"layer{k}/spikes_per_bin", SILENT_SPIKES) < SILENT_SPIKES)
+    def silent(r: EpochRecord, k: int) -> bool:
+        return k < len(r.layers) and r.layers[k].rate < SILENT_RATE and r.layers[k].spikes_per_bin < SILENT_SPIKES
 
-    for k in range(1, n_layers + 1):
+    for k, stats in enumerate(record.layers):
         if silent(record, k) and not any(silent(r, k) for r in history):
             warnings.warn(
-                f"layer {k} is nearly silent in epoch {record['epoch']}: {record[f'layer{k}/spikes_per_bin']:.1f} "
-                f"spikes per input and time bin ({record[f'layer{k}/rate']:.2%} of its neuron-steps), so "
+                f"layer {k + 1} is nearly silent in epoch {record.epoch}: {stats.spikes_per_bin:.1f} "
+                f"spikes per input and time bin ({stats.rate:.2%} of its neuron-steps), so "
                 "its ED loss and the layers above it get little signal. Without normalisation rates "
                 "fall with depth; --norm batch (the default) keeps every layer's currents at unit "
                 "variance, and fewer layers or a lower threshold raise them too",
@@ -244,7 +289,7 @@ def warn_if_silent(record: dict[str, Any], history: list[dict[str, Any]], n_laye
             )
 
 
-Diagnostic = Callable[[dict[str, Any], list[dict[str, Any]], int], None]
+Diagnostic = Callable[[EpochRecord, Sequence[EpochRecord]], None]
 
 
 class LayerTrainer:
@@ -258,8 +303,8 @@ class LayerTrainer:
     sync : :class:`spikeff.distributed.DataParallel` to train on batches split across processes:
         global-batch losses and gradients averaged over the ranks before each step.
     progress : show a progress bar per pass.
-    diagnostics : called after every epoch with its record, the earlier records and the number
-        of layers (default: :func:`warn_if_silent`).
+    diagnostics : called after every epoch with its record and the earlier records (default:
+        :func:`warn_if_silent`).
 
     Raises
     ------
@@ -284,7 +329,7 @@ class LayerTrainer:
             for layer, d in zip(net.layers, dims or [0] * len(net.layers))
         ]
         self.cursor = PassCursor()
-        self.history: list[dict[str, Any]] = []
+        self.history: list[EpochRecord] = []
 
     @property
     def batches_done(self) -> int:
@@ -300,7 +345,7 @@ class LayerTrainer:
         """
         return {
             **self.cursor.state_dict(),
-            "history": list(self.history),
+            "history": [r.to_dict() for r in self.history],
             "layer_opts": [o.state_dict() for o in self.layer_opts],
             "head_opt": self.head_opt.state_dict(),
             "generator": self.generator.get_state(),
@@ -315,7 +360,7 @@ class LayerTrainer:
         state : as :meth:`state_dict` wrote it.
         """
         self.cursor.load_state_dict(state)
-        self.history = list(state["history"])
+        self.history = [EpochRecord.from_dict(r) for r in state["history"]]
         for opt, sd in zip(self.layer_opts, state["layer_opts"]):
             opt.load_state_dict(sd)
         self.head_opt.load_state_dict(state["head_opt"])
@@ -418,7 +463,7 @@ class LayerTrainer:
         batches: Iterable[Batch],
         on_stage: Callable[[], None] | None = None,
         on_batch: Callable[[], None] | None = None,
-    ) -> dict[str, Any]:
+    ) -> EpochRecord:
         """One epoch under the configured schedule; returns and records per-layer mean stats.
 
         In greedy mode ``on_stage`` is called after each layer's pass but the last (e.g. to
@@ -434,8 +479,7 @@ class LayerTrainer:
 
         Returns
         -------
-        dict, the epoch's record: ``epoch``, ``seconds``, ``layer<k>/<field>`` (:class:`LayerStats`)
-        and ``head/loss``.
+        EpochRecord, the epoch's record.
 
         Raises
         ------
@@ -456,20 +500,20 @@ class LayerTrainer:
                 cur.stage += 1
                 if on_stage is not None:
                     on_stage()
-        record = {**cur.done, "epoch": cur.epoch + 1}
+        record = EpochRecord.from_dict({**cur.done, "epoch": cur.epoch + 1})
         cur.epoch, cur.stage, cur.done = cur.epoch + 1, 0, {}
         for diagnose in self.diagnostics:
-            diagnose(record, self.history, n_layers)
+            diagnose(record, self.history)
         self.history.append(record)
         return record
 
     def fit(
         self,
         batches: Iterable[Batch],
-        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
         on_stage: Callable[[], None] | None = None,
         on_batch: Callable[[], None] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[EpochRecord]:
         """Train until ``config.epochs`` epochs are done (``batches`` is re-iterated each pass).
 
         Parameters
@@ -479,7 +523,7 @@ class LayerTrainer:
 
         Returns
         -------
-        list of dict, the records of all epochs (:attr:`history`).
+        list of EpochRecord, the records of all epochs (:attr:`history`).
 
         Raises
         ------

@@ -23,6 +23,7 @@ import torch
 from ..config import to_dict
 from ..energy import get_cost_model
 from ..provenance import device_name, git_commit
+from ..trainer import EpochRecord
 from .settings import BENCH_MODES, FRONTIER_TRIALS, METHODS, TRAIN_TRIALS, BenchSettings
 
 __all__ = ["wilson_interval", "build_report", "NOTES"]
@@ -164,17 +165,13 @@ def _frontier(trials_curve: dict[str, Any] | None, methods: dict[str, Any], mode
 
 
 def _ed_history(seeds: list[dict[str, Any]]) -> dict[str, Any]:
-    hist = [r["history"] for r in seeds]
-    layers = sorted({k.split("/")[0] for h in hist for rec in h for k in rec if k.startswith("layer")},
-                    key=lambda n: int(n[5:]))
-    out: dict[str, Any] = {"epoch": [rec["epoch"] for rec in hist[0]]}
-    for layer in layers:
-        out[layer] = {}
+    hist = [[EpochRecord.from_dict(rec) for rec in r["history"]] for r in seeds]
+    out: dict[str, Any] = {"epoch": [rec.epoch for rec in hist[0]]}
+    for k in range(min(len(rec.layers) for h in hist for rec in h)):
+        out[f"layer{k + 1}"] = {}
         for term in ("consistency", "diversity"):
-            key = f"{layer}/ed_{term}"
-            if all(key in rec for h in hist for rec in h):
-                st = [_stats([h[e][key] for h in hist]) for e in range(len(hist[0]))]
-                out[layer][term] = {"mean": [v["mean"] for v in st], "std": [v["std"] for v in st]}
+            st = [_stats([getattr(h[e].layers[k], f"ed_{term}") for h in hist]) for e in range(len(hist[0]))]
+            out[f"layer{k + 1}"][term] = {"mean": [v["mean"] for v in st], "std": [v["std"] for v in st]}
     return out
 
 

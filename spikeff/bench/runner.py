@@ -95,7 +95,7 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         acc = m["test_accuracy"]
         rec: dict[str, Any] = {"seed": seed, "accuracy": {mode: acc[mode] for mode in BENCH_MODES},
                                "train_seconds": m["train_seconds"], "layer_rates": m["layer_rates"],
-                               "history": run.history}
+                               "history": [r.to_dict() for r in run.history]}
         by_trials = {}
         for j, n in enumerate(tqdm(curve, desc="trials curve", leave=False, dynamic_ncols=True)):
             acc_n, ops = measure(net, n, g(j))
