@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .data import DataError
 from .energy import InputOps, OpCounts, count_ops
-from .network import SpikingNet
+from .network import SpikingNet, device_of
 from .readout import MODES, Mode, scores
 
 __all__ = ["Inference", "Evaluation", "evaluate_batches", "evaluate", "spikeff_infer"]
@@ -158,7 +158,7 @@ def evaluate(
     Evaluation
     """
     net.eval()
-    device = next(net.parameters()).device
+    device = device_of(net)
     infer = spikeff_infer(net, trials, generator, modes, count=count, input_ops=input_ops,
                           input_per_trial=input_per_trial)
     return evaluate_batches(batches, device, infer)

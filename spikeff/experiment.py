@@ -5,8 +5,8 @@ three readout modes on the held-out split, and do the same for the control: the 
 network with its untrained initial weights and the same readout budget. The numbers are
 those of the last epoch; nothing is selected on the held-out split.
 
-With a ``state_path`` the run is resumable: a state file (model, initial weights, optimizers,
-position in the schedule, every generator and the loader's shuffling state) is written
+With a ``state_path`` the run is resumable: a state file (model, optimizers, position in the
+schedule, every generator and the loader's shuffling state) is written
 atomically after every epoch (and every greedy layer pass), between the phases
 ``layers -> readout -> control`` and, with ``checkpoint_seconds``, after the first batch
 that ends that long after the last save. A resumed run continues where the file left off
@@ -19,7 +19,6 @@ draws the same order again and the trainer drops the batches already trained.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -246,7 +245,6 @@ def train_and_evaluate(
     gens = seeded_generators(seed, device)
     net = SpikingNet(net_config, gens["init"]).to(device)
     sync = ctx.data_parallel(net, len(splits.train), batch_size)
-    initial = copy.deepcopy(net.state_dict())
     train_loader = make_loader(splits.train, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     test_loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed, num_workers=num_workers)
     trials = train_config.eval_trials or train_config.trials
@@ -261,12 +259,11 @@ def train_and_evaluate(
                 f"the run state was written by {resume.get('world', 1)} process(es); resume it with as many"
             )
         net.load_state_dict(resume["model"])
-        initial = resume["initial"]
         trainer.load_state_dict(resume["trainer"])
         _set_loader_state(train_loader, resume["loader"])
         for name, g in gens.items():
             g.set_state(resume["generators"][name])
-        if ctx.distributed:
+        if resume.get("rank_generators"):  # this rank's own training noise
             gens["train"].set_state(resume["rank_generators"][ctx.rank])
         phase, train_seconds, result = resume["phase"], resume["train_seconds"], resume["result"]
     t0 = time.perf_counter()
@@ -280,13 +277,13 @@ def train_and_evaluate(
 
     def write_state(next_phase: str) -> None:
         # Collective: every rank's noise state, while all ranks still train (not at "control").
-        rank_gens = ctx.gather(gens["train"].get_state()) if ctx.distributed and next_phase != "control" else None
+        rank_gens = ctx.gather(gens["train"].get_state()) if next_phase != "control" else None
         if not ctx.is_main:
             return
         payload = {
             "format": STATE_FORMAT, "version": STATE_VERSION, "phase": next_phase, "meta": state_meta or {},
             "world": ctx.world, "rank_generators": rank_gens,
-            "model": net.state_dict(), "initial": initial, "trainer": trainer.state_dict(),
+            "model": net.state_dict(), "trainer": trainer.state_dict(),
             # Mid-pass: where this pass's loader started, so that resuming draws the same order.
             "loader": batches.state if trainer.batches_done else _loader_state(train_loader),
             "generators": {name: g.get_state() for name, g in gens.items()},
@@ -344,9 +341,7 @@ def train_and_evaluate(
         "network": net_config.to_dict(),
     }
     if train_config.control:
-        ctrl = SpikingNet(net_config).to(device)
-        ctrl.load_state_dict(initial)
-        calibrate_norm(ctrl, train_loader, gens["control"])
+        ctrl = untrained_control(net_config, seed, device, train_loader, gens["control"])
         ctrl_readout = fit_readout(ctrl, train_loader, train_config, gens["control"],
                                    train_config.epochs + train_config.readout_epochs)
         c = _summary(evaluate(ctrl, test_loader, trials, gens["eval"]))

@@ -46,7 +46,7 @@ from .neurons import LIFParams, ScanBackend, ScanFn, lif_scan, make_scan
 from .readout import HeadKind, Readout
 
 __all__ = [
-    "NetworkConfig", "Precision", "Norm", "fold_norm", "init_fan_in_", "SpikingLayer",
+    "NetworkConfig", "Precision", "Norm", "device_of", "fold_norm", "init_fan_in_", "SpikingLayer",
     "SpikingNet", "expand_trials", "spike_counts", "synapse_pool",
 ]
 
@@ -438,6 +438,11 @@ class SpikingNet(nn.Module):
     def neurons(self) -> list[SpikingLayer | Readout]:
         """Every module that owns neuron parameters (``.lif``): the layers, then the head."""
         return [*self.layers, self.head]
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (spikeff's modules keep all of theirs on one)."""
+    return next(module.parameters()).device
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .network import SpikingNet, init_fan_in_
+from .network import SpikingNet, device_of, init_fan_in_
 from .readout import Mode, scores
 from .trainer import TrainConfig, cosine_schedule, head_step, optimizer_step
 
@@ -44,7 +44,7 @@ def calibrate_norm(net: SpikingNet, batches: Iterable[Batch], generator: torch.G
     norms = [layer.norm for layer in net.layers if layer.norm is not None]
     if not norms:
         return
-    device = next(net.parameters()).device
+    device = device_of(net)
     for norm in norms:
         norm.reset_running_stats()
     net.train()
@@ -86,7 +86,7 @@ def fit_readout(
     dict : ``losses`` (per epoch), ``lr`` (``None`` when ``epochs == 0``) and ``selection``
     (candidate learning rate -> held-out accuracy; empty for a spiking head).
     """
-    device = next(net.parameters()).device
+    device = device_of(net)
     net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)
     if epochs == 0:
         return {"losses": [], "lr": None, "selection": {}}

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .choices import check_choices
 from .ed import EDLossConfig, ed_loss, random_projection
-from .network import SpikingNet, spike_counts
+from .network import SpikingNet, device_of, spike_counts
 from .readout import Mode, scores
 
 if TYPE_CHECKING:
@@ -101,10 +101,6 @@ class TrainConfig:
         if self.batch_size < 1 or (self.eval_trials is not None and self.eval_trials < 1):
             raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
         check_choices(self)
-
-
-def _device_of(net: SpikingNet) -> torch.device:
-    return next(net.parameters()).device
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, sync: DataParallel | None = None) -> None:
@@ -325,7 +321,7 @@ class LayerTrainer:
         seed = torch.randint(2**31, (1,), generator=generator, device=generator.device)
         proj_gen = torch.Generator().manual_seed(int(seed))
         self.projections = [
-            random_projection(layer.out_channels, d, proj_gen).to(_device_of(net)) if d else None
+            random_projection(layer.out_channels, d, proj_gen).to(device_of(net)) if d else None
             for layer, d in zip(net.layers, dims or [0] * len(net.layers))
         ]
         self.cursor = PassCursor()
@@ -418,7 +414,7 @@ class LayerTrainer:
         ``batches`` must yield the same sequence again (the caller restores the loader).
         """
         cfg, net, cur = self.config, self.net, self.cursor
-        device = _device_of(net)
+        device = device_of(net)
         last = max(train)
         start, seconds = cur.batches, cur.seconds
         it = iter(batches)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ..data import make_loader
 from ..energy import InputOps, OpCounts, count_ops
 from ..evaluation import Inference, evaluate_batches
-from ..network import NetworkConfig, SpikingNet, check_input, synapse_pool
+from ..network import NetworkConfig, SpikingNet, check_input, device_of, synapse_pool
 from ..neurons import _straight_through
 from ..trainer import cosine_schedule
 
@@ -209,7 +209,7 @@ def evaluate_bptt(net: SnnTorchNet, batches: Iterable[Batch], input_ops: InputOp
                         pools=list(net.pools))
         return Inference({"deterministic": z.argmax(1)}, ops)
 
-    ev = evaluate_batches(batches, next(net.parameters()).device, infer)
+    ev = evaluate_batches(batches, device_of(net), infer)
     return ev.accuracy["deterministic"], ev.ops
 
 
@@ -237,7 +237,7 @@ def bptt_epoch(
     ------
     RuntimeError : a non-finite loss.
     """
-    device = next(net.parameters()).device
+    device = device_of(net)
     net.train()
     total, correct, n, te = torch.zeros((), device=device), torch.zeros((), device=device), 0, time.perf_counter()
     for x, y in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True):
