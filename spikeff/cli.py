@@ -43,7 +43,8 @@ from .fileio import remove_stale_temps, staged, write_json
 from .network import SpikingNet
 from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
 from .readout import MODES
-from .trainer import EpochRecord, TrainConfig, TrainingError
+from .records import EpochRecord
+from .trainer import TrainConfig, TrainingError
 
 __all__ = ["main", "build_parser"]
 

@@ -36,7 +36,8 @@ from .evaluation import Evaluation, evaluate
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .readout_fit import calibrate_norm, fit_readout
-from .trainer import EpochRecord, LayerTrainer, TrainConfig
+from .records import EpochRecord
+from .trainer import LayerTrainer, TrainConfig
 
 __all__ = [
     "EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "untrained_control", "train_and_evaluate",

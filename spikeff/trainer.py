@@ -12,8 +12,8 @@ Schedules:
 * ``simultaneous``: one pass per epoch; every layer and the head learn on every batch.
 
 The readout head is trained with cross-entropy on the detached top-layer spikes, so it
-too is local. The readout's fit on frozen layers is in :mod:`spikeff.readout_fit`. This module
-passes 400 lines mostly by its reference docstrings.
+too is local. The readout's fit on frozen layers is in :mod:`spikeff.readout_fit`; what a run
+records (per-layer statistics, epoch records, the pass cursor) is in :mod:`spikeff.records`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,19 +34,12 @@ from .choices import check_choices
 from .ed import EDLossConfig, ed_loss, random_projection
 from .network import SpikingNet, device_of, spike_counts
 from .readout import Mode, scores
+from .records import Diagnostic, EpochRecord, LayerStats, PassCursor, warn_if_silent
 
 if TYPE_CHECKING:
     from .distributed import DataParallel
 
-__all__ = [
-    "TrainConfig", "TrainingError", "LayerTrainer", "LayerStats", "EpochRecord", "PassCursor", "warn_if_silent",
-    "cosine_schedule", "optimizer_step", "head_step",
-]
-
-# A layer counts as nearly silent below both: a sparse but large layer still carries signal
-# (64/128 channels on the digits: 0.4 % of 8192 neurons, ~33 spikes per bin, the best run seen).
-SILENT_RATE = 0.005  # spikes per neuron and time bin
-SILENT_SPIKES = 5.0  # spikes per input and time bin, summed over the layer
+__all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "cosine_schedule", "optimizer_step", "head_step"]
 
 Batch = tuple[Tensor, Tensor]
 Schedule = Literal["greedy", "simultaneous"]
@@ -125,167 +117,6 @@ def head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tenso
         loss = sync.mean(F.cross_entropy(scores(z, mode), y, reduction="sum"), y.shape[0])
     optimizer_step(opt, loss, sync)
     return loss.detach()
-
-
-class LayerStats(NamedTuple):
-    """One layer's training statistics: on one batch (0-d tensors), or their means over a pass."""
-
-    loss: Any
-    ed_consistency: Any
-    ed_diversity: Any
-    rate: Any  # spikes per neuron and time bin
-    spikes_per_bin: Any  # spikes per input and time bin, summed over the layer
-
-    @classmethod
-    def of(cls, flat: Mapping[str, Any], k: int) -> LayerStats:
-        """Layer ``k``'s (1-based) entries of a flat record (keys ``layer<k>/<field>``).
-
-        Parameters
-        ----------
-        flat : e.g. :meth:`EpochRecord.to_dict`'s output.
-        k : the layer, 1-based.
-
-        Returns
-        -------
-        LayerStats of floats.
-        """
-        return cls(*(float(flat[f"layer{k}/{name}"]) for name in cls._fields))
-
-    def items(self, k: int) -> dict[str, Any]:
-        """The flat record entries of layer ``k`` (1-based).
-
-        Parameters
-        ----------
-        k : the layer, 1-based.
-
-        Returns
-        -------
-        dict : ``layer<k>/<field>`` -> value.
-        """
-        return {f"layer{k}/{name}": v for name, v in zip(self._fields, self)}
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch of :class:`LayerTrainer`: each layer's mean :class:`LayerStats` and the head's mean loss.
-
-    Files (``metrics.json``, run states, bench results) hold its flat form, :meth:`to_dict`:
-    ``epoch``, ``seconds``, ``layer<k>/<field>`` (``k`` 1-based) and ``head/loss``.
-    """
-
-    epoch: int
-    seconds: float
-    layers: tuple[LayerStats, ...]
-    head_loss: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The flat form, in plain types.
-
-        Returns
-        -------
-        dict
-        """
-        flat: dict[str, Any] = {"epoch": self.epoch, "seconds": self.seconds}
-        for k, stats in enumerate(self.layers, 1):
-            flat.update(stats.items(k))
-        return {**flat, "head/loss": self.head_loss}
-
-    @classmethod
-    def from_dict(cls, flat: Mapping[str, Any]) -> EpochRecord:
-        """Read :meth:`to_dict`'s output back.
-
-        Parameters
-        ----------
-        flat : the flat form.
-
-        Returns
-        -------
-        EpochRecord
-
-        Raises
-        ------
-        KeyError : a layer lacks one of the :class:`LayerStats` fields, or ``epoch`` is missing.
-        """
-        n = sum(1 for key in flat if key.startswith("layer") and key.endswith("/loss"))
-        layers = tuple(LayerStats.of(flat, k) for k in range(1, n + 1))
-        return cls(int(flat["epoch"]), float(flat.get("seconds", 0.0)), layers,
-                   float(flat.get("head/loss", math.nan)))
-
-
-@dataclass
-class PassCursor:
-    """Where training stands, down to the batch.
-
-    ``epoch`` epochs are done. Within the current epoch, ``stage`` layer passes are done (greedy
-    schedule) and ``done`` holds their mean statistics. Within the current pass, ``batches``
-    batches are done, with the sums of their statistics and their ``seconds``.
-    """
-
-    epoch: int = 0
-    stage: int = 0
-    done: dict[str, float] = field(default_factory=dict)
-    batches: int = 0
-    sums: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def end_pass(self) -> None:
-        """Clear the position inside the pass (between passes)."""
-        self.batches, self.sums, self.seconds = 0, {}, 0.0
-
-    def state_dict(self) -> dict[str, Any]:
-        """The cursor in plain types: ``epoch``, ``stage``, ``partial`` (the done passes' means) and
-        ``position`` (mid-pass only: ``batches``, ``seconds``; always ``sums``).
-
-        Returns
-        -------
-        dict
-        """
-        position = {"batches": self.batches, "seconds": self.seconds} if self.batches else {}
-        return {"epoch": self.epoch, "stage": self.stage, "partial": dict(self.done),
-                "position": {**position, "sums": {k: float(v) for k, v in self.sums.items()}}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the cursor from :meth:`state_dict`'s output (``position`` may be missing).
-
-        Parameters
-        ----------
-        state : as :meth:`state_dict` wrote it.
-        """
-        self.epoch, self.stage, self.done = int(state["epoch"]), int(state["stage"]), dict(state["partial"])
-        position = state.get("position", {})
-        self.end_pass()
-        if position.get("batches"):
-            self.batches, self.sums = int(position["batches"]), dict(position["sums"])
-            self.seconds = float(position.get("seconds", 0.0))
-
-
-def warn_if_silent(record: EpochRecord, history: Sequence[EpochRecord]) -> None:
-    """Warn the first epoch a layer is nearly silent (below ``SILENT_RATE`` and ``SILENT_SPIKES``).
-
-    A diagnostic of :class:`LayerTrainer` (its default ``diagnostics``), called after every epoch
-    with the epoch's record and the earlier ones.
-
-    Parameters
-    ----------
-    record : this epoch's record.
-    history : the earlier epochs' records.
-    """
-    def silent(r: EpochRecord, k: int) -> bool:
-        return k < len(r.layers) and r.layers[k].rate < SILENT_RATE and r.layers[k].spikes_per_bin < SILENT_SPIKES
-
-    for k, stats in enumerate(record.layers):
-        if silent(record, k) and not any(silent(r, k) for r in history):
-            warnings.warn(
-                f"layer {k + 1} is nearly silent in epoch {record.epoch}: {stats.spikes_per_bin:.1f} "
-                f"spikes per input and time bin ({stats.rate:.2%} of its neuron-steps), so "
-                "its ED loss and the layers above it get little signal. Without normalisation rates "
-                "fall with depth; --norm batch (the default) keeps every layer's currents at unit "
-                "variance, and fewer layers or a lower threshold raise them too",
-                RuntimeWarning, stacklevel=2,
-            )
-
-
-Diagnostic = Callable[[EpochRecord, Sequence[EpochRecord]], None]
 
 
 class LayerTrainer:

@@ -13,15 +13,8 @@ from spikeff.network import NetworkConfig, SpikingNet, expand_trials, fold_norm,
 from spikeff.neurons import LIFParams
 from spikeff.readout import scores
 from spikeff.readout_fit import calibrate_norm
-from spikeff.trainer import (
-    EpochRecord,
-    LayerStats,
-    LayerTrainer,
-    TrainConfig,
-    TrainingError,
-    cosine_schedule,
-    warn_if_silent,
-)
+from spikeff.records import EpochRecord, LayerStats, warn_if_silent
+from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, cosine_schedule
 
 
 def tiny_net(seed: int = 0, readout: str = "linear", hidden=(6,), norm: str = "none") -> SpikingNet:

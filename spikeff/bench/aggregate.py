@@ -23,7 +23,7 @@ import torch
 from ..config import to_dict
 from ..energy import get_cost_model
 from ..provenance import device_name, git_commit
-from ..trainer import EpochRecord
+from ..records import EpochRecord
 from .settings import BENCH_MODES, FRONTIER_TRIALS, METHODS, TRAIN_TRIALS, BenchSettings
 
 __all__ = ["wilson_interval", "build_report", "NOTES"]
