@@ -9,6 +9,7 @@ import pytest
 
 from spikeff import bench
 from spikeff.bench import BenchSettings, build_parser, main, run_bench, runner, settings_from_args
+from spikeff.bench.settings import legacy_settings, settings_key
 from spikeff.config import RunConfig, flags, overrides
 
 TINY_RUN = {"data.dataset": "digits", "data.limit": 24, "data.time_bins": 3, "train.epochs": 1,
@@ -132,6 +133,26 @@ def test_cli_isolated_run_and_summary(tmp_path: Path, capsys):
 
 def _parsed(*argv: str) -> BenchSettings:
     return settings_from_args(build_parser().parse_args(["--out", "o", *argv]))
+
+
+def test_raw_results_with_flat_settings_match_the_same_run_today():
+    """Raw results written before the settings tree (flat keys, None for defaults) are reused by --resume."""
+    flat = {"dataset": "nmnist", "data_dir": "../shared/data", "cache_dir": None, "seeds": 3, "trials": None,
+            "device": "cpu", "quick": False, "limit": None, "epochs": None, "readout_epochs": None, "channels": None,
+            "hidden": None, "time_bins": None, "batch_size": 32, "split_seed": 0, "val_fraction": 0.2,
+            "trials_curve": [1, 2, 4, 8, 16], "noise_levels": [0.0, 0.05, 0.1, 0.2, 0.4], "input_ops": "events",
+            "cost_models": ["cmos45", "cmos45-synaptic", "loihi"], "baseline_epochs": None, "bptt_lr": 0.001,
+            "bptt_lrs": [0.0003, 0.001, 0.003], "bptt_epochs": 30, "input_per_trial": False, "scan": "eager",
+            "precision": "fp32"}
+    today = settings_key(_parsed("--dataset", "nmnist", "--data-dir", "../shared/data", "--seeds", "3"))
+    assert settings_key(legacy_settings(flat)) == today
+    assert settings_key(legacy_settings({**flat, "epochs": 5})) != today
+    quick = {**flat, "dataset": "digits", "data_dir": None, "seeds": 2, "quick": True, "limit": 128, "epochs": 1,
+             "readout_epochs": 1, "channels": [8, 16], "trials_curve": [1, 4, 16], "noise_levels": [0.0, 0.1, 0.4],
+             "baseline_epochs": 2}
+    assert settings_key(legacy_settings(quick)) == settings_key(_parsed("--quick", "--dataset", "digits"))
+    with pytest.raises(ValueError, match="unknown legacy bench settings"):
+        legacy_settings({**flat, "warp": 9})
 
 
 def test_quick_fills_only_what_is_not_given():

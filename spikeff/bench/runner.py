@@ -48,7 +48,7 @@ from ..provenance import git_commit
 from ..trainer import TrainConfig
 from .aggregate import build_report
 from .report import write_outputs
-from .settings import BENCH_MODES, METHODS, BenchSettings, settings_key
+from .settings import BENCH_MODES, METHODS, BenchSettings, legacy_settings, settings_key
 
 __all__ = ["run_method", "run_bench"]
 
@@ -230,7 +230,13 @@ def _load_raw(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable raw result ({e}); move it away or run without --resume") from None
-    return raw if raw.get("settings") == key else None
+    saved = raw.get("settings")
+    if isinstance(saved, dict) and "run" not in saved:  # written before the settings tree: flat keys
+        try:
+            saved = settings_key(legacy_settings(saved))
+        except (ValueError, TypeError):
+            return None
+    return raw if saved == key else None
 
 
 def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, resume: bool = False,

@@ -24,7 +24,7 @@ from ..network import NetworkConfig
 from ..trainer import TrainConfig
 
 __all__ = ["METHODS", "TRIALS_CURVE", "NOISE_LEVELS", "BPTT_LRS", "BENCH_MODES", "QUICK", "FRONTIER_TRIALS",
-           "TRAIN_TRIALS", "BenchSettings", "bench_flags", "with_quick", "settings_key"]
+           "TRAIN_TRIALS", "BenchSettings", "bench_flags", "with_quick", "settings_key", "legacy_settings"]
 
 Method = Literal["spikeff", "bptt", "ff", "random", "linear"]
 METHODS: tuple[Method, ...] = typing.get_args(Method)
@@ -120,6 +120,42 @@ def with_quick(settings: BenchSettings, given: Collection[str] = ()) -> BenchSet
     if not settings.quick:
         return settings
     return overrides(settings, {k: v for k, v in QUICK.items() if k not in given})
+
+
+# Raw results written before the settings tree hold flat settings (``None``: the default, or
+# ``--quick``'s size). Their keys, as dotted paths of today's BenchSettings.
+LEGACY_PATHS = {
+    "dataset": "run.data.dataset", "data_dir": "run.runtime.data_dir", "cache_dir": "run.runtime.cache_dir",
+    "device": "run.runtime.device", "limit": "run.data.limit", "time_bins": "run.data.time_bins",
+    "split_seed": "run.data.split_seed", "val_fraction": "run.data.val_fraction", "trials": "run.train.trials",
+    "epochs": "run.train.epochs", "readout_epochs": "run.train.readout_epochs", "batch_size": "run.train.batch_size",
+    "channels": "run.network.conv_channels", "hidden": "run.network.hidden", "scan": "run.network.scan",
+    "precision": "run.network.precision",
+    **{k: k for k in ("seeds", "quick", "trials_curve", "noise_levels", "input_ops", "cost_models", "baseline_epochs",
+                      "bptt_lr", "bptt_lrs", "bptt_epochs", "input_per_trial", "methods", "isolate")},
+}
+
+
+def legacy_settings(flat: dict[str, Any]) -> BenchSettings:
+    """The settings that a raw result written before the settings tree (flat keys) was run with.
+
+    Parameters
+    ----------
+    flat : its ``settings`` entry.
+
+    Returns
+    -------
+    BenchSettings, with ``--quick``'s sizes where the flat settings left ``None``.
+
+    Raises
+    ------
+    ValueError : a key this version does not know, or a value the settings refuse.
+    """
+    unknown = sorted(set(flat) - set(LEGACY_PATHS))
+    if unknown:
+        raise ValueError(f"unknown legacy bench settings {unknown}")
+    given = {LEGACY_PATHS[k]: tuple(v) if isinstance(v, list) else v for k, v in flat.items() if v is not None}
+    return with_quick(overrides(BenchSettings(), given), set(given))
 
 
 def settings_key(s: BenchSettings) -> dict[str, Any]:
