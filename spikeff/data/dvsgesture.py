@@ -16,7 +16,7 @@ import numpy.lib.recfunctions as rfn
 import tonic
 
 from .errors import DataError
-from .model import BadSample, FileSource, Sample, check_bounds, check_times, file_sample
+from .model import BadSample, FileSource, FolderLayout, Sample, check_bounds, check_times, file_sample
 
 CITATION = "Amir et al., A Low Power, Fully Event-Based Gesture Recognition System, CVPR 2017"
 
@@ -24,18 +24,10 @@ CITATION = "Amir et al., A Low Power, Fully Event-Based Gesture Recognition Syst
 class DVSGestureSource(FileSource):
     """``<root>/DVSGesture/{ibmGestureTrain,ibmGestureTest}/user<NN>_<lighting>/<label>.npy``."""
 
-    tonic_name = "DVSGesture"
-    split_folders = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
-    subfolder = r"user\d+_.+"
-    subfolder_rule = "expected user<NN>_<lighting>"
-    layout = "user<NN>_<lighting>/<label>.npy"
-    found = ".npy clips"
-    missing = (
-        "DVS Gesture not found: expected {base}/ibmGestureTrain/user<NN>_<lighting>/<label>.npy and/or "
-        "{base}/ibmGestureTest/..., tonic's preprocessed DVSGesture layout under data_dir={root}. "
-        "Pass download=True (CLI: --download) to let tonic download it, or see datasets/README.md."
-    )
-    size_note = "tonic's preprocessed ibmGestureTrain.tar.gz + ibmGestureTest.tar.gz, a few GB extracted"
+    layout = FolderLayout(
+        "DVSGesture", {"train": "ibmGestureTrain", "test": "ibmGestureTest"}, subfolder=r"user\d+_.+",
+        files="user<NN>_<lighting>/<label>.npy",
+        download_size="tonic's preprocessed ibmGestureTrain.tar.gz + ibmGestureTest.tar.gz, a few GB extracted")
 
     def folder_samples(self, folder: Path, root: Path) -> list[Sample]:
         n_classes = self.spec.n_classes

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,14 +222,39 @@ def check_times(t_ms: np.ndarray, window_us: int | None) -> None:
                         "the clip would give all-zero frames")
 
 
+@dataclass(frozen=True)
+class FolderLayout:
+    """Where a file dataset's samples lie: ``<data_dir>/<tonic_name>/<split folder>/<files>``.
+
+    Parameters
+    ----------
+    tonic_name : tonic's dataset class in ``tonic.datasets``, also the folder under ``data_dir``.
+    split_folders : ``{"train": folder, "test": folder}`` as tonic names them.
+    subfolder : regular expression that a folder inside a split must match.
+    files : what lies below a split folder, for the messages, e.g. ``"<digit>/*.bin"``.
+    download_size : what tonic's download is, for the message printed before it starts.
+    """
+
+    tonic_name: str
+    split_folders: Mapping[str, str]
+    subfolder: str
+    files: str
+    download_size: str
+
+    @property
+    def kind(self) -> str:
+        """What the samples are, plural, e.g. ``".bin files"``."""
+        return f"{Path(self.files).suffix} files"
+
+
 class FileSource(Source):
     """Samples stored as files in tonic's ``save_to`` layout, read without tonic's dataset class.
 
-    The files lie under ``<root>/<tonic_name>/<split folder>/<subfolder>/``; a partial copy or
-    one split alone is fine, and tonic downloads both splits when none is present and
-    ``download`` is set. A dataset file (``nmnist.py``, ``dvsgesture.py``) subclasses this with
-    its layout (the class attributes below), the samples of one subfolder
-    (:meth:`folder_samples`) and the decoding of one file (:meth:`load`, :meth:`decode`).
+    The files lie as :attr:`layout` says; a partial copy or one split alone is fine, and tonic
+    downloads both splits when none is present and ``download`` is set. A dataset file
+    (``nmnist.py``, ``dvsgesture.py``) subclasses this with its :class:`FolderLayout`, the
+    samples of one subfolder (:meth:`folder_samples`) and the decoding of one file
+    (:meth:`load`, :meth:`decode`).
 
     Parameters
     ----------
@@ -246,23 +271,22 @@ class FileSource(Source):
         If no split folder exists, the download fails, or the layout is not the expected one.
     """
 
-    tonic_name: str  # tonic's dataset class in ``tonic.datasets``, also the folder under data_dir
-    split_folders: dict[str, str]  # {"train": folder, "test": folder} as tonic names them
-    subfolder: str  # regular expression a folder inside a split must match
-    subfolder_rule: str  # what the error for another folder says is expected
-    layout: str  # what lies below a split folder, for the messages
-    found: str  # what the samples are, plural: ".bin files"
-    missing: str  # the error when no split exists; formatted with base and root
-    size_note: str  # what the download is, for the message printed before it starts
+    layout: FolderLayout
 
     def __init__(self, spec: DatasetSpec, root: Path, download: bool) -> None:
         self.spec = spec
-        base = root / spec.folder
+        self.split_folders = dict(self.layout.split_folders)
+        base, lay = root / spec.folder, self.layout
         present = self._split_dirs(root, download)
         if not present:
-            raise DataError(self.missing.format(base=base, root=root))
+            train, test = (f"{base}/{self.split_folders[s]}/{lay.files}" for s in ("train", "test"))
+            raise DataError(
+                f"{spec.title} not found: expected {train} and/or {test}, tonic's {lay.tonic_name} layout under "
+                f"data_dir={root}. Pass download=True (CLI: --download) to let tonic download it, or see "
+                "datasets/README.md for manual download."
+            )
         self.splits = {s: self._scan(d, root) for s, d in present.items()}
-        counts = ", ".join(f"{self.split_folders[s]}: {len(v)} {self.found}" for s, v in self.splits.items())
+        counts = ", ".join(f"{self.split_folders[s]}: {len(v)} {lay.kind}" for s, v in self.splits.items())
         self.origin = f"{base} (local tonic layout; {counts})"
 
     @classmethod
@@ -280,9 +304,9 @@ class FileSource(Source):
             With ``sensor_size`` and ``classes`` from tonic's dataset class, ``folder`` its
             name, and ``open_source`` this class.
         """
-        dataset = getattr(tonic.datasets, cls.tonic_name)
+        dataset = getattr(tonic.datasets, cls.layout.tonic_name)
         return DatasetSpec(sensor_size=tuple(dataset.sensor_size), classes=tuple(dataset.classes),
-                           folder=cls.tonic_name, open_source=cls, **fields)
+                           folder=cls.layout.tonic_name, open_source=cls, **fields)
 
     def _split_dirs(self, root: Path, download: bool) -> dict[str, Path]:
         """``{split: folder}`` for the split folders present, after tonic's download if none is."""
@@ -294,9 +318,9 @@ class FileSource(Source):
         found = present()
         if found or not download:
             return found
-        print(f"spikeff: downloading {self.spec.title} with tonic into {base} ({self.size_note}) ...",
+        print(f"spikeff: downloading {self.spec.title} with tonic into {base} ({self.layout.download_size}) ...",
               file=sys.stderr)
-        dataset = getattr(tonic.datasets, self.tonic_name)  # looked up now: tests stand a fake in
+        dataset = getattr(tonic.datasets, self.layout.tonic_name)  # looked up now: tests stand a fake in
         for train in (True, False):
             try:
                 dataset(save_to=str(root), train=train)
@@ -312,14 +336,11 @@ class FileSource(Source):
         for folder in sorted(filter(visible, split_dir.iterdir())):
             if not folder.is_dir():
                 continue  # stray files next to the subfolders are ignored, as tonic does
-            if not re.fullmatch(self.subfolder, folder.name):
-                raise DataError(
-                    f"{folder}: unexpected folder; {self.subfolder_rule} "
-                    f"(<data_dir>/{self.spec.folder}/{split_dir.name}/{self.layout})"
-                )
+            if not re.fullmatch(self.layout.subfolder, folder.name):
+                raise DataError(f"{folder}: unexpected folder; expected {split_dir}/{self.layout.files}")
             samples += self.folder_samples(folder, root)
         if not samples:
-            raise DataError(f"{split_dir}: no {self.found} found; expected {split_dir}/{self.layout}")
+            raise DataError(f"{split_dir}: no {self.layout.kind} found; expected {split_dir}/{self.layout.files}")
         return samples
 
     def folder_samples(self, folder: Path, root: Path) -> list[Sample]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tonic
 
-from .model import BadSample, FileSource, Sample, check_bounds, file_sample
+from .model import BadSample, FileSource, FolderLayout, Sample, check_bounds, file_sample
 
 CITATION = (
     "Orchard, Jayawant, Cohen & Thakor, Converting static image datasets to spiking neuromorphic datasets "
@@ -23,18 +23,8 @@ CITATION = (
 class NMNISTSource(FileSource):
     """``<root>/NMNIST/{Train,Test}/<digit>/*.bin``; a partial copy or one split is fine."""
 
-    tonic_name = "NMNIST"
-    split_folders = {"train": "Train", "test": "Test"}
-    subfolder = r"[0-9]"
-    subfolder_rule = "N-MNIST label folders must be single digits 0-9"
-    layout = "<digit>/*.bin"
-    found = ".bin files"
-    missing = (
-        "N-MNIST not found: expected {base}/Train/<digit>/*.bin (and optionally {base}/Test/<digit>/*.bin), "
-        "tonic's NMNIST layout under data_dir={root}. Pass download=True (CLI: --download) to let tonic "
-        "download it, or see datasets/README.md for manual download."
-    )
-    size_note = "train.zip + test.zip, about 1.2 GB extracted"
+    layout = FolderLayout("NMNIST", {"train": "Train", "test": "Test"}, subfolder=r"[0-9]", files="<digit>/*.bin",
+                          download_size="train.zip + test.zip, about 1.2 GB extracted")
 
     def folder_samples(self, folder: Path, root: Path) -> list[Sample]:
         label = int(folder.name)
