@@ -1,4 +1,4 @@
-"""Layer-local training by ED compression, readout fitting and evaluation.
+"""Layer-local training by ED compression: the schedules and the per-layer and head steps.
 
 Every layer learns from its own ED loss (:mod:`spikeff.ed`) on its own spike counts. Its
 input is detached, so no gradient crosses layers; within a layer the gradient flows
