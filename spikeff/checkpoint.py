@@ -58,7 +58,16 @@ def first_nonfinite(
 
 
 def net_nonfinite(net: SpikingNet) -> str | None:
-    """The first non-finite weight or neuron parameter of ``net``, described; ``None`` if all are finite."""
+    """The first non-finite weight or neuron parameter of ``net``, described; ``None`` if all are finite.
+
+    Parameters
+    ----------
+    net : the network; its weights and its layers' and head's neuron parameters are read.
+
+    Returns
+    -------
+    str or None
+    """
     lifs = {f"layer {i + 1}": asdict(layer.lif) for i, layer in enumerate(net.layers)}
     return first_nonfinite(net.state_dict(), {**lifs, "head": asdict(net.head.lif)})
 

@@ -17,7 +17,16 @@ def _literal_fields(cls: type) -> tuple[tuple[str, tuple[Any, ...]], ...]:
 
 def check_choices(obj: Any) -> None:
     """Raise ``ValueError`` naming the first ``Literal``-typed field of the dataclass ``obj`` whose
-    value is not one of its choices (call it from ``__post_init__``)."""
+    value is not one of its choices (call it from ``__post_init__``).
+
+    Parameters
+    ----------
+    obj : a dataclass instance.
+
+    Raises
+    ------
+    ValueError : a field's value is not one of its choices.
+    """
     for name, choices in _literal_fields(type(obj)):
         value = getattr(obj, name)
         if value not in choices:

@@ -65,7 +65,16 @@ def _data_flags() -> list:
 
 
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
-    """The ``spikeff`` parser; with ``defaults=False`` an option left out is absent from the result."""
+    """The ``spikeff`` parser; with ``defaults=False`` an option left out is absent from the result.
+
+    Parameters
+    ----------
+    defaults : ``False`` leaves an option the user did not give out of the parsed namespace.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = _Parser(prog="spikeff", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     unset = argparse.SUPPRESS
@@ -195,6 +204,22 @@ def _check_same_data(recorded: dict[str, Any] | None, splits: Any, out: Path) ->
 
 
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``spikeff train``: a new run in ``--out``, or the interrupted one in ``--resume``.
+
+    Parameters
+    ----------
+    args : the parsed ``spikeff train`` options.
+    argv : the command line after ``spikeff`` (with ``--resume``, the options given now are read from it).
+
+    Returns
+    -------
+    int, exit status 0.
+
+    Raises
+    ------
+    ValueError : no ``--out`` or ``--resume``, a run already in ``--out``, or options ``--resume`` refuses.
+    Interrupted : Ctrl-C; its message says whether the run can be resumed.
+    """
     resume = None
     if args.resume is not None:
         config, resume = _resume_config(args, argv)
@@ -271,6 +296,20 @@ def saved_config(meta: dict[str, Any], path: Path) -> RunConfig:
 
     Older files kept the run's argv and folders (run states) or flat keys (checkpoints); the
     config is rebuilt from those.
+
+    Parameters
+    ----------
+    meta : the ``meta`` dict of a run state or a checkpoint.
+    path : the file it came from, for the error message.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    CheckpointError : ``meta`` records no run config.
+    ValueError : a recorded setting that :func:`from_dict` refuses.
     """
     if "config" in meta:
         return from_dict(RunConfig, meta["config"])
@@ -290,6 +329,21 @@ def saved_config(meta: dict[str, Any], path: Path) -> RunConfig:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """``spikeff eval``: a checkpoint's accuracy on its recorded held-out samples.
+
+    Parameters
+    ----------
+    args : the parsed ``spikeff eval`` options.
+
+    Returns
+    -------
+    int, exit status 0.
+
+    Raises
+    ------
+    CheckpointError : an unreadable checkpoint, or one that records no run config.
+    DataError : the test samples are missing or were trained on, or their frames do not fit the model.
+    """
     device = _device(args.device)
     net, meta = load_checkpoint(args.model, device)
     config = saved_config(meta, args.model)
@@ -319,6 +373,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    """``spikeff data info``: print a dataset's report (:func:`spikeff.data.describe`).
+
+    Parameters
+    ----------
+    args : the parsed ``spikeff data info`` options.
+
+    Returns
+    -------
+    int, exit status: 1 if ``--check`` found bad files, else 0.
+
+    Raises
+    ------
+    DataError : missing or malformed data.
+    """
     report = describe(**data_options(from_args(args)), check=args.check)
     print(report)
     return 1 if report.bad else 0
@@ -424,6 +492,16 @@ def _show_warnings(show: Callable[..., None]) -> Callable[..., None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``spikeff`` command line; a user error ends as one ``spikeff: error: ...`` line.
+
+    Parameters
+    ----------
+    argv : the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int, exit status: 0, 1 (``data info --check`` found bad files), 2 (user error) or 130 (Ctrl-C).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
@@ -436,7 +514,22 @@ USER_ERRORS = (DataError, CheckpointError, TrainingError, NIRExportError, NIRImp
 
 def exit_status(prog: str, run: Callable[[], int], errors: tuple[type[BaseException], ...] = USER_ERRORS) -> int:
     """``run()``'s exit status; a user error ends as one ``prog: error: ...`` line (status 2), Ctrl-C
-    as one line (status 130). ``SPIKEFF_DEBUG=1`` re-raises them instead."""
+    as one line (status 130). ``SPIKEFF_DEBUG=1`` re-raises them instead.
+
+    Parameters
+    ----------
+    prog : the program name that starts an error line.
+    run : the command; returns its exit status.
+    errors : the exception types reported as user errors.
+
+    Returns
+    -------
+    int, ``run()``'s status, 2 after a user error, 130 after Ctrl-C.
+
+    Raises
+    ------
+    errors, KeyboardInterrupt : re-raised when ``SPIKEFF_DEBUG`` is set.
+    """
     try:
         return run()
     except errors as e:

@@ -94,7 +94,20 @@ class RunConfig:
 
 
 def parse_finite(text: str) -> float:
-    """A float option; NaN and infinities are refused when the command line is read."""
+    """A float option; NaN and infinities are refused when the command line is read.
+
+    Parameters
+    ----------
+    text : the option's value.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    argparse.ArgumentTypeError : not a number, or not finite.
+    """
     try:
         value = float(text)
     except ValueError:
@@ -105,7 +118,20 @@ def parse_finite(text: str) -> float:
 
 
 def parse_ints(text: str) -> tuple[int, ...]:
-    """Comma-separated integers, e.g. ``64,128``."""
+    """Comma-separated integers, e.g. ``64,128``.
+
+    Parameters
+    ----------
+    text : the option's value; empty items are skipped.
+
+    Returns
+    -------
+    tuple of int.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError : an item is not an integer.
+    """
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -113,7 +139,20 @@ def parse_ints(text: str) -> tuple[int, ...]:
 
 
 def parse_finites(text: str) -> tuple[float, ...]:
-    """Comma-separated finite floats."""
+    """Comma-separated finite floats.
+
+    Parameters
+    ----------
+    text : the option's value; empty items are skipped.
+
+    Returns
+    -------
+    tuple of float.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError : an item is not a finite number.
+    """
     return tuple(parse_finite(v) for v in text.split(",") if v.strip())
 
 
@@ -213,6 +252,12 @@ def add_flags(parser: argparse.ArgumentParser, selected: Iterable[Flag], default
 
     With ``defaults=False`` an option left out is absent from the parsed namespace (to tell
     what a user wrote).
+
+    Parameters
+    ----------
+    parser : the parser or sub-parser to extend.
+    selected : the flags, e.g. from :func:`flags`.
+    defaults : ``False`` leaves an option the user did not give out of the parsed namespace.
     """
     for flag in selected:
         kw = _argument(flag)
@@ -224,12 +269,37 @@ def add_flags(parser: argparse.ArgumentParser, selected: Iterable[Flag], default
 
 
 def given_flags(values: Mapping[str, Any], selected: Iterable[Flag]) -> dict[tuple[str, ...], Any]:
-    """The settings present in ``values`` (a parsed namespace as a dict), keyed by path."""
+    """The settings present in ``values`` (a parsed namespace as a dict), keyed by path.
+
+    Parameters
+    ----------
+    values : ``vars()`` of a parsed namespace.
+    selected : the flags to look for.
+
+    Returns
+    -------
+    dict : setting path -> value.
+    """
     return {f.path: values[f.dest] for f in selected if f.dest in values}
 
 
 def from_args(args: argparse.Namespace | Mapping[str, Any], base: T | None = None, cls: type[T] = RunConfig) -> T:
-    """The tree ``base`` (default: ``cls()``) with every flag value found in ``args`` set."""
+    """The tree ``base`` (default: ``cls()``) with every flag value found in ``args`` set.
+
+    Parameters
+    ----------
+    args : a parsed namespace, or a mapping of option ``dest`` -> value.
+    base : the tree to start from; ``None``: ``cls()``.
+    cls : the tree's root class.
+
+    Returns
+    -------
+    An instance of ``cls``, checked by :func:`from_dict`.
+
+    Raises
+    ------
+    ValueError : a value that :func:`from_dict` refuses.
+    """
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     tree = to_dict(cls() if base is None else base)
     for path, value in given_flags(values, flags(cls)).items():
@@ -244,7 +314,16 @@ def from_args(args: argparse.Namespace | Mapping[str, Any], base: T | None = Non
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A dataclass tree as plain nested dicts (tuples stay tuples; JSON writes them as lists)."""
+    """A dataclass tree as plain nested dicts (tuples stay tuples; JSON writes them as lists).
+
+    Parameters
+    ----------
+    config : a dataclass instance, e.g. a :class:`RunConfig`.
+
+    Returns
+    -------
+    dict, one nested dict per dataclass.
+    """
     return asdict(config)
 
 
@@ -307,7 +386,21 @@ def from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> T:
 
 
 def overrides(config: T, changes: Mapping[str, Any]) -> T:
-    """``config`` with dotted-path ``changes`` applied, e.g. ``{"train.seed": 1, "network.lif.delta": 0}``."""
+    """``config`` with dotted-path ``changes`` applied, e.g. ``{"train.seed": 1, "network.lif.delta": 0}``.
+
+    Parameters
+    ----------
+    config : a dataclass tree; left unchanged.
+    changes : dotted path -> new value.
+
+    Returns
+    -------
+    A new tree of ``config``'s type, checked by :func:`from_dict`.
+
+    Raises
+    ------
+    ValueError : an unknown path, or a value that :func:`from_dict` refuses.
+    """
     tree = to_dict(config)
     for key, value in changes.items():
         node, parts = tree, key.split(".")

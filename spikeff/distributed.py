@@ -78,9 +78,19 @@ class DistContext:
         """Ready ``net`` for data-parallel training: check that every batch splits over the ranks
         and give every rank rank 0's weights.
 
+        Parameters
+        ----------
+        net : the model; its parameters are broadcast from rank 0.
+        n_train : the number of training samples.
+        batch_size : the global batch size.
+
         Returns
         -------
         The :class:`DataParallel` reducer for the trainer, or ``None`` on one process.
+
+        Raises
+        ------
+        ValueError : a batch does not split over the ranks.
         """
         if not self.distributed:
             return None
@@ -89,20 +99,52 @@ class DistContext:
         return DataParallel(self.world)
 
     def shard(self, batches: Iterable[Batch]) -> Iterable[Batch]:
-        """This rank's part of every batch (:class:`ShardedBatches`); ``batches`` on one process."""
+        """This rank's part of every batch (:class:`ShardedBatches`); ``batches`` on one process.
+
+        Parameters
+        ----------
+        batches : the global ``(x, y)`` batches.
+
+        Returns
+        -------
+        Iterable of this rank's ``(x, y)`` batches.
+        """
         return ShardedBatches(batches, self.rank, self.world) if self.distributed else batches
 
     def own_noise(self, generator: torch.Generator) -> None:
-        """Reseed ``generator`` with this rank's seed (:func:`rank_seed`); rank 0 keeps its own."""
+        """Reseed ``generator`` with this rank's seed (:func:`rank_seed`); rank 0 keeps its own.
+
+        Parameters
+        ----------
+        generator : the neuron noise; reseeded in place.
+        """
         if self.rank > 0:
             generator.manual_seed(rank_seed(generator.initial_seed(), self.rank))
 
     def agree(self, flag: bool) -> bool:
-        """Rank 0's ``flag`` on every rank, so that all take the same branch."""
+        """Rank 0's ``flag`` on every rank, so that all take the same branch.
+
+        Parameters
+        ----------
+        flag : this rank's value.
+
+        Returns
+        -------
+        bool
+        """
         return broadcast_flag(flag, self)
 
     def gather(self, obj: object) -> list[object]:
-        """Every rank's ``obj``, in rank order, on every rank."""
+        """Every rank's ``obj``, in rank order, on every rank.
+
+        Parameters
+        ----------
+        obj : this rank's object (picklable).
+
+        Returns
+        -------
+        list, one entry per rank.
+        """
         return gather_objects(obj, self)
 
     def leave(self) -> None:

@@ -204,7 +204,16 @@ class OpCounts:
             raise ValueError(f"connections has {len(self.connections)} stages, synops {len(self.synops)}")
 
     def total(self, name: str) -> float:
-        """The sum over the stages of the field ``name`` (e.g. ``"synops"``)."""
+        """The sum over the stages of the field ``name`` (e.g. ``"synops"``).
+
+        Parameters
+        ----------
+        name : a per-stage field, e.g. ``"synops"`` or ``"macs"``.
+
+        Returns
+        -------
+        float
+        """
         return float(sum(getattr(self, name)))
 
     def spikes_per_synapse(self) -> list[float | None]:

@@ -105,6 +105,24 @@ def spikeff_infer(
     With ``count``, the batch's op counts (:func:`spikeff.energy.count_ops`) are those of the
     first mode's pass; ``input_per_trial`` charges the first layer's input once per trial
     (hardware that runs each trial separately) instead of once per inference.
+
+    Parameters
+    ----------
+    net : the network.
+    trials : noisy trials per input.
+    generator : the neuron noise.
+    modes : the readout modes to predict, some of :data:`MODES`.
+    count : count the batch's ops.
+    input_ops : how the input is counted (see :func:`spikeff.energy.count_ops`).
+    input_per_trial : charge the first layer's input once per trial.
+
+    Returns
+    -------
+    Callable, ``infer(x)`` -> :class:`Inference`.
+
+    Raises
+    ------
+    ValueError : ``trials < 1``, or an unknown mode.
     """
     if trials < 1:
         raise ValueError(f"trials must be >= 1 for evaluation, got {trials}")

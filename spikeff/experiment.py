@@ -139,7 +139,16 @@ def _summary(ev: Evaluation) -> dict[str, Any]:
 
 def data_options(config: RunConfig) -> dict[str, Any]:
     """The arguments that :func:`spikeff.data.load_splits` and :func:`spikeff.data.describe` take
-    from a run's config (its ``data`` part and where the files are)."""
+    from a run's config (its ``data`` part and where the files are).
+
+    Parameters
+    ----------
+    config : the run's config.
+
+    Returns
+    -------
+    dict of keyword arguments.
+    """
     d, r = config.data, config.runtime
     return {"name": d.dataset, "data_dir": r.data_dir, "cache_dir": r.cache_dir, "n_time_bins": d.time_bins,
             "seed": d.split_seed, "val_fraction": d.val_fraction, "limit": d.limit, "resolution": d.resolution,

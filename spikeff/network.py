@@ -441,7 +441,16 @@ class SpikingNet(nn.Module):
 
 
 def device_of(module: nn.Module) -> torch.device:
-    """The device of ``module``'s first parameter (spikeff's modules keep all of theirs on one)."""
+    """The device of ``module``'s first parameter (spikeff's modules keep all of theirs on one).
+
+    Parameters
+    ----------
+    module : a module with at least one parameter.
+
+    Returns
+    -------
+    torch.device
+    """
     return next(module.parameters()).device
 
 

@@ -95,7 +95,16 @@ class Readout(nn.Module):
 
     @staticmethod
     def features(spikes: Tensor) -> Tensor:
-        """The linear head's input: spike counts / T, ``(T, N, ...) -> (N, D)``."""
+        """The linear head's input: spike counts / T, ``(T, N, ...) -> (N, D)``.
+
+        Parameters
+        ----------
+        spikes : time-first spikes ``(T, N, ...)``.
+
+        Returns
+        -------
+        Tensor ``(N, D)``.
+        """
         return spikes.flatten(2).mean(0)
 
     def spikes(

@@ -96,7 +96,14 @@ class TrainConfig:
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, sync: DataParallel | None = None) -> None:
-    """One optimiser step on ``loss``; under ``sync`` the gradients are averaged over the ranks first."""
+    """One optimiser step on ``loss``; under ``sync`` the gradients are averaged over the ranks first.
+
+    Parameters
+    ----------
+    opt : the optimizer of the parameters ``loss`` depends on.
+    loss : the 0-d loss.
+    sync : the data-parallel reducer; ``None`` on one process.
+    """
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if sync is not None:
@@ -109,6 +116,21 @@ def head_step(net: SpikingNet, opt: torch.optim.Optimizer, top: Tensor, y: Tenso
     """One cross-entropy step of the head on the detached top-layer spikes ``top``; returns the loss.
 
     Under ``sync`` the loss is the mean over the global batch.
+
+    Parameters
+    ----------
+    net : the network whose head is trained.
+    opt : the head's optimizer.
+    top : the top layer's spikes ``(T, trials * B, ...)``.
+    y : the batch's labels ``(B,)``.
+    trials : trials per sample in ``top``.
+    mode : the readout mode that scores the trials (:func:`scores`).
+    generator : the head's neuron noise.
+    sync : as for :func:`optimizer_step`.
+
+    Returns
+    -------
+    Tensor, the detached 0-d loss.
     """
     z = net.head(top.detach(), generator).unflatten(0, (trials, y.shape[0]))
     if sync is None:

@@ -152,23 +152,62 @@ class FFConfig:
 
 
 def goodness(spikes: Tensor) -> Tensor:
-    """Mean squared spike count per neuron: ``(T, N, ...) -> (N,)``."""
+    """Mean squared spike count per neuron: ``(T, N, ...) -> (N,)``.
+
+    Parameters
+    ----------
+    spikes : time-first spikes ``(T, N, ...)``.
+
+    Returns
+    -------
+    Tensor ``(N,)``.
+    """
     return spikes.sum(0).flatten(1).pow(2).mean(1)
 
 
 def ff_loss(g_pos: Tensor, g_neg: Tensor, threshold: float, sharpness: float) -> Tensor:
-    """``mean softplus(-a (g_pos - theta)) + mean softplus(a (g_neg - theta))``."""
+    """``mean softplus(-a (g_pos - theta)) + mean softplus(a (g_neg - theta))``.
+
+    Parameters
+    ----------
+    g_pos, g_neg : goodness of the positive and of the negative samples.
+    threshold : ``theta``, the layer's goodness threshold.
+    sharpness : ``a``, the logistic's slope.
+
+    Returns
+    -------
+    Tensor, the 0-d loss.
+    """
     return F.softplus(-sharpness * (g_pos - threshold)).mean() + F.softplus(sharpness * (g_neg - threshold)).mean()
 
 
 def symba_loss(g_pos: Tensor, g_neg: Tensor, sharpness: float) -> Tensor:
     """``mean softplus(-a (g_pos - g_neg))`` over pairs of the same input (Lee & Song, 2023): no threshold,
-    the positive's goodness against its own negative's."""
+    the positive's goodness against its own negative's.
+
+    Parameters
+    ----------
+    g_pos, g_neg : goodness ``(B,)`` of each positive and of the negative of the same input.
+    sharpness : ``a``, the logistic's slope.
+
+    Returns
+    -------
+    Tensor, the 0-d loss.
+    """
     return F.softplus(-sharpness * (g_pos - g_neg)).mean()
 
 
 def normalise(spikes: Tensor) -> Tensor:
-    """Per-sample layer normalisation of spikes ``(T, N, ...)``: ``s * sqrt(D) / ||c||``, ``c`` the counts."""
+    """Per-sample layer normalisation of spikes ``(T, N, ...)``: ``s * sqrt(D) / ||c||``, ``c`` the counts.
+
+    Parameters
+    ----------
+    spikes : a layer's spikes ``(T, N, ...)``.
+
+    Returns
+    -------
+    Tensor, the scaled spikes, same shape.
+    """
     c = spikes.sum(0).flatten(1)
     scale = math.sqrt(c.shape[1]) / c.norm(dim=1).clamp_min(1e-6)
     return spikes * scale.view(1, -1, *[1] * (spikes.dim() - 2))
@@ -215,12 +254,27 @@ class FFNet(nn.Module):
         self.register_buffer("thresholds", torch.full((len(self.layers),), float(ff.threshold)))
 
     def head_layer_indices(self, head_layers: HeadLayers) -> list[int]:
-        """The layers (0-based) whose normalised counts a head on ``head_layers`` reads."""
+        """The layers (0-based) whose normalised counts a head on ``head_layers`` reads.
+
+        Parameters
+        ----------
+        head_layers : ``"top"``, ``"upper"`` or ``"all"`` (as :attr:`FFConfig.head_layers`).
+
+        Returns
+        -------
+        list of int, ascending.
+        """
         n = len(self.layers)
         return {"top": [n - 1], "upper": list(range(min(1, n - 1), n)), "all": list(range(n))}[head_layers]
 
     def set_head(self, head_layers: HeadLayers, generator: torch.Generator | None = None) -> None:
-        """A new (unfitted, fan-in initialised) linear head on the layers ``head_layers``; ``ff`` follows."""
+        """A new (unfitted, fan-in initialised) linear head on the layers ``head_layers``; ``ff`` follows.
+
+        Parameters
+        ----------
+        head_layers : ``"top"``, ``"upper"`` or ``"all"`` (as :attr:`FFConfig.head_layers`).
+        generator : a CPU generator for the head's initial weights, or ``None`` for the global one.
+        """
         self.ff = replace(self.ff, head_layers=head_layers)
         #: the layers whose normalised counts the head reads (``FFConfig.head_layers``)
         self.head_layers = self.head_layer_indices(head_layers)
@@ -244,14 +298,33 @@ class FFNet(nn.Module):
         return torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def label_vectors(self, labels: Tensor | None, n: int = 0) -> Tensor:
-        """``(M, K)``: the one-hot ``labels`` ``(M,)`` times ``label_scale``, or ``n`` neutral ones (``None``)."""
+        """``(M, K)``: the one-hot ``labels`` ``(M,)`` times ``label_scale``, or ``n`` neutral ones (``None``).
+
+        Parameters
+        ----------
+        labels : class indices ``(M,)``, or ``None`` for the neutral label.
+        n : the number of neutral vectors (read only when ``labels`` is ``None``).
+
+        Returns
+        -------
+        Tensor ``(M, K)``, or ``(n, K)`` for the neutral label.
+        """
         k = self.config.n_classes
         if labels is None:
             return torch.full((n, k), self.ff.label_scale / k, device=self.layers[0].synapse.weight.device)
         return F.one_hot(labels, k).float() * self.ff.label_scale
 
     def label_inputs(self, labels: Tensor | None, n: int = 0) -> Tensor:
-        """The label channels ``(M, K, H, W)`` for ``labels`` ``(M,)``, or ``n`` neutral ones (``labels=None``)."""
+        """The label channels ``(M, K, H, W)`` for ``labels`` ``(M,)``, or ``n`` neutral ones (``labels=None``).
+
+        Parameters
+        ----------
+        labels, n : as for :meth:`label_vectors`.
+
+        Returns
+        -------
+        Tensor ``(M, K, H, W)`` (``(n, K, H, W)`` for the neutral label), an expanded view.
+        """
         _, h, w = self.config.input_shape
         v = self.label_vectors(labels, n)
         return v.view(*v.shape, 1, 1).expand(-1, -1, h, w)
@@ -259,7 +332,18 @@ class FFNet(nn.Module):
     def upper_currents(self, i: int, below: Tensor, labels: Tensor | None) -> Tensor:
         """Layer ``i``'s (``i >= 1``) currents for the spikes ``below`` ``(T, M, ...)`` of layer ``i - 1``
         (normalised here), plus its label map for ``labels`` ``(M,)`` (neutral if ``None``) with
-        ``label_layers="all"``."""
+        ``label_layers="all"``.
+
+        Parameters
+        ----------
+        i : the layer, 0-based, ``>= 1``.
+        below : the spikes ``(T, M, ...)`` of layer ``i - 1``, not normalised.
+        labels : class indices ``(M,)``, or ``None`` for the neutral label.
+
+        Returns
+        -------
+        Tensor, the currents ``(T, M, ...)``.
+        """
         cur = self.layers[i].currents(normalise(below))
         if not self.label_maps:
             return cur
@@ -267,19 +351,57 @@ class FFNet(nn.Module):
         return cur + bias.to(cur.dtype).view(1, *bias.shape, *[1] * (cur.dim() - 3))
 
     def layer_parameters(self, i: int) -> list[nn.Parameter]:
-        """What layer ``i``'s own optimizer trains: its synapse, and its label map if it has one."""
+        """What layer ``i``'s own optimizer trains: its synapse, and its label map if it has one.
+
+        Parameters
+        ----------
+        i : the layer, 0-based.
+
+        Returns
+        -------
+        list of nn.Parameter.
+        """
         extra = [self.label_maps[i - 1]] if self.label_maps and i > 0 else []
         return list(self.layers[i].parameters()) + extra
 
     def embed(self, x: Tensor, labels: Tensor) -> Tensor:
-        """``(T, B, C, H, W)`` -> ``(T, B, C + K, H, W)`` with the one-hot ``labels`` as constant channels."""
+        """``(T, B, C, H, W)`` -> ``(T, B, C + K, H, W)`` with the one-hot ``labels`` as constant channels.
+
+        Parameters
+        ----------
+        x : input frames ``(T, B, C, H, W)``.
+        labels : class indices ``(B,)``.
+
+        Returns
+        -------
+        Tensor ``(T, B, C + K, H, W)``.
+
+        Raises
+        ------
+        ValueError : ``x`` does not match the config's input shape.
+        """
         check_input(x, self.config)
         lab = self.label_inputs(labels).to(x.dtype)
         return torch.cat([x, lab.unsqueeze(0).expand(x.shape[0], *lab.shape)], dim=2)
 
     def first_currents(self, x: Tensor, labels: Tensor | None, repeat: int = 1) -> Tensor:
         """First-layer currents ``(T, M, ...)`` for ``x`` ``(T, B, ...)`` with ``M = repeat * B`` labels
-        (label-major), or ``repeat`` neutral passes (``labels=None``): the data part once, plus ``L_y``."""
+        (label-major), or ``repeat`` neutral passes (``labels=None``): the data part once, plus ``L_y``.
+
+        Parameters
+        ----------
+        x : input frames ``(T, B, ...)``.
+        labels : class indices ``(repeat * B,)``, label-major, or ``None`` for neutral passes.
+        repeat : passes per sample.
+
+        Returns
+        -------
+        Tensor ``(T, repeat * B, ...)``.
+
+        Raises
+        ------
+        ValueError : ``x`` does not match the config's input shape.
+        """
         check_input(x, self.config)
         layer, c = self.layers[0], self.config.input_shape[0]
         t, b = x.shape[:2]
@@ -293,7 +415,16 @@ class FFNet(nn.Module):
         return data + maps.to(data.dtype).unsqueeze(0)
 
     def layer_spikes(self, x: Tensor, labels: Tensor | None, repeat: int = 1) -> list[Tensor]:
-        """Each layer's spikes (not normalised) for ``x`` with ``labels`` (see :meth:`first_currents`)."""
+        """Each layer's spikes (not normalised) for ``x`` with ``labels`` (see :meth:`first_currents`).
+
+        Parameters
+        ----------
+        x, labels, repeat : as for :meth:`first_currents`.
+
+        Returns
+        -------
+        list of Tensor, one ``(T, repeat * B, ...)`` per layer.
+        """
         out = [self._scan(self.layers[0], self.first_currents(x, labels, repeat))]
         for i, layer in enumerate(self.layers[1:], 1):
             out.append(self._scan(layer, self.upper_currents(i, out[-1], labels)))
@@ -308,7 +439,13 @@ class FFNet(nn.Module):
     @torch.no_grad()
     def init_from_batch(self, x: Tensor, labels: Tensor) -> None:
         """Data-dependent initialisation: scale each synapse so that its currents on this batch have
-        zero mean and unit variance per channel (over time, batch and positions)."""
+        zero mean and unit variance per channel (over time, batch and positions).
+
+        Parameters
+        ----------
+        x : the first training batch ``(T, B, ...)``.
+        labels : its true labels ``(B,)``.
+        """
         h = None
         for i, layer in enumerate(self.layers):
             cur = self.first_currents(x, labels) if i == 0 else self.upper_currents(i, h, labels)
@@ -325,7 +462,16 @@ class FFNet(nn.Module):
 
     @torch.no_grad()
     def label_goodness(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Goodness ``(L, K, B)`` of every layer for every label, and the spikes of the ``K`` passes."""
+        """Goodness ``(L, K, B)`` of every layer for every label, and the spikes of the ``K`` passes.
+
+        Parameters
+        ----------
+        x : input frames ``(T, B, ...)``.
+
+        Returns
+        -------
+        Tensor ``(L, K, B)``, and per layer the spikes ``(T, K * B, ...)`` (label-major).
+        """
         k, b = self.config.n_classes, x.shape[1]
         labels = torch.arange(k, device=x.device).repeat_interleave(b)
         spikes = self.layer_spikes(x, labels, repeat=k)
@@ -334,7 +480,16 @@ class FFNet(nn.Module):
     @torch.no_grad()
     def head_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """The head's input ``(B, sum N_l)``: the neutral pass's normalised counts of the layers it reads
-        (``head_layers``), concatenated; and the pass's spikes."""
+        (``head_layers``), concatenated; and the pass's spikes.
+
+        Parameters
+        ----------
+        x : input frames ``(T, B, ...)``.
+
+        Returns
+        -------
+        Tensor ``(B, sum N_l)``, and per layer the neutral pass's spikes ``(T, B, ...)``.
+        """
         spikes = self.layer_spikes(x, None)
         feats = []
         for i in self.head_layers:
@@ -344,7 +499,17 @@ class FFNet(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: Tensor, mode: PredictMode | None = None) -> tuple[Tensor, list[Tensor]]:
-        """Predicted labels ``(B,)`` and the spikes of the passes that gave them."""
+        """Predicted labels ``(B,)`` and the spikes of the passes that gave them.
+
+        Parameters
+        ----------
+        x : input frames ``(T, B, ...)``.
+        mode : ``"goodness"``, ``"goodness_top"`` or ``"head"``; ``None``: ``ff.predict``.
+
+        Returns
+        -------
+        Tensor ``(B,)`` of labels, and per layer the spikes of the passes.
+        """
         mode = self.ff.predict if mode is None else mode
         if mode == "head":
             f, spikes = self.head_features(x)
@@ -377,7 +542,18 @@ def _split_linear(w: Tensor, config: NetworkConfig) -> tuple[Tensor, Tensor]:
 
 
 def hardest_wrong(g: Tensor, labels: Tensor, y: Tensor) -> Tensor:
-    """``labels[argmax_j g[j]]`` over the candidates ``j`` whose label is not ``y``; ``g``, ``labels`` ``(J, B)``."""
+    """``labels[argmax_j g[j]]`` over the candidates ``j`` whose label is not ``y``; ``g``, ``labels`` ``(J, B)``.
+
+    Parameters
+    ----------
+    g : the candidates' scores ``(J, B)``.
+    labels : the candidates' labels ``(J, B)``.
+    y : the true labels ``(B,)``.
+
+    Returns
+    -------
+    Tensor ``(B,)``.
+    """
     g = g.masked_fill(labels == y.unsqueeze(0), float("-inf"))
     return labels.gather(0, g.argmax(0, keepdim=True))[0]
 
@@ -389,6 +565,17 @@ def mine_negatives(net: FFNet, x: Tensor, y: Tensor, generator: torch.Generator)
     With probability ``hard_fraction`` a sample's negative is the hardest wrong label,
     ``argmax_{k != y} sum_l g_l(x, k)`` under the current net (among all wrong labels, or among
     ``mine_candidates`` uniformly drawn distinct ones); otherwise a uniformly drawn wrong label.
+
+    Parameters
+    ----------
+    net : the FF net; its ``ff`` settings choose the mining.
+    x : input frames ``(T, B, ...)``.
+    y : the true labels ``(B,)``.
+    generator : the source of every random draw.
+
+    Returns
+    -------
+    Tensor ``(B,)`` of negative labels, and the count (int; 0 unless every wrong label is mined).
     """
     ff, k, b = net.ff, net.config.n_classes, y.shape[0]
     dev = generator.device
@@ -412,7 +599,18 @@ def mine_negatives(net: FFNet, x: Tensor, y: Tensor, generator: torch.Generator)
 
 def fit_head(net: FFNet, batches: Iterable[Batch], generator: torch.Generator) -> list[float]:
     """Fit the linear head by cross-entropy on the neutral pass's normalised top-layer counts (cached
-    once; Adam with a cosine decay over ``head_epochs`` shuffled passes); returns the epoch losses."""
+    once; Adam with a cosine decay over ``head_epochs`` shuffled passes); returns the epoch losses.
+
+    Parameters
+    ----------
+    net : the trained FF net; its head is fitted in place.
+    batches : the training ``(x, y)`` batches, read once.
+    generator : shuffles the cached features.
+
+    Returns
+    -------
+    list of float, one mean loss per epoch; empty without batches or with ``head_epochs = 0``.
+    """
     device = net.head.weight.device
     feats, labels, bs = [], [], 1
     for x, y in batches:
@@ -442,7 +640,19 @@ def evaluate_ff(
     net: FFNet, batches: Iterable[Batch], input_ops: InputOps = "events", mode: PredictMode | None = None
 ) -> tuple[float, OpCounts]:
     """Accuracy and mean op counts per inference: ``n_classes`` label passes for the goodness modes,
-    one neutral pass and the head for ``"head"``."""
+    one neutral pass and the head for ``"head"``.
+
+    Parameters
+    ----------
+    net : the trained FF net.
+    batches : the test ``(x, y)`` batches.
+    input_ops : how the input is counted, ``"events"`` or ``"dense"`` (see :func:`spikeff.energy.count_ops`).
+    mode : the prediction mode; ``None``: ``net.ff.predict``.
+
+    Returns
+    -------
+    float accuracy, and OpCounts, the mean per inference.
+    """
     mode = net.ff.predict if mode is None else mode
     passes = 1 if mode == "head" else net.config.n_classes
     scored = len(net.layers) - (1 if mode == "goodness_top" and len(net.layers) > 1 else 0)
@@ -496,7 +706,25 @@ def train_ff(
     input_ops: InputOps = "events",
 ) -> BaselineResult:
     """Layer-local FF training (positive: true label; negative: a hard or random wrong label), the
-    head's fit when ``config.predict == "head"``, then evaluation on ``test_batches``."""
+    head's fit when ``config.predict == "head"``, then evaluation on ``test_batches``.
+
+    Parameters
+    ----------
+    net_config : the layers' architecture.
+    config : the FF settings.
+    train_batches, test_batches : ``(x, y)`` batches; the training ones are read once per epoch (and for the head).
+    generator : seeds the net's initialisation and the training and head noise.
+    device : where the net is trained.
+    input_ops : as for :func:`evaluate_ff`.
+
+    Returns
+    -------
+    BaselineResult, with ``passes = config.epochs``.
+
+    Raises
+    ------
+    RuntimeError : a layer's FF loss is not finite.
+    """
     device = torch.device(device)
     net = FFNet(net_config, config, generator).to(device)
     noise = torch.Generator(device=device).manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
@@ -512,7 +740,23 @@ def train_ff(
 
 
 def train_layers(net: FFNet, train_batches: Iterable[Batch], noise: torch.Generator) -> list[dict[str, float]]:
-    """Data-dependent init on the first batch, then ``epochs`` of layer-local FF; the per-epoch history."""
+    """Data-dependent init on the first batch, then ``epochs`` of layer-local FF; the per-epoch history.
+
+    Parameters
+    ----------
+    net : the FF net, trained in place.
+    train_batches : ``(x, y)`` batches, read once per epoch.
+    noise : the source of the negatives' draws.
+
+    Returns
+    -------
+    list of dict, one per epoch: ``epoch``, ``seconds``, ``layer<k>/loss``, ``g_pos``, ``g_neg``,
+    ``goodness_gap``, and ``train_goodness_accuracy`` when every wrong label is mined.
+
+    Raises
+    ------
+    RuntimeError : a layer's FF loss is not finite.
+    """
     config, device = net.ff, net.head.weight.device
     opts = [torch.optim.Adam(net.layer_parameters(i), lr=config.lr) for i in range(len(net.layers))]
     steps = config.epochs * len(train_batches) if hasattr(train_batches, "__len__") else 0

@@ -100,10 +100,29 @@ class BenchSettings:
         return self.run.runtime.device
 
     def train_config(self, seed: int) -> TrainConfig:
-        """The spikeff run of ``seed``; it fits the control when ``random`` is among the methods."""
+        """The spikeff run of ``seed``; it fits the control when ``random`` is among the methods.
+
+        Parameters
+        ----------
+        seed : the run's seed.
+
+        Returns
+        -------
+        TrainConfig
+        """
         return replace(self.run.train, seed=seed, control="random" in self.methods)
 
     def network_config(self, splits: Splits) -> NetworkConfig:
+        """The network of ``run.network`` sized for the data of ``splits``.
+
+        Parameters
+        ----------
+        splits : the loaded data; their frame shape and class count are read.
+
+        Returns
+        -------
+        NetworkConfig
+        """
         return self.run.network.for_data(splits.frame_shape, splits.n_classes)
 
     def splits(self) -> Splits:
@@ -116,7 +135,17 @@ def bench_flags() -> list:
 
 
 def with_quick(settings: BenchSettings, given: Collection[str] = ()) -> BenchSettings:
-    """With ``settings.quick``: the :data:`QUICK` sizes for every setting not in ``given`` (dotted paths)."""
+    """With ``settings.quick``: the :data:`QUICK` sizes for every setting not in ``given`` (dotted paths).
+
+    Parameters
+    ----------
+    settings : the bench settings.
+    given : the settings given on the command line, which keep their values.
+
+    Returns
+    -------
+    BenchSettings; ``settings`` itself without ``quick``.
+    """
     if not settings.quick:
         return settings
     return overrides(settings, {k: v for k, v in QUICK.items() if k not in given})

@@ -31,6 +31,16 @@ class NIRImportError(ValueError):
 
 
 def f32(x: Any) -> np.ndarray:
+    """``x`` as a float32 NumPy array.
+
+    Parameters
+    ----------
+    x : an array-like.
+
+    Returns
+    -------
+    np.ndarray
+    """
     return np.asarray(x, dtype=np.float32)
 
 
@@ -71,11 +81,32 @@ def check_target(path: Path) -> None:
 
 
 def meta(node: nir.NIRNode) -> dict[str, Any]:
+    """A node's ``metadata`` dict; ``{}`` if it has none.
+
+    Parameters
+    ----------
+    node : a NIR node.
+
+    Returns
+    -------
+    dict
+    """
     m = getattr(node, "metadata", None)
     return m if isinstance(m, dict) else {}
 
 
 def meta_float(m: dict[str, Any], key: str) -> float | None:
+    """``m[key]`` as a float; ``None`` if absent or not a number.
+
+    Parameters
+    ----------
+    m : a node's metadata (:func:`meta`).
+    key : the entry.
+
+    Returns
+    -------
+    float or None
+    """
     v = m.get(key)
     try:
         return None if v is None else float(np.asarray(v))
@@ -84,7 +115,21 @@ def meta_float(m: dict[str, Any], key: str) -> float | None:
 
 
 def graph_dt(graph: nir.NIRGraph, dt: float | None) -> float:
-    """``dt`` if given (checked), else the graph's ``metadata["dt"]``."""
+    """``dt`` if given (checked), else the graph's ``metadata["dt"]``.
+
+    Parameters
+    ----------
+    graph : the NIR graph.
+    dt : seconds per time step, or ``None`` for the graph's.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    NIRExportError : an invalid ``dt``, or none given and none in the graph's metadata.
+    """
     if dt is not None:
         return check_dt(dt)
     d = meta_float(graph.metadata if isinstance(graph.metadata, dict) else {}, "dt")
@@ -94,6 +139,21 @@ def graph_dt(graph: nir.NIRGraph, dt: float | None) -> float:
 
 
 def uniform(name: str, field: str, a: Any) -> float:
+    """The one value of a per-neuron NIR parameter (spikeff takes one per layer).
+
+    Parameters
+    ----------
+    name, field : the node and the parameter, for the error message.
+    a : the parameter's values.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    NIRImportError : ``a`` is empty or its values differ.
+    """
     a = np.asarray(a, dtype=np.float64)
     if a.size == 0 or not np.all(a == a.flat[0]):
         raise NIRImportError(f"{name}: {field} differs between neurons; spikeff needs one value per layer")
@@ -101,7 +161,20 @@ def uniform(name: str, field: str, a: Any) -> float:
 
 
 def read_graph(path_or_graph: str | Path | nir.NIRGraph) -> nir.NIRGraph:
-    """The graph itself, or the graph read from a NIR file (errors as :class:`NIRImportError`)."""
+    """The graph itself, or the graph read from a NIR file (errors as :class:`NIRImportError`).
+
+    Parameters
+    ----------
+    path_or_graph : a NIR file, or a graph (returned as it is).
+
+    Returns
+    -------
+    nir.NIRGraph
+
+    Raises
+    ------
+    NIRImportError : no such file, or not a readable NIR graph.
+    """
     if isinstance(path_or_graph, nir.NIRGraph):
         return path_or_graph
     path = Path(path_or_graph)
@@ -114,7 +187,20 @@ def read_graph(path_or_graph: str | Path | nir.NIRGraph) -> nir.NIRGraph:
 
 
 def chain(graph: nir.NIRGraph) -> list[str]:
-    """Node names from the single Input to the single Output; the graph must be a simple chain."""
+    """Node names from the single Input to the single Output; the graph must be a simple chain.
+
+    Parameters
+    ----------
+    graph : the NIR graph.
+
+    Returns
+    -------
+    list of str, Input first.
+
+    Raises
+    ------
+    NIRImportError : an unsupported node, not one Input and one Output, or not a feed-forward chain.
+    """
     bad = [f"{k} ({type(n).__name__})" for k, n in graph.nodes.items() if type(n).__name__ not in SUPPORTED_IMPORT]
     if bad:
         raise NIRImportError(
@@ -145,7 +231,21 @@ def chain(graph: nir.NIRGraph) -> list[str]:
 
 
 def layer_parts(layer: nn.Module, i: int) -> tuple[nn.Module, int]:
-    """Validate a layer; returns its synapse and pool size (1 = no pooling)."""
+    """Validate a layer; returns its synapse and pool size (1 = no pooling).
+
+    Parameters
+    ----------
+    layer : one of the network's layers.
+    i : its index, for the error messages.
+
+    Returns
+    -------
+    The synapse (nn.Conv2d or nn.Linear) and the pool size, int.
+
+    Raises
+    ------
+    NIRExportError : the layer, its synapse or its pooling has no NIR mapping.
+    """
     if not isinstance(layer, SpikingLayer):
         raise NIRExportError(f"layer {i}: {type(layer).__name__} is not a SpikingLayer and has no NIR mapping")
     s = layer.synapse
