@@ -143,11 +143,11 @@ def parse_finites(text: str) -> tuple[float, ...]:
 
     Parameters
     ----------
-    text : the option's value; empty items are skipped.
+    text : the option's value, e.g. ``0,0.05,0.1``; empty items are skipped.
 
     Returns
     -------
-    tuple of float.
+    tuple of float, one per item.
 
     Raises
     ------

@@ -130,7 +130,7 @@ class DistContext:
 
         Returns
         -------
-        bool
+        bool, rank 0's ``flag``.
         """
         return broadcast_flag(flag, self)
 

@@ -156,11 +156,11 @@ def goodness(spikes: Tensor) -> Tensor:
 
     Parameters
     ----------
-    spikes : time-first spikes ``(T, N, ...)``.
+    spikes : one layer's time-first spikes ``(T, N, ...)``.
 
     Returns
     -------
-    Tensor ``(N,)``.
+    Tensor ``(N,)``: each sample's goodness.
     """
     return spikes.sum(0).flatten(1).pow(2).mean(1)
 
@@ -719,7 +719,7 @@ def train_ff(
 
     Returns
     -------
-    BaselineResult, with ``passes = config.epochs``.
+    BaselineResult; its ``history`` holds each epoch's layer losses, then the head's fit.
 
     Raises
     ------

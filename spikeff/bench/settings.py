@@ -104,11 +104,11 @@ class BenchSettings:
 
         Parameters
         ----------
-        seed : the run's seed.
+        seed : the run's seed (it moves weights, noise and order; never the split).
 
         Returns
         -------
-        TrainConfig
+        TrainConfig, ``run.train`` with ``seed`` and ``control`` set.
         """
         return replace(self.run.train, seed=seed, control="random" in self.methods)
 
