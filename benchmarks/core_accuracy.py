@@ -33,6 +33,7 @@ from spikeff.experiment import run_splits, untrained_control
 from spikeff.probe import layer_probes
 from spikeff.provenance import device_name, git_commit
 from spikeff.readout import MODES
+from spikeff.records import EpochRecord
 
 
 def _fmt(values: list[float]) -> str:
@@ -106,10 +107,11 @@ def main() -> int:
         ctrl = m.get("control_accuracy", {}).get("energy")
         ci = "[{:.3f}, {:.3f}]".format(*wilson(acc["energy"], n))
         cc = " vs {:.4f} [{:.3f}, {:.3f}]".format(ctrl, *wilson(ctrl, n)) if ctrl is not None else ""
+        hist = [EpochRecord.from_dict(rec) for rec in m.get("history", [])]
         layers = [
-            f"L{k + 1} {m['history'][0][f'layer{k + 1}/loss']:.2f} -> {m['history'][-1][f'layer{k + 1}/loss']:.2f}, "
-            f"rate {r:.3f}" for k, r in enumerate(m["layer_rates"])
-        ] if m.get("history") else []
+            f"L{k + 1} {hist[0].layers[k].loss:.2f} -> {hist[-1].layers[k].loss:.2f}, rate {r:.3f}"
+            for k, r in enumerate(m["layer_rates"])
+        ] if hist else []
         lines.append(f"- seed {seed}: {acc['energy']:.4f} {ci}{cc}; {acc['average']:.4f} / "
                      f"{acc['deterministic']:.4f}; {m['train_seconds']:.0f} s training, {m['wall_seconds']:.0f} s "
                      "for the whole `spikeff train` (data, control, readouts); " + "; ".join(layers))
