@@ -598,8 +598,9 @@ def mine_negatives(net: FFNet, x: Tensor, y: Tensor, generator: torch.Generator)
 
 
 def fit_head(net: FFNet, batches: Iterable[Batch], generator: torch.Generator) -> list[float]:
-    """Fit the linear head by cross-entropy on the neutral pass's normalised top-layer counts (cached
-    once; Adam with a cosine decay over ``head_epochs`` shuffled passes); returns the epoch losses.
+    """Fit the linear head by cross-entropy on the neutral pass's normalised counts of the layers that
+    ``head_layers`` names (cached once; Adam with a cosine decay over ``head_epochs`` shuffled
+    passes); returns the epoch losses.
 
     Parameters
     ----------
