@@ -25,7 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, first_nonfinite, load_checkpoint, save_checkpoint
-from .config import DataConfig, RunConfig, RuntimeConfig, add_flags, flags, from_args, from_dict, to_dict
+from .config import (
+    DataConfig,
+    RunConfig,
+    RuntimeConfig,
+    add_flags,
+    flags,
+    from_args,
+    from_dict,
+    resolve_device,
+    to_dict,
+)
 from .data import (
     DataError,
     default_cache_dir,
@@ -106,25 +116,6 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
                       help="decode every file and list the bad ones (exit status 1 if there are any)")
     add_export_parser(sub)
     return parser
-
-
-def _device(name: str) -> torch.device:
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name}: not a device name (expected cpu, cuda or cuda:N)") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        return dev
-    available = getattr(getattr(torch, dev.type, None), "is_available", None)
-    if not (callable(available) and available()):
-        raise ValueError(f"--device {name}: {dev.type} is not available on this machine (use cpu, cuda or cuda:N)")
-    return dev
 
 
 def _writable_dir(path: Path) -> Path:
@@ -246,7 +237,7 @@ def _print_epoch(rec: EpochRecord) -> None:
 
 def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
     # Under torchrun (WORLD_SIZE > 1): join the group; only rank 0 prints and writes files.
-    ctx = init_from_env(_device(config.runtime.device))
+    ctx = init_from_env(resolve_device(config.runtime.device))
     if resume is not None and ctx.is_main:
         where = resume["trainer"].get("position", {}).get("batches")
         at = f", {where} batches into pass {resume['trainer']['stage'] + 1}" if where else ""
@@ -344,7 +335,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     CheckpointError : an unreadable checkpoint, or one that records no run config.
     DataError : the test samples are missing or were trained on, or their frames do not fit the model.
     """
-    device = _device(args.device)
+    device = resolve_device(args.device)
     net, meta = load_checkpoint(args.model, device)
     config = saved_config(meta, args.model)
     config = replace(config, runtime=RuntimeConfig(data_dir=args.data_dir and str(args.data_dir),

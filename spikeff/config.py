@@ -28,13 +28,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+import torch
+
 from .data import DATASETS
 from .network import NetworkConfig
 from .trainer import TrainConfig
 
 __all__ = [
     "DataConfig", "RuntimeConfig", "RunConfig", "Flag", "flags", "add_flags", "from_args", "given_flags",
-    "to_dict", "from_dict", "overrides", "parse_ints", "parse_finites", "parse_finite",
+    "to_dict", "from_dict", "overrides", "parse_ints", "parse_finites", "parse_finite", "resolve_device",
 ]
 
 T = TypeVar("T")
@@ -88,6 +90,39 @@ class RunConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device ``name`` (``--device``), checked to exist on this machine.
+
+    Parameters
+    ----------
+    name : ``cpu``, ``cuda``, ``cuda:N`` or another torch device type.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError : not a device name, or a device this machine lacks.
+    """
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name (expected cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return dev
+    available = getattr(getattr(torch, dev.type, None), "is_available", None)
+    if not (callable(available) and available()):
+        raise ValueError(f"--device {name}: {dev.type} is not available on this machine (use cpu, cuda or cuda:N)")
+    return dev
 
 
 # ----------------------------------------------------------------------------- flags
@@ -301,13 +336,8 @@ def from_args(args: argparse.Namespace | Mapping[str, Any], base: T | None = Non
     ValueError : a value that :func:`from_dict` refuses.
     """
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-    tree = to_dict(cls() if base is None else base)
-    for path, value in given_flags(values, flags(cls)).items():
-        node = tree
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
-    return from_dict(cls, tree)
+    given = given_flags(values, flags(cls))
+    return overrides(cls() if base is None else base, {".".join(path): value for path, value in given.items()})
 
 
 # ----------------------------------------------------------------------------- dicts

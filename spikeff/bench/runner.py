@@ -37,6 +37,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig
+from ..config import resolve_device
 from ..data import Splits, make_loader
 from ..energy import CostModel, get_cost_model
 from ..evaluation import evaluate
@@ -270,10 +271,9 @@ def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, re
     if not (resume or overwrite) and out.is_dir() and (any(out.glob("raw_*.json")) or (out / "report.json").exists()):
         raise ValueError(f"{out} already holds bench results; pass --resume to reuse them or --overwrite to "
                          "replace them")
+    resolve_device(s.device)
     out.mkdir(parents=True, exist_ok=True)
     s.splits()  # fail early on missing data, and build the frame cache once
-    if s.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {s.device}: CUDA is not available on this machine")
     workers = [m for m in METHODS if m in s.methods and m != "random"]
     if "random" in s.methods and "spikeff" not in workers:
         workers.insert(0, "spikeff")
