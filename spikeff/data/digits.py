@@ -222,7 +222,7 @@ class DigitsSource(Source):
         labels = self.events.labels
         train, test = stratified_split(labels, TEST_FRACTION, np.random.default_rng(SPLIT_SEED))
         sim = repr(self.events.simulator)
-        self.split_folders = {"train": "train", "test": "test"}
+        self.split_folders = {"train": "train (fixed 80% of sklearn digits)", "test": "test"}
         self.splits = {
             name: [
                 Sample(key=f"digits:{i}:{EVENT_SEED}:{sim}", label=int(labels[i]), index=int(i),
@@ -252,7 +252,6 @@ SPEC = DatasetSpec(
     classes=CLASSES,
     default_time_bins=10,
     resolutions=(34,),
-    needs_files=False,
     citation=CITATION,
     licence="CC BY 4.0",
     open_source=DigitsSource,

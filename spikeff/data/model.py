@@ -79,7 +79,6 @@ class DatasetSpec:
     resolutions: tuple[int, ...]
     window_us: int | None = None
     denoise_us: int | None = None
-    needs_files: bool = True
     folder: str = ""
     citation: str = ""
     licence: str = ""

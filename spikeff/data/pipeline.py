@@ -28,7 +28,7 @@ from .errors import DataError
 from .frames import AugmentedEventDataset, Counts, Decode, FrameDataset
 from .manifest import fingerprint, make_manifest, sample_digest
 from .model import BadSample, DatasetSpec
-from .plan import Plan, cache_entry, make_plan, open_source, where
+from .plan import Plan, cache_entry, make_plan, open_source, time_bins, where
 
 MAX_BAD_FRACTION = 0.05
 
@@ -355,7 +355,7 @@ def load_recorded_test(
     if fingerprint(chosen) != test["fingerprint"]:
         raise DataError(f"the recorded test samples in {where(spec, source)} carry other labels than when recorded")
     plan = Plan(spec=spec, source=source, samples={"test": chosen}, test_name=str(manifest["rule"]["test"]),
-                train_name="", n_time_bins=spec.default_time_bins if n_time_bins is None else int(n_time_bins),
+                train_name="", n_time_bins=time_bins(spec, n_time_bins),
                 resolution=spec.resolution(resolution), cache_root=default_cache_dir(cache_dir))
     arrays, rows, _, _ = _materialise(plan, "test", "frames", 0)
     labels = np.array([x.label for x in chosen], dtype=np.int64)

@@ -70,9 +70,7 @@ def make_plan(
         For arguments out of range, missing or malformed data, or an empty split.
     """
     spec = get_spec(name)
-    T = spec.default_time_bins if n_time_bins is None else int(n_time_bins)
-    if T < 1:
-        raise DataError(f"n_time_bins must be >= 1, got {n_time_bins}")
+    T = time_bins(spec, n_time_bins)
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if limit is not None and limit < 1:
@@ -83,8 +81,6 @@ def make_plan(
     if "train" in found and "test" in found:
         samples = {"train": found["train"], "test": found["test"]}
         train_name, test_name = source.split_folders["train"], "test"
-        if spec.name == "digits":
-            train_name, test_name = "train (fixed 80% of sklearn digits)", "test"
     else:
         (only,) = found
         folder = source.split_folders[only]
@@ -121,6 +117,28 @@ def make_plan(
         resolution=res,
         cache_root=default_cache_dir(cache_dir),
     )
+
+
+def time_bins(spec: DatasetSpec, n_time_bins: int | None) -> int:
+    """``n_time_bins``, or the dataset's default when ``None``; checked to be at least 1.
+
+    Parameters
+    ----------
+    spec : the dataset.
+    n_time_bins : the time bins asked for, or ``None``.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    DataError : fewer than 1 time bin.
+    """
+    T = spec.default_time_bins if n_time_bins is None else int(n_time_bins)
+    if T < 1:
+        raise DataError(f"n_time_bins must be >= 1, got {n_time_bins}")
+    return T
 
 
 def open_source(spec: DatasetSpec, data_dir: str | Path | None, download: bool) -> Source:
