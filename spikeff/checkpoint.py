@@ -68,8 +68,13 @@ def net_nonfinite(net: SpikingNet) -> str | None:
     -------
     str or None
     """
-    lifs = {f"layer {i + 1}": asdict(layer.lif) for i, layer in enumerate(net.layers)}
-    return first_nonfinite(net.state_dict(), {**lifs, "head": asdict(net.head.lif)})
+    return first_nonfinite(net.state_dict(), _named_lifs([asdict(layer.lif) for layer in net.layers],
+                                                         asdict(net.head.lif)))
+
+
+def _named_lifs(layer_lifs: list[dict[str, Any]], head_lif: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Neuron parameters by where they sit, for :func:`first_nonfinite`'s message."""
+    return {**{f"layer {i + 1}": d for i, d in enumerate(layer_lifs)}, "head": head_lif}
 
 
 def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | None = None) -> None:
@@ -159,8 +164,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")
     try:
-        lifs = {f"layer {i + 1}": d for i, d in enumerate(payload.get("layer_lif") or [])}
-        bad = first_nonfinite(payload["state_dict"], {**lifs, "head": payload.get("head_lif") or {}})
+        lifs = _named_lifs(list(payload.get("layer_lif") or []), payload.get("head_lif") or {})
+        bad = first_nonfinite(payload["state_dict"], lifs)
     except (KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its architecture: {e}") from e
     if bad is not None:

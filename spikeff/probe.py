@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
-from .network import SpikingNet
+from .network import SpikingNet, device_of
 
 __all__ = ["PROBE_CS", "layer_features", "fit_probe", "probe_accuracy", "layer_probes"]
 
@@ -54,7 +54,7 @@ def layer_features(
     ValueError : ``batches`` is empty.
     """
     net.eval()
-    device = next(net.parameters()).device
+    device = device_of(net)
     feats: list[list[np.ndarray]] = []
     labels = []
     for x, y in batches:

@@ -210,6 +210,13 @@ def test_quantize_loihi(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_quantize_loihi_refuses_neurons_with_different_decays():
+    net = make_net("lif", lif=LIFParams(beta=0.9, threshold=1.0))
+    net.head.lif = LIFParams(beta=0.8, threshold=1.0)  # as an imported net's head may
+    with pytest.raises(NIRExportError, match=r"one decay for every neuron.*\[0\.8, 0\.9\]"):
+        quantize_loihi(net)
+
+
 def test_checkpoint_keeps_per_layer_neurons(tmp_path):
     q = make_net("lif", lif=LIFParams(beta=0.9, threshold=1.0))
     for i, m in enumerate(q.neurons()):  # as a quantised or imported net's neurons may

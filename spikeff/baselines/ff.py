@@ -90,6 +90,7 @@ from ..network import (
     SpikingNet,
     _box_pool_size,
     check_input,
+    device_of,
     fused_conv_pool,
     init_fan_in_,
 )
@@ -692,7 +693,7 @@ def evaluate_ff(
         return Inference({mode: pred}, replace(c, synops=synops, synops_unfused=unfused, macs=macs, extra=extra,
                                                connections=links))
 
-    ev = evaluate_batches(batches, next(net.parameters()).device, infer)
+    ev = evaluate_batches(batches, device_of(net), infer)
     return ev.accuracy[mode], ev.ops
 
 

@@ -115,7 +115,7 @@ def meta_float(m: dict[str, Any], key: str) -> float | None:
 
 
 def graph_dt(graph: nir.NIRGraph, dt: float | None) -> float:
-    """``dt`` if given (checked), else the graph's ``metadata["dt"]``.
+    """``dt`` if given, else the graph's ``metadata["dt"]``; checked either way.
 
     Parameters
     ----------
@@ -132,10 +132,10 @@ def graph_dt(graph: nir.NIRGraph, dt: float | None) -> float:
     """
     if dt is not None:
         return check_dt(dt)
-    d = meta_float(graph.metadata if isinstance(graph.metadata, dict) else {}, "dt")
+    d = meta_float(meta(graph), "dt")
     if d is None:
-        raise NIRExportError("the graph has no dt in its metadata; pass dt=")
-    return d
+        raise NIRExportError("the graph has no dt in its metadata; pass dt= (seconds per time step)")
+    return check_dt(d)
 
 
 def uniform(name: str, field: str, a: Any) -> float:

@@ -135,7 +135,6 @@ def to_nir_graph(
         return f32(wt), f32(b)
 
     flat = False
-    n_conv = 0
     for i, layer in enumerate(net.layers):
         s, p = layer_parts(layer, i)
         lif: LIFParams = layer.lif
@@ -158,7 +157,6 @@ def to_nir_graph(
                 add(f"pool{i}", nir.SumPool2d(**arr) if pooling == "sum" else nir.AvgPool2d(**arr))
                 h, w = h // p, w // p
             add(f"lif{i}", _lif_node(lif, (c, h, w), dt, fold_r, {}))
-            n_conv += 1
         else:
             if not flat:
                 add("flatten", nir.Flatten(input_type={"input": np.array([c, h, w])}, start_dim=0, end_dim=-1))

@@ -23,7 +23,7 @@ from ._common import (
     NIRExportError,
     NIRImportError,
     chain,
-    check_dt,
+    graph_dt,
     meta,
     meta_float,
     read_graph,
@@ -98,13 +98,9 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
     """
     graph = read_graph(path_or_graph)
     order = chain(graph)
-    gm = graph.metadata if isinstance(graph.metadata, dict) else {}
-    if dt is None:
-        dt = meta_float(gm, "dt")
-        if dt is None:
-            raise NIRImportError("the graph has no dt in its metadata; pass dt= (seconds per time step)")
+    gm = meta(graph)
     try:
-        dt = check_dt(dt)
+        dt = graph_dt(graph, dt)
     except NIRExportError as e:
         raise NIRImportError(str(e)) from None
     noise = {k: max(meta_float(gm, k) or 0.0, 0.0) for k in ("delta", "sigma")}

@@ -146,9 +146,13 @@ def quantize_loihi(net: SpikingNet) -> tuple[SpikingNet, LoihiQuantization]:
     """
     if not isinstance(net, SpikingNet):
         raise NIRExportError(f"expected a spikeff SpikingNet, got {type(net).__name__}")
+    spiking = [m for m in net.neurons() if m is not net.head or net.head.kind == "lif"]
+    betas = sorted({m.lif.beta for m in spiking})
+    if len(betas) > 1:
+        raise NIRExportError(
+            f"Loihi quantisation uses one decay for every neuron; this net's neurons have beta {betas}")
+    dv = int(min(max(round((1.0 - betas[0]) * LOIHI_DECAY_SCALE), 0), LOIHI_DECAY_SCALE - 1))
     q = fold_norm(net)
-    base = net.config.lif
-    dv = int(min(max(round((1.0 - base.beta) * LOIHI_DECAY_SCALE), 0), LOIHI_DECAY_SCALE - 1))
     beta_q = 1.0 - dv / LOIHI_DECAY_SCALE
     names, wis, bis, exps, tis, clipped = [], [], [], [], [], 0
     syns: list[tuple[str, nn.Module, SpikingLayer | Readout]] = []
@@ -166,6 +170,6 @@ def quantize_loihi(net: SpikingNet) -> tuple[SpikingNet, LoihiQuantization]:
         clipped += nc
         if spiking:
             owner.lif = replace(owner.lif, beta=beta_q, threshold=ti * 2.0**exp)
-    q.config = replace(q.config, lif=replace(base, beta=beta_q))
+    q.config = replace(q.config, lif=replace(q.config.lif, beta=beta_q))
     info = LoihiQuantization(tuple(names), tuple(wis), tuple(bis), tuple(exps), tuple(tis), dv, clipped)
     return q, info
