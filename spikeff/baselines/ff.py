@@ -82,6 +82,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..choices import check_choices
 from ..energy import InputOps, OpCounts, count_ops
 from ..evaluation import Inference, evaluate_batches
 from ..network import (
@@ -133,12 +134,7 @@ class FFConfig:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))  # JSON gives lists
         if min(self.hidden, default=1) < 1:
             raise ValueError(f"hidden layer sizes must be positive, got {self.hidden}")
-        if self.loss not in ("threshold", "symba"):
-            raise ValueError(f"loss must be 'threshold' or 'symba', got {self.loss!r}")
-        if self.head_layers not in ("top", "upper", "all"):
-            raise ValueError(f"head_layers must be 'top', 'upper' or 'all', got {self.head_layers!r}")
-        if self.label_layers not in ("first", "all"):
-            raise ValueError(f"label_layers must be 'first' or 'all', got {self.label_layers!r}")
+        check_choices(self)
         if self.epochs < 0 or self.head_epochs < 0:
             raise ValueError(f"epochs and head_epochs must be >= 0, got {self.epochs}, {self.head_epochs}")
         values = (self.lr, self.threshold, self.sharpness, self.label_scale, self.head_lr)
@@ -148,8 +144,6 @@ class FFConfig:
             raise ValueError(f"mine_candidates must be >= 1 or None, got {self.mine_candidates}")
         if not 0.0 <= self.hard_fraction <= 1.0:
             raise ValueError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
-        if self.predict not in PREDICT_MODES:
-            raise ValueError(f"predict must be one of {PREDICT_MODES}, got {self.predict!r}")
 
 
 def goodness(spikes: Tensor) -> Tensor:
@@ -280,7 +274,7 @@ class FFNet(nn.Module):
         #: the layers whose normalised counts the head reads (``FFConfig.head_layers``)
         self.head_layers = self.head_layer_indices(head_layers)
         sizes = self.layer_sizes()
-        device = self.layers[0].synapse.weight.device
+        device = device_of(self)
         self.head = nn.Linear(sum(sizes[i] for i in self.head_layers), self.config.n_classes, device=device)
         init_fan_in_(self.head, generator)
 
@@ -288,7 +282,7 @@ class FFNet(nn.Module):
     def layer_sizes(self) -> list[int]:
         """Neurons per layer (after pooling), from one zero bin through the synapses."""
         c, h, w = self.config.input_shape
-        x, sizes = torch.zeros(1, 1, c + self.config.n_classes, h, w, device=self.layers[0].synapse.weight.device), []
+        x, sizes = torch.zeros(1, 1, c + self.config.n_classes, h, w, device=device_of(self)), []
         for layer in self.layers:
             x = layer.currents(x)
             sizes.append(x[0, 0].numel())
@@ -312,7 +306,7 @@ class FFNet(nn.Module):
         """
         k = self.config.n_classes
         if labels is None:
-            return torch.full((n, k), self.ff.label_scale / k, device=self.layers[0].synapse.weight.device)
+            return torch.full((n, k), self.ff.label_scale / k, device=device_of(self))
         return F.one_hot(labels, k).float() * self.ff.label_scale
 
     def label_inputs(self, labels: Tensor | None, n: int = 0) -> Tensor:
@@ -613,7 +607,7 @@ def fit_head(net: FFNet, batches: Iterable[Batch], generator: torch.Generator) -
     -------
     list of float, one mean loss per epoch; empty without batches or with ``head_epochs = 0``.
     """
-    device = net.head.weight.device
+    device = device_of(net)
     feats, labels, bs = [], [], 1
     for x, y in batches:
         feats.append(net.head_features(x.to(device))[0])
@@ -759,7 +753,7 @@ def train_layers(net: FFNet, train_batches: Iterable[Batch], noise: torch.Genera
     ------
     RuntimeError : a layer's FF loss is not finite.
     """
-    config, device = net.ff, net.head.weight.device
+    config, device = net.ff, device_of(net)
     opts = [torch.optim.Adam(net.layer_parameters(i), lr=config.lr) for i in range(len(net.layers))]
     steps = config.epochs * len(train_batches) if hasattr(train_batches, "__len__") else 0
     scheds = [cosine_schedule(opt, steps) for opt in opts] if steps else []

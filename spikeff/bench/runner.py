@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..baselines import BPTTConfig
+from ..baselines import BPTTConfig, FFConfig, select_bptt, train_bptt, train_ff, train_linear
 from ..config import resolve_device
 from ..data import Splits, make_loader
 from ..energy import CostModel, get_cost_model
@@ -57,7 +57,6 @@ def _gen(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-@torch.no_grad()
 def _peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -140,8 +139,6 @@ def _network_passes(train_cfg: TrainConfig, net: SpikingNet) -> int:
 
 def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.device,
                   models: list[CostModel]) -> dict[str, Any]:
-    from ..baselines import FFConfig, select_bptt, train_bptt, train_ff, train_linear
-
     net_cfg = s.network_config(splits)
     test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     out: dict[str, Any] = {"trials": 1}  # passes per inference

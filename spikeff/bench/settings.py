@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..baselines import BPTTConfig
+from ..choices import check_choices
 from ..config import RunConfig, flags, overrides, to_dict
 from ..data import Splits
 from ..energy import COST_MODELS, InputOps, get_cost_model
@@ -90,8 +91,7 @@ class BenchSettings:
             raise ValueError(f"trials curve values must be >= 1, got {self.trials_curve}")
         if not self.noise_levels or min(self.noise_levels) < 0:
             raise ValueError(f"noise levels must be >= 0, got {self.noise_levels}")
-        if self.input_ops not in ("events", "dense"):
-            raise ValueError(f"input_ops must be 'events' or 'dense', got {self.input_ops!r}")
+        check_choices(self)
         for name in self.cost_models:
             get_cost_model(name)
 
