@@ -54,6 +54,9 @@ class DataConfig:
                                 metadata={"help": "held-out share of Train when the dataset has no Test split"})
     split_seed: int = field(default=0, metadata={
         "help": "seed of that held-out share and of --limit; fixed, independent of --seed"})
+    tune: bool = field(default=False, metadata={
+        "help": "score on a held-out --val-fraction of the training set instead (for choosing settings; "
+                "the test or validation split is not read)"})
     download: bool = field(default=False, metadata={"help": "download a missing dataset with tonic"})
 
     def __post_init__(self) -> None:
@@ -369,6 +372,8 @@ def _check_value(value: Any, t: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected one of {get_args(t)}, got {value!r}")
         return value
     if origin is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # one number for a list of numbers (the form of settings that became lists)
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {value!r}")
         return tuple(_check_value(v, get_args(t)[0], where) for v in value)

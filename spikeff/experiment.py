@@ -152,7 +152,7 @@ def data_options(config: RunConfig) -> dict[str, Any]:
     d, r = config.data, config.runtime
     return {"name": d.dataset, "data_dir": r.data_dir, "cache_dir": r.cache_dir, "n_time_bins": d.time_bins,
             "seed": d.split_seed, "val_fraction": d.val_fraction, "limit": d.limit, "resolution": d.resolution,
-            "download": d.download}
+            "download": d.download, "tune": d.tune}
 
 
 def run_splits(config: RunConfig) -> Splits:

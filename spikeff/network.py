@@ -68,7 +68,8 @@ class NetworkConfig:
         "flag": "--channels", "help": "conv channels per layer"})
     hidden: tuple[int, ...] = field(default=(), metadata={"help": "fully connected layer sizes after the convs"})
     kernel_size: int = field(default=3, metadata={"help": "conv kernel size (odd)"})
-    pool: int = field(default=2, metadata={"help": "average-pool size after each conv (1: none)"})
+    pool: tuple[int, ...] = field(default=(2,), metadata={
+        "help": "average-pool size after the convs: one size for every conv, or one per conv, e.g. 2,2,1 (1: none)"})
     lif: LIFParams = field(default_factory=LIFParams)  # what every layer and the head are built with
     readout: HeadKind = field(default="linear", metadata={"help": "readout head: linear or spiking LIF"})
     scan: ScanBackend = field(default="eager", metadata={
@@ -80,6 +81,8 @@ class NetworkConfig:
                 "synapse for evaluation and NIR)"})
 
     def __post_init__(self) -> None:
+        # one int (configs written before per-layer pools, and the short form in Python) -> a tuple
+        object.__setattr__(self, "pool", tuple(self.pool) if isinstance(self.pool, (tuple, list)) else (self.pool,))
         if self.input_shape is not None and (len(self.input_shape) != 3 or min(self.input_shape) < 1):
             raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}")
         if self.n_classes is not None and self.n_classes < 2:
@@ -88,11 +91,19 @@ class NetworkConfig:
             raise ValueError("the network needs at least one conv or hidden layer")
         if min(self.conv_channels + self.hidden, default=1) < 1:
             raise ValueError("layer sizes must be positive")
-        if self.kernel_size % 2 == 0 or self.pool < 1:
-            raise ValueError(f"kernel_size must be odd and pool >= 1, got {self.kernel_size}, {self.pool}")
-        if self.input_shape is not None and min(self.input_shape[1:]) // self.pool ** len(self.conv_channels) < 1:
-            raise ValueError(f"{len(self.conv_channels)} pooling layers shrink input {self.input_shape} to nothing")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        if len(self.pool) not in (1, max(1, len(self.conv_channels))) or min(self.pool) < 1:
+            raise ValueError(f"pool must be one size >= 1 or one per conv layer ({len(self.conv_channels)}), "
+                             f"got {self.pool}")
+        if self.input_shape is not None and min(self.input_shape[1:]) // math.prod(self.pools) < 1:
+            raise ValueError(f"pools {self.pools} shrink input {self.input_shape} to nothing")
         check_choices(self)
+
+    @property
+    def pools(self) -> tuple[int, ...]:
+        """The average-pool size after each conv layer."""
+        return self.pool * len(self.conv_channels) if len(self.pool) == 1 else self.pool
 
     def for_data(self, input_shape: tuple[int, int, int], n_classes: int) -> NetworkConfig:
         """This architecture for frames of ``input_shape`` and ``n_classes`` classes.
@@ -330,12 +341,12 @@ class SpikingNet(nn.Module):
         c, h, w = config.input_shape
         scan = make_scan(config.scan)  # one per net: a compiled scan's kernels are shared by its layers
         layers: list[SpikingLayer] = []
-        for out in config.conv_channels:
+        for out, p in zip(config.conv_channels, config.pools):
             conv = nn.Conv2d(c, out, config.kernel_size, padding=config.kernel_size // 2)
-            pool = nn.AvgPool2d(config.pool) if config.pool > 1 else None
+            pool = nn.AvgPool2d(p) if p > 1 else None
             norm = nn.BatchNorm2d(out, momentum=None, affine=False) if config.norm == "batch" else None
             layers.append(SpikingLayer(conv, pool, config.lif, scan, config.precision, norm))
-            c, h, w = out, h // config.pool, w // config.pool
+            c, h, w = out, h // p, w // p
         features = c * h * w
         for out in config.hidden:
             norm = nn.BatchNorm1d(out, momentum=None, affine=False) if config.norm == "batch" else None

@@ -77,3 +77,19 @@ def test_missing_keys_take_defaults_and_bad_ones_are_refused():
         DataConfig(dataset="mnist")
     with pytest.raises(ValueError, match="unknown setting train.nope"):
         overrides(RunConfig(), {"train.nope": 1})
+
+
+def test_pool_per_conv_layer_and_the_one_number_form():
+    from spikeff.network import SpikingNet
+
+    c = _parsed(["--channels", "4,8,8", "--pool", "2,2,1"]).network
+    assert c.pool == (2, 2, 1) and c.pools == (2, 2, 1)
+    assert _parsed(["--channels", "4,8,8", "--pool", "2"]).network.pools == (2, 2, 2)
+    net = SpikingNet(c.for_data((2, 16, 16), 3))
+    assert net.head.fc.in_features == 8 * 4 * 4  # 16 -> 8 -> 4 -> 4
+    old = from_dict(RunConfig, {"network": {"pool": 2}})  # configs saved when pool was one int
+    assert old.network.pool == (2,) and NetworkConfig(pool=3).pool == (3,)
+    with pytest.raises(ValueError, match="one per conv layer"):
+        NetworkConfig(conv_channels=(4, 8, 8), pool=(2, 2))
+    with pytest.raises(ValueError, match="shrink input"):
+        NetworkConfig((2, 16, 16), 3, conv_channels=(4, 8, 8), pool=(4, 4, 2))

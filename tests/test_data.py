@@ -28,6 +28,7 @@ from spikeff.data import (
     time_first_collate,
 )
 from spikeff.data.digits import DigitsSource
+from spikeff.data.manifest import sample_digest
 
 NMNIST_DTYPE = tonic.datasets.NMNIST.dtype
 REAL_COUNTS = [97, 116, 99, 93, 105, 92, 94, 117, 87, 100]
@@ -138,6 +139,18 @@ def test_nmnist_partial_copy_gets_seeded_validation_split(fake_nmnist, cache):
     assert frames.shape == (4, 5, 2, 34, 34) and labels.shape == (5,)
     s1 = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=4, seed=1)
     assert s1.test_name.endswith("seed 1)")
+
+
+def test_tuning_share_is_carved_from_the_training_set_only(fake_nmnist, cache):
+    full = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=4)
+    tuned = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=4, tune=True)
+    train = set(full.manifest["train"]["digests"])
+    held = {sample_digest(i) for i in tuned.manifest["test"]["samples"]}
+    assert held and held <= train and not held & set(tuned.manifest["train"]["digests"])
+    assert held | set(tuned.manifest["train"]["digests"]) == train  # every training sample, and nothing else
+    assert not held & {sample_digest(i) for i in full.manifest["test"]["samples"]}
+    assert tuned.test_name.startswith("tuning share") and "validation" in tuned.test_name
+    assert tuned.manifest["rule"]["tune"] is True
 
 
 def test_nmnist_real_test_split_is_the_test_set(fake_nmnist, cache):

@@ -23,9 +23,9 @@ from spikeff.nir import (
 
 
 def make_net(readout: str = "linear", input_shape=(2, 16, 16), channels=(4, 8), hidden=(16,), seed: int = 0,
-             lif: LIFParams | None = None, gain: float = 3.0, norm: str = "none") -> SpikingNet:
+             lif: LIFParams | None = None, gain: float = 3.0, norm: str = "none", pool=(2,)) -> SpikingNet:
     """A tiny net; weights scaled by ``gain`` so that every layer spikes."""
-    cfg = NetworkConfig(input_shape, 4, conv_channels=channels, hidden=hidden,
+    cfg = NetworkConfig(input_shape, 4, conv_channels=channels, hidden=hidden, pool=pool,
                         lif=lif or LIFParams(beta=0.9, threshold=1.0), readout=readout, norm=norm)
     net = SpikingNet(cfg, torch.Generator().manual_seed(seed))
     with torch.no_grad():
@@ -97,10 +97,10 @@ def test_avg_pooling_and_fold_r():
 # ----------------------------------------------------------------------------- equivalence
 
 
-@pytest.mark.parametrize("readout", ["linear", "lif"])
+@pytest.mark.parametrize("readout,pool", [("linear", (2,)), ("lif", (2,)), ("linear", (2, 1))])
 @pytest.mark.parametrize("pooling", ["sum", "avg"])
-def test_round_trip_identical(tmp_path, readout, pooling):
-    net = make_net(readout, lif=LIFParams(beta=0.8, threshold=0.7, delta=0.1, sigma=0.05))
+def test_round_trip_identical(tmp_path, readout, pool, pooling):
+    net = make_net(readout, lif=LIFParams(beta=0.8, threshold=0.7, delta=0.1, sigma=0.05), pool=pool)
     path = tmp_path / "m.nir"
     export_nir(net, path, dt=5e-4, pooling=pooling)
     back = from_nir(path)

@@ -37,7 +37,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig, FFConfig, select_bptt, train_bptt, train_ff, train_linear
-from ..config import resolve_device
+from ..config import from_dict, resolve_device
 from ..data import Splits, make_loader
 from ..energy import CostModel, get_cost_model
 from ..evaluation import evaluate
@@ -229,11 +229,12 @@ def _load_raw(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable raw result ({e}); move it away or run without --resume") from None
     saved = raw.get("settings")
-    if isinstance(saved, dict) and "run" not in saved:  # written before the settings tree: flat keys
-        try:
-            saved = settings_key(legacy_settings(saved))
-        except (ValueError, TypeError):
-            return None
+    if not isinstance(saved, dict):
+        return None
+    try:  # read as today's settings: keys added since take their defaults, which is what the run had
+        saved = settings_key(from_dict(BenchSettings, saved) if "run" in saved else legacy_settings(saved))
+    except (ValueError, TypeError):
+        return None
     return raw if saved == key else None
 
 

@@ -25,6 +25,7 @@ def describe(
     limit: int | None = None,
     resolution: int | None = None,
     download: bool = False,
+    tune: bool = False,
     check: bool = False,
 ) -> Description:
     """A report for ``spikeff data info``: source, sensor, counts per split and class, cache state.
@@ -33,7 +34,7 @@ def describe(
 
     Parameters
     ----------
-    name, data_dir, cache_dir, n_time_bins, seed, val_fraction, limit, resolution, download
+    name, data_dir, cache_dir, n_time_bins, seed, val_fraction, limit, resolution, download, tune
         As for :func:`spikeff.data.load_splits`.
     check : bool
         Decode every file found and list the bad ones (see :func:`check_files`).
@@ -48,7 +49,7 @@ def describe(
     DataError
         As :func:`spikeff.data.load_splits` does for missing or malformed data.
     """
-    plan = make_plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution)
+    plan = make_plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution, tune)
     spec = plan.spec
     counts = Counts.from_labels(
         {s: np.array([x.label for x in plan.samples[s]], dtype=np.int64) for s in ("train", "test")},

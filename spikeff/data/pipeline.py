@@ -215,6 +215,7 @@ def load_splits(
     limit: int | None = None,
     resolution: int | None = None,
     num_workers: int = 0,
+    tune: bool = False,
 ) -> Splits:
     """Load a catalogued dataset as train/test torch datasets of ``(frames (T, 2, H, W), label)``.
 
@@ -243,6 +244,9 @@ def load_splits(
         Output size for ``dvsgesture`` (32 or 64).
     num_workers : int
         DataLoader workers used to decode files while a cache is built.
+    tune : bool
+        Hold out a seeded ``val_fraction`` of the *training* set and return it as the test set,
+        for choosing settings; the dataset's test (or validation) samples are not read.
 
     Returns
     -------
@@ -255,7 +259,7 @@ def load_splits(
     DataError
         Missing data, malformed files or folders, too many unreadable files.
     """
-    plan = make_plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution)
+    plan = make_plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution, tune)
     spec = plan.spec
     labels = {s: np.array([x.label for x in plan.samples[s]], dtype=np.int64) for s in ("train", "test")}
     datasets, skipped, cache = {}, [], {}
@@ -286,7 +290,7 @@ def load_splits(
                 stacklevel=2,
             )
     rule = {"test": plan.test_name, "train": plan.train_name, "split_seed": seed,
-            "val_fraction": val_fraction, "limit": limit}
+            "val_fraction": val_fraction, "limit": limit, "tune": tune}
     return Splits(
         spec=spec,
         train=datasets["train"],

@@ -1,7 +1,9 @@
 """Planning a load: which samples make the train and test sets, and where their frames are cached.
 
 The test set is the dataset's own Test split when there is one on disk, else a seeded stratified
-share of the one split that exists; ``limit`` then keeps a seeded, class-balanced subset of each.
+share of the one split that exists. ``tune`` then splits the *training* set the same way and makes
+its held-out share the test set, so that settings can be chosen without reading the reported split.
+``limit`` then keeps a seeded, class-balanced subset of each.
 Nothing is decoded here: :mod:`spikeff.data.pipeline` builds the frames, :mod:`spikeff.data.describe`
 reports on the plan.
 """
@@ -19,7 +21,7 @@ from .errors import DataError
 from .model import DatasetSpec, Sample, Source
 from .selection import balanced_subset, stratified_split
 
-_SPLIT_STREAM, _LIMIT_STREAM = 1, 2  # independent seeded streams: split, then limit
+_SPLIT_STREAM, _LIMIT_STREAM, _TUNE_STREAM = 1, 2, 3  # independent seeded streams: split, limit, tuning share
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,13 @@ def make_plan(
     download: bool,
     limit: int | None,
     resolution: int | None,
+    tune: bool = False,
 ) -> Plan:
     """Find a dataset's samples and choose its train and test sets.
 
     Parameters
     ----------
-    name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution
+    name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution, tune
         As for :func:`spikeff.data.load_splits`.
 
     Returns
@@ -94,6 +97,15 @@ def make_plan(
         train_name = f"the other {(1 - val_fraction) * 100:g}% of {folder}"
         if only == "test":
             train_name += f" (no {source.split_folders['train']} split found)"
+    if tune:
+        pool = samples["train"]
+        keep, held = stratified_split(
+            np.array([s.label for s in pool]), val_fraction, np.random.default_rng([seed, _TUNE_STREAM])
+        )
+        samples = {"train": [pool[i] for i in keep], "test": [pool[i] for i in held]}
+        test_name = (f"tuning share (seeded {val_fraction * 100:g}% of the training set, seed {seed}; "
+                     f"{test_name} not read)")
+        train_name = f"the other {(1 - val_fraction) * 100:g}% of the training set ({train_name})"
     for split, chosen in samples.items():
         if not chosen:
             raise DataError(

@@ -201,7 +201,7 @@ def to_nir_graph(
         "input_shape": np.array(cfg.input_shape),
         "n_classes": int(cfg.n_classes),
         "kernel_size": int(cfg.kernel_size),
-        "pool": int(cfg.pool),
+        "pool": np.array(cfg.pools),
     }
     meta.update(metadata or {})
     try:

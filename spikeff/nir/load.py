@@ -153,8 +153,8 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
         lif, gain = _lif_from_node(lname, lnode, dt, noise)
         convs.append({"w": wt * scale * gain, "b": np.asarray(conv.bias, dtype=np.float64) * scale * gain,
                       "k": k, "p": p, "lif": lif})
-    if len({c["k"] for c in convs}) > 1 or len({c["p"] for c in convs}) > 1:
-        raise NIRImportError("all conv layers must share one kernel size and one pool size in spikeff")
+    if len({c["k"] for c in convs}) > 1:
+        raise NIRImportError("all conv layers must share one kernel size in spikeff")
     if expect("Flatten"):
         pos += 1
     elif convs or pos < len(nodes):
@@ -183,12 +183,13 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
     if not lifs:
         raise fail("the graph has no hidden LIF layer")
     kind = "lif" if head["lif"] is not None else "linear"
+    pools = tuple(c["p"] for c in convs)
     try:
         cfg = NetworkConfig(
             input_shape=tuple(inp), n_classes=int(head["w"].shape[0]),
             conv_channels=tuple(int(c["w"].shape[0]) for c in convs),
             hidden=tuple(int(d["w"].shape[0]) for d in hidden),
-            kernel_size=convs[0]["k"] if convs else 3, pool=convs[0]["p"] if convs else 2,
+            kernel_size=convs[0]["k"] if convs else 3, pool=pools[:1] if len(set(pools)) == 1 else pools or (2,),
             lif=lifs[0], readout=kind, norm="none",  # folded on export
         )
         net = SpikingNet(cfg, torch.Generator().manual_seed(0))  # weights overwritten below
