@@ -257,7 +257,7 @@ def train_and_evaluate(
     sync = ctx.data_parallel(net, len(splits.train), batch_size)
     train_loader = make_loader(splits.train, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     test_loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed, num_workers=num_workers)
-    trials = train_config.eval_trials or train_config.trials
+    trials = train_config.test_trials
 
     trainer = LayerTrainer(net, train_config, gens["train"], sync)
     ctx.own_noise(gens["train"])  # after the trainer drew its projections, identical on all ranks

@@ -94,6 +94,11 @@ class TrainConfig:
             raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
         check_choices(self)
 
+    @property
+    def test_trials(self) -> int:
+        """Trials per test input: ``eval_trials``, or ``trials`` when it is unset."""
+        return self.eval_trials or self.trials
+
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, sync: DataParallel | None = None) -> None:
     """One optimiser step on ``loss``; under ``sync`` the gradients are averaged over the ranks first.

@@ -93,9 +93,28 @@ def test_results_are_kept_and_resumed_only_with_matching_settings(tmp_path: Path
     monkeypatch.setattr(runner, "run_method", lambda m, st: calls.append(m) or pytest.fail("should reuse"))
     again = run_bench(s, out, resume=True)
     assert calls == [] and again["methods"]["linear"]["accuracy"] == first["methods"]["linear"]["accuracy"]
+    raw_path = out / "raw_linear.json"  # written before a setting existed, or when pool was one int
+    raw = json.loads(raw_path.read_text())
+    del raw["settings"]["run"]["data"]["tune"]
+    raw["settings"]["run"]["network"]["pool"] = 2
+    raw_path.write_text(json.dumps(raw))
+    assert run_bench(s, out, resume=True)["methods"]["linear"]["accuracy"] == first["methods"]["linear"]["accuracy"]
     monkeypatch.undo()
     other = overrides(s, {"run.data.time_bins": 2})  # changed settings: the saved result does not count
     assert run_bench(other, out, resume=True)["data"]["time_bins"] == 2
+
+
+def test_every_spikeff_measurement_uses_the_eval_trials(tmp_path: Path):
+    s = overrides(tiny(tmp_path, seeds=1, methods=("spikeff", "random")), {"run.train.eval_trials": 3})
+    report = run_bench(s, tmp_path / "out")
+    raw = json.loads((tmp_path / "out" / "raw_spikeff.json").read_text())
+    rec = raw["seeds"][0]
+    assert raw["eval_trials"] == 3 and raw["trials"] == 2
+    assert rec["ops"]["energy"] == rec["trials_curve"]["3"]["ops"]  # the reported accuracy's trial count
+    assert report["methods"]["spikeff"]["trials"] == 3 and "3 trials" in report["noise_curve"]["method"]
+    assert "random n=3" in {p["name"] for p in report["frontier"]["points"]}
+    sf = report["methods"]["spikeff"]  # training throughput still counts the training trials
+    assert sf["trial_samples_per_second"] == pytest.approx(2 * sf["samples_per_second"])
 
 
 def test_select_bptt_picks_on_the_training_holdout_and_reports_its_curve(tmp_path: Path):

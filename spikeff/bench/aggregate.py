@@ -95,7 +95,7 @@ def _method_entry(raw: dict[str, Any], models: list[str], control: bool = False)
         modes = {mode: _mode_entry([r["accuracy"][mode] for r in src], [r["ops"][mode] for r in src], models, n_test)
                  for mode in BENCH_MODES}
         entry: dict[str, Any] = {"primary_mode": "energy", **modes["energy"], "readout_modes": modes,
-                                 "trials": raw["trials"]}
+                                 "trials": raw.get("eval_trials", raw["trials"])}  # raws before eval_trials
     else:
         entry = {**_mode_entry([r["accuracy"] for r in seeds], [r["ops"] for r in seeds], models, n_test),
                  "trials": raw["trials"]}
@@ -107,7 +107,7 @@ def _method_entry(raw: dict[str, Any], models: list[str], control: bool = False)
     else:
         secs = _stats([r["train_seconds"] for r in seeds])
         sps = n_train * passes / secs["mean"]
-        per_input = TRAIN_TRIALS.get(raw["method"], raw["trials"])
+        per_input = TRAIN_TRIALS.get(raw["method"], raw["trials"])  # spikeff: its training trials
         entry.update(train_seconds=secs["mean"], train_seconds_detail=secs, samples_per_second=sps,
                      trial_samples_per_second=sps * per_input, passes_over_train_set=passes)
     entry.update(peak_memory_mib=raw["peak_memory_mib"], peak_memory_isolated=raw["isolated"],
@@ -236,7 +236,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
         report["noise_curve"] = {**_curve(sf["seeds"], "noise_curve", models, n_test),
                                  "method": "evaluated at each escape-noise temperature delta without retraining "
                                            f"(trained at delta={sf['network']['lif']['delta']}), "
-                                           f"{sf['trials']} trials"}
+                                           f"{sf.get('eval_trials', sf['trials'])} trials"}
         report["ed_history"] = _ed_history(sf["seeds"])
         report["probes"] = _probes(sf["seeds"])
     report["frontier"] = _frontier(report["trials_curve"], methods, models)

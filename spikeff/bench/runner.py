@@ -84,7 +84,8 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
 
     test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
-    curve = sorted(set(s.trials_curve) | {train_cfg.trials})
+    trials = train_cfg.test_trials  # the trials of the reported accuracy; every measurement here uses them
+    curve = sorted(set(s.trials_curve) | {trials})
     lif0 = net_cfg.lif
     levels = sorted(set(s.noise_levels) | {lif0.delta})
     seeds_out = []
@@ -100,13 +101,13 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         for j, n in enumerate(tqdm(curve, desc="trials curve", leave=False, dynamic_ncols=True)):
             acc_n, ops = measure(net, n, g(j))
             by_trials[n] = {"accuracy": acc_n, "ops": ops}
-        rec["ops"] = {"energy": by_trials[train_cfg.trials]["ops"], "deterministic": measure(net, 1, g(50), True)[1]}
+        rec["ops"] = {"energy": by_trials[trials]["ops"], "deterministic": measure(net, 1, g(50), True)[1]}
         rec["trials_curve"] = by_trials
         noise = {}
         try:
             for j, d in enumerate(tqdm(levels, desc="noise curve", leave=False, dynamic_ncols=True)):
                 net.with_lif(replace(lif0, delta=d))
-                acc_d, ops = measure(net, train_cfg.trials, g(200 + j))
+                acc_d, ops = measure(net, trials, g(200 + j))
                 noise[d] = {"accuracy": acc_d, "ops": ops}
         finally:
             net.with_lif(lif0)
@@ -114,18 +115,18 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         if seed == 0:
             x, _ = next(iter(test))
             rec["raster"] = _raster(net, x.to(device), g(300))
-        rec["probes"] = {"trained": layer_probes(net, train, test, train_cfg.trials, g(500))}
+        rec["probes"] = {"trained": layer_probes(net, train, test, trials, g(500))}
         if "random" in s.methods:
             ctrl = untrained_control(net_cfg, seed, device, train, g(402))
-            rec["probes"]["control"] = layer_probes(ctrl, train, test, train_cfg.trials, g(501))
+            rec["probes"]["control"] = layer_probes(ctrl, train, test, trials, g(501))
             c_acc = m["control_accuracy"]
             rec["control"] = {"accuracy": {mode: c_acc[mode] for mode in BENCH_MODES},
                               "layer_rates": m["control_layer_rates"],
-                              "ops": {"energy": measure(ctrl, train_cfg.trials, g(400))[1],
+                              "ops": {"energy": measure(ctrl, trials, g(400))[1],
                                       "deterministic": measure(ctrl, 1, g(401), True)[1]}}
         seeds_out.append(rec)
     return {"seeds": seeds_out, "network": net_cfg.to_dict(), "train_config": asdict(train_cfg),
-            "passes": _network_passes(train_cfg, net), "trials": train_cfg.trials}
+            "passes": _network_passes(train_cfg, net), "trials": train_cfg.trials, "eval_trials": trials}
 
 
 def _network_passes(train_cfg: TrainConfig, net: SpikingNet) -> int:
