@@ -150,6 +150,7 @@ def test_tuning_share_is_carved_from_the_training_set_only(fake_nmnist, cache):
     assert held | set(tuned.manifest["train"]["digests"]) == train  # every training sample, and nothing else
     assert not held & {sample_digest(i) for i in full.manifest["test"]["samples"]}
     assert tuned.test_name.startswith("tuning share") and "validation" in tuned.test_name
+    assert "tuning" in str(tuned.counts).splitlines()[0]
     assert tuned.manifest["rule"]["tune"] is True
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import DataError
 from .frames import Counts
-from .model import BadSample, Source
+from .model import BadSample, Source, labels_of
 from .plan import cache_entry, make_plan
 
 
@@ -52,7 +51,7 @@ def describe(
     plan = make_plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution, tune)
     spec = plan.spec
     counts = Counts.from_labels(
-        {s: np.array([x.label for x in plan.samples[s]], dtype=np.int64) for s in ("train", "test")},
+        {s: labels_of(plan.samples[s]) for s in ("train", "test")},
         spec.classes,
         plan.test_name,
     )

@@ -110,7 +110,8 @@ class Counts(dict):
         classes : sequence of str
             The class names, in index order.
         test_name : str
-            The test split's name; the table heads it "validation" unless it is ``"test"``.
+            The test split's name; the table heads it "test", "tuning" (a share of the training set)
+            or "validation".
 
         Returns
         -------
@@ -119,7 +120,8 @@ class Counts(dict):
         return cls(
             {s: {k: int(n) for k, n in enumerate(np.bincount(y, minlength=len(classes)))} for s, y in labels.items()},
             classes,
-            {"train": "train", "test": "test" if test_name == "test" else "validation"},
+            {"train": "train", "test": "test" if test_name == "test" else
+             "tuning" if test_name.startswith("tuning") else "validation"},
         )
 
     def __str__(self) -> str:

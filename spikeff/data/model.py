@@ -43,6 +43,11 @@ class Sample:
         return str(self.path) if self.path is not None else self.key
 
 
+def labels_of(samples: Sequence[Sample]) -> np.ndarray:
+    """The samples' labels as an int64 array."""
+    return np.array([x.label for x in samples], dtype=np.int64)
+
+
 class BadSample(Exception):
     """A sample file that cannot be decoded (empty, truncated, unreadable): skipped and counted."""
 

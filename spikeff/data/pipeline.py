@@ -27,7 +27,7 @@ from .catalog import get_spec
 from .errors import DataError
 from .frames import AugmentedEventDataset, Counts, Decode, FrameDataset
 from .manifest import fingerprint, make_manifest, sample_digest
-from .model import BadSample, DatasetSpec
+from .model import BadSample, DatasetSpec, labels_of
 from .plan import Plan, cache_entry, make_plan, open_source, time_bins, where
 
 MAX_BAD_FRACTION = 0.05
@@ -261,7 +261,7 @@ def load_splits(
     """
     plan = make_plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution, tune)
     spec = plan.spec
-    labels = {s: np.array([x.label for x in plan.samples[s]], dtype=np.int64) for s in ("train", "test")}
+    labels = {s: labels_of(plan.samples[s]) for s in ("train", "test")}
     datasets, skipped, cache = {}, [], {}
     for split in ("train", "test"):
         kind = "events" if (augment and split == "train") else "frames"
@@ -362,5 +362,4 @@ def load_recorded_test(
                 train_name="", n_time_bins=time_bins(spec, n_time_bins),
                 resolution=spec.resolution(resolution), cache_root=default_cache_dir(cache_dir))
     arrays, rows, _, _ = _materialise(plan, "test", "frames", 0)
-    labels = np.array([x.label for x in chosen], dtype=np.int64)
-    return FrameDataset(arrays["frames"], rows, labels[rows]), plan.test_name, plan.frame_shape
+    return FrameDataset(arrays["frames"], rows, labels_of(chosen)[rows]), plan.test_name, plan.frame_shape

@@ -18,7 +18,7 @@ import numpy as np
 from .cache import CacheEntry, default_cache_dir
 from .catalog import default_data_dir, get_spec
 from .errors import DataError
-from .model import DatasetSpec, Sample, Source
+from .model import DatasetSpec, Sample, Source, labels_of
 from .selection import balanced_subset, stratified_split
 
 _SPLIT_STREAM, _LIMIT_STREAM, _TUNE_STREAM = 1, 2, 3  # independent seeded streams: split, limit, tuning share
@@ -87,22 +87,14 @@ def make_plan(
     else:
         (only,) = found
         folder = source.split_folders[only]
-        pool = found[only]
-        keep, held = stratified_split(
-            np.array([s.label for s in pool]), val_fraction, np.random.default_rng([seed, _SPLIT_STREAM])
-        )
-        samples = {"train": [pool[i] for i in keep], "test": [pool[i] for i in held]}
+        samples = _hold_out(found[only], val_fraction, np.random.default_rng([seed, _SPLIT_STREAM]))
         pct = f"{val_fraction * 100:g}%"
         test_name = f"validation (seeded {pct} of {folder}, seed {seed})"
         train_name = f"the other {(1 - val_fraction) * 100:g}% of {folder}"
         if only == "test":
             train_name += f" (no {source.split_folders['train']} split found)"
     if tune:
-        pool = samples["train"]
-        keep, held = stratified_split(
-            np.array([s.label for s in pool]), val_fraction, np.random.default_rng([seed, _TUNE_STREAM])
-        )
-        samples = {"train": [pool[i] for i in keep], "test": [pool[i] for i in held]}
+        samples = _hold_out(samples["train"], val_fraction, np.random.default_rng([seed, _TUNE_STREAM]))
         test_name = (f"tuning share (seeded {val_fraction * 100:g}% of the training set, seed {seed}; "
                      f"{test_name} not read)")
         train_name = f"the other {(1 - val_fraction) * 100:g}% of the training set ({train_name})"
@@ -115,9 +107,7 @@ def make_plan(
     if limit is not None:
         for k, split in enumerate(("train", "test")):
             pool = samples[split]
-            pick = balanced_subset(
-                np.array([s.label for s in pool]), limit, np.random.default_rng([seed, _LIMIT_STREAM, k])
-            )
+            pick = balanced_subset(labels_of(pool), limit, np.random.default_rng([seed, _LIMIT_STREAM, k]))
             samples[split] = [pool[i] for i in pick]
     return Plan(
         spec=spec,
@@ -129,6 +119,12 @@ def make_plan(
         resolution=res,
         cache_root=default_cache_dir(cache_dir),
     )
+
+
+def _hold_out(pool: list[Sample], fraction: float, rng: np.random.Generator) -> dict[str, list[Sample]]:
+    """``pool`` as train and test sets: a stratified ``fraction`` of each class is held out."""
+    keep, held = stratified_split(labels_of(pool), fraction, rng)
+    return {"train": [pool[i] for i in keep], "test": [pool[i] for i in held]}
 
 
 def time_bins(spec: DatasetSpec, n_time_bins: int | None) -> int:
