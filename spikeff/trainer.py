@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .choices import check_choices
 from .ed import EDLossConfig, ed_loss, random_projection
-from .network import SpikingNet, device_of, spike_counts
+from .network import SpikingNet, device_of, perturbed_trials, spike_counts
 from .readout import Mode, scores
 from .records import Diagnostic, EpochRecord, LayerStats, PassCursor, warn_if_silent
 
@@ -57,6 +57,10 @@ class TrainConfig:
     readout_epochs: int = field(default=30, metadata={
         "help": "head-only epochs after layer training (cached features; cheap for the linear head)"})
     trials: int = field(default=8, metadata={"help": "noisy trials per input (n)"})
+    input_keep: float = field(default=1.0, metadata={
+        "help": "share of the input events each training trial keeps (event drop per trial; 1: none)"})
+    input_shift: int = field(default=0, metadata={
+        "help": "largest random translation of each training trial's input, in pixels (0: none)"})
     eval_trials: int | None = field(default=None, metadata={
         "help": "trials per test input (default: --trials); more give a less noisy energy estimate"})
     batch_size: int = field(default=32, metadata={"help": "inputs per batch"})
@@ -90,6 +94,9 @@ class TrainConfig:
                 "the trial-to-trial and signal covariances need --trials >= 2 "
                 "(or use covariance='second_moment' and diversity='covariance')"
             )
+        if not 0.0 < self.input_keep <= 1.0 or self.input_shift < 0:
+            raise ValueError(f"input_keep must be in (0, 1] and input_shift >= 0, got {self.input_keep}, "
+                             f"{self.input_shift}")
         if self.batch_size < 1 or (self.eval_trials is not None and self.eval_trials < 1):
             raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
         check_choices(self)
@@ -288,6 +295,8 @@ class LayerTrainer:
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             h, trials_in, losses = x, cfg.trials, {}
+            if cfg.input_keep < 1.0 or cfg.input_shift > 0:
+                h, trials_in = perturbed_trials(x, cfg.trials, cfg.input_keep, cfg.input_shift, self.generator), 1
             for k in range(last + 1):
                 if k in train:
                     h, stats = self.layer_step(k, h, y, trials_in)

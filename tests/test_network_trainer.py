@@ -9,7 +9,15 @@ import torch
 from spikeff.data import DataError
 from spikeff.ed import EDLossConfig
 from spikeff.evaluation import evaluate
-from spikeff.network import NetworkConfig, SpikingNet, expand_trials, fold_norm, spike_counts, synapse_pool
+from spikeff.network import (
+    NetworkConfig,
+    SpikingNet,
+    expand_trials,
+    fold_norm,
+    perturbed_trials,
+    spike_counts,
+    synapse_pool,
+)
 from spikeff.neurons import LIFParams
 from spikeff.readout import scores
 from spikeff.readout_fit import calibrate_norm
@@ -35,6 +43,34 @@ def test_trials_share_input_and_are_trial_major():
     assert torch.equal(y[0, 3:6], x[0]) and torch.equal(y[0, 9:12], x[0])
     counts = spike_counts(torch.ones(5, 12, 2), 4)
     assert counts.shape == (4, 3, 2) and torch.all(counts == 5)
+
+
+def test_perturbed_trials_thin_and_shift_each_copy_of_its_own_input():
+    x = torch.poisson(torch.full((4, 3, 2, 9, 9), 3.0), generator=torch.Generator().manual_seed(0))
+    thin = perturbed_trials(x, 50, 0.25, 0, torch.Generator().manual_seed(1))
+    assert thin.shape == (4, 150, 2, 9, 9) and torch.all(thin <= expand_trials(x, 50))
+    assert thin.sum() / (50 * x.sum()) == pytest.approx(0.25, abs=0.01)  # binomial thinning keeps a quarter
+    moved = perturbed_trials(x, 6, 1.0, 2, torch.Generator().manual_seed(2))
+    for i in range(18):  # trial-major: copy i is input i % 3, shifted by some (dy, dx) in [-2, 2]^2
+        src = torch.nn.functional.pad(x[:, i % 3], (2, 2, 2, 2))
+        assert any(torch.equal(moved[:, i], src[..., 2 - dy:11 - dy, 2 - dx:11 - dx])
+                   for dy in range(-2, 3) for dx in range(-2, 3)), i
+    assert not all(torch.equal(moved[:, i], moved[:, i % 3]) for i in range(3, 18))
+    again = perturbed_trials(x, 6, 0.5, 2, torch.Generator().manual_seed(2))
+    assert torch.equal(again, perturbed_trials(x, 6, 0.5, 2, torch.Generator().manual_seed(2)))
+
+
+def test_training_with_input_noise_learns_and_is_seeded():
+    def run(cfg):
+        net = tiny_net()
+        hist = LayerTrainer(net, cfg, torch.Generator().manual_seed(3)).fit(tiny_batches())
+        return net.state_dict(), hist
+    cfg = TrainConfig(epochs=1, trials=3, input_keep=0.7, input_shift=1)
+    (a, hist), (b, _), (plain, _) = run(cfg), run(cfg), run(TrainConfig(epochs=1, trials=3))
+    assert all(torch.equal(a[k], b[k]) for k in a) and math.isfinite(hist[0].head_loss)
+    assert not torch.equal(a["layers.0.synapse.weight"], plain["layers.0.synapse.weight"])
+    with pytest.raises(ValueError, match="input_keep"):
+        TrainConfig(input_keep=0.0)
 
 
 def test_trials_in_one_batch_equal_separate_first_layer_currents():
