@@ -202,6 +202,8 @@ def test_quantize_loihi(tmp_path):
     np.testing.assert_array_equal(md["weight_int"].astype(np.float64) * 2.0 ** int(md["weight_exp"]),
                                   g.nodes["conv0"].weight)
     assert int(g.nodes["lif0"].metadata["decay_int"]) == info.decay_int
+    assert float(g.metadata["beta"]) == q.layers[0].lif.beta != net.layers[0].lif.beta  # the neurons as they run
+    np.testing.assert_array_equal(g.metadata["threshold"], [m.lif.threshold for m in q.neurons()])
     x = random_spikes(net, t=15)
     assert_active(q, x)
     assert_zero_mismatch(verify_nir(path, q, x))

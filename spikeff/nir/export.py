@@ -74,6 +74,13 @@ def _lif_node(lif: LIFParams, shape: tuple[int, ...], dt: float, fold_r: bool, m
     )
 
 
+def _shared(net: SpikingNet, name: str) -> float | np.ndarray:
+    """A neuron parameter of the spiking modules as they run: one value when all share it, else one
+    per module in layer order (the head last), as after Loihi quantisation."""
+    values = [float(getattr(m.lif, name)) for m in net.neurons() if m is not net.head or net.head.kind == "lif"]
+    return values[0] if len(set(values)) == 1 else np.array(values)
+
+
 def to_nir_graph(
     net: SpikingNet,
     *,
@@ -186,8 +193,7 @@ def to_nir_graph(
         "deterministic": "noise parameters below are ignored by deterministic consumers",
         "delta": float(lif.delta),
         "sigma": float(lif.sigma),
-        "beta": float(lif.beta),
-        "threshold": float(lif.threshold),
+        **{k: _shared(net, k) for k in ("beta", "threshold")},
         "reset": lif.reset,
         "spike_rule": "v >= threshold (v_threshold is the float32 just below threshold)",
         "readout": head.kind,
