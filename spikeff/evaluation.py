@@ -31,6 +31,7 @@ class Inference(NamedTuple):
     predictions: dict[str, Tensor]  # readout mode -> predicted labels (B,)
     ops: OpCounts | None = None  # op counts per inference, this batch's mean
     rates: tuple[float, ...] = ()  # mean spike rate per layer in this batch
+    head_rate: float | None = None  # a spiking head's mean spike rate in this batch
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Evaluation:
 
     ``accuracy`` and ``predictions`` per readout mode, ``labels`` in the split's order,
     ``ops`` the op counts per inference (mean over the inputs) when the method counts them,
-    ``layer_rates`` the mean spike rate per layer.
+    ``layer_rates`` the mean spike rate per layer, ``head_rate`` a spiking head's.
     """
 
     n: int
@@ -48,6 +49,7 @@ class Evaluation:
     accuracy: dict[str, float]
     ops: OpCounts | None = None
     layer_rates: list[float] = field(default_factory=list)
+    head_rate: float | None = None
 
 
 @torch.no_grad()
@@ -70,7 +72,7 @@ def evaluate_batches(
     ------
     DataError : the split yields no inputs.
     """
-    labels, preds, ops, rates, sizes = [], {}, [], [], []
+    labels, preds, ops, rates, head_rates, sizes = [], {}, [], [], [], []
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         out = infer(x)
@@ -81,6 +83,8 @@ def evaluate_batches(
             ops.append(out.ops)
         if out.rates:
             rates.append(out.rates)
+        if out.head_rate is not None:
+            head_rates.append(out.head_rate * y.shape[0])
         sizes.append(y.shape[0])
     if not sizes:
         raise DataError("the evaluation set is empty")
@@ -92,6 +96,7 @@ def evaluate_batches(
         accuracy={m: (p == y_all).sum().item() / n for m, p in predictions.items()},
         ops=OpCounts.mean(ops, sizes) if ops else None,
         layer_rates=[sum(r[k] * b for r, b in zip(rates, sizes)) / n for k in range(len(rates[0]))] if rates else [],
+        head_rate=sum(head_rates) / n if head_rates else None,
     )
 
 
@@ -142,7 +147,7 @@ def spikeff_infer(
         return z.unflatten(0, (n, x.shape[1])), spikes, ops
 
     def infer(x: Tensor) -> Inference:
-        preds, ops, rates = {}, None, ()
+        preds, ops, rates, head_rate = {}, None, (), None
         stochastic = [m for m in modes if m != "deterministic"]
         for deterministic in ([False] if stochastic else []) + ([True] if "deterministic" in modes else []):
             z, spikes, c = run(x, deterministic, counted=count and ops is None)
@@ -151,7 +156,9 @@ def spikeff_infer(
             ops = c if ops is None else ops
             if not deterministic:
                 rates = tuple(s.mean().item() for s in spikes)
-        return Inference(preds, ops, rates)
+                if net.head.kind == "lif":  # z: spike counts over the T steps
+                    head_rate = z.float().mean().item() / x.shape[0]
+        return Inference(preds, ops, rates, head_rate)
 
     return infer
 

@@ -36,7 +36,7 @@ from .evaluation import Evaluation, evaluate
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .readout_fit import calibrate_norm, fit_readout
-from .records import EpochRecord
+from .records import EpochRecord, warn_if_head_silent
 from .trainer import LayerTrainer, TrainConfig
 
 __all__ = [
@@ -134,7 +134,7 @@ class _PassStart:
 
 def _summary(ev: Evaluation) -> dict[str, Any]:
     """The plain-typed part of an evaluation that a run records (and its state file holds)."""
-    return {**ev.accuracy, "n": ev.n, "layer_rates": ev.layer_rates}
+    return {**ev.accuracy, "n": ev.n, "layer_rates": ev.layer_rates, "head_rate": ev.head_rate}
 
 
 def data_options(config: RunConfig) -> dict[str, Any]:
@@ -339,6 +339,7 @@ def train_and_evaluate(
         "time_bins": splits.n_time_bins,
         "test_accuracy": {m: result[m] for m in ("energy", "average", "deterministic")},
         "layer_rates": result["layer_rates"],
+        "head_rate": result.get("head_rate"),
         "readout": result.get("readout"),
         "epochs": train_config.epochs,
         "readout_epochs": train_config.readout_epochs,
@@ -357,5 +358,7 @@ def train_and_evaluate(
         c = _summary(evaluate(ctrl, test_loader, trials, gens["eval"]))
         metrics["control_accuracy"] = {m: c[m] for m in ("energy", "average", "deterministic")}
         metrics["control_layer_rates"] = c["layer_rates"]
+        metrics["control_head_rate"] = c["head_rate"]
         metrics["control_readout"] = {k: ctrl_readout[k] for k in ("lr", "selection")}
+    warn_if_head_silent(metrics)
     return RunResult(net, metrics, history)

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["SILENT_RATE", "SILENT_SPIKES", "LayerStats", "EpochRecord", "PassCursor", "Diagnostic", "warn_if_silent"]
+__all__ = ["SILENT_RATE", "SILENT_SPIKES", "LayerStats", "EpochRecord", "PassCursor", "Diagnostic", "warn_if_silent",
+           "warn_if_head_silent"]
 
 # A layer counts as nearly silent below both: a sparse but large layer still carries signal
 # (64/128 channels on the digits: 0.4 % of 8192 neurons, ~33 spikes per bin, the best run seen).
@@ -176,6 +177,27 @@ def warn_if_silent(record: EpochRecord, history: Sequence[EpochRecord]) -> None:
                 "its ED loss and the layers above it get little signal. Without normalisation rates "
                 "fall with depth; --norm batch (the default) keeps every layer's currents at unit "
                 "variance, and fewer layers or a lower threshold raise them too",
+                RuntimeWarning, stacklevel=2,
+            )
+
+
+def warn_if_head_silent(metrics: Mapping[str, Any]) -> None:
+    """Warn when a run's spiking readout never fired on the held-out inputs (trained or control).
+
+    Every class then scores 0 and every input is predicted as class 0: the accuracy is that of a
+    constant guess, and the run says why instead of leaving a bare 0.1.
+
+    Parameters
+    ----------
+    metrics : a run's metrics (``head_rate`` and ``control_head_rate``; ``None`` for a linear head).
+    """
+    for key, net in (("head_rate", "trained network"), ("control_head_rate", "untrained control")):
+        if metrics.get(key) == 0.0:
+            warnings.warn(
+                f"the spiking readout of the {net} never fired on the {metrics.get('n_test', '?')} held-out "
+                "inputs: every class scores 0 and every input is predicted as class 0. The energy of spike "
+                "counts has no gradient once the head falls silent (benchmarks/results/lif_readout_silence.md); "
+                "the linear readout, the default, does not have this limit",
                 RuntimeWarning, stacklevel=2,
             )
 

@@ -21,7 +21,7 @@ from spikeff.network import (
 from spikeff.neurons import LIFParams
 from spikeff.readout import scores
 from spikeff.readout_fit import calibrate_norm
-from spikeff.records import EpochRecord, LayerStats, warn_if_silent
+from spikeff.records import EpochRecord, LayerStats, warn_if_head_silent, warn_if_silent
 from spikeff.trainer import LayerTrainer, TrainConfig, TrainingError, cosine_schedule
 
 
@@ -164,6 +164,19 @@ def test_sparse_but_large_layer_is_not_silent(recwarn):
     layers = (LayerStats(0.0, 0.0, 0.0, 0.004, 33.0), LayerStats(0.0, 0.0, 0.0, 0.5, 3.0))
     warn_if_silent(EpochRecord(1, 0.0, layers, 0.0), [])
     assert not [w for w in recwarn if "nearly silent" in str(w.message)]
+
+
+def test_a_silent_spiking_readout_is_measured_and_named():
+    net = tiny_net(readout="lif").eval()
+    batches = tiny_batches(1)
+    alive = evaluate(net, batches, 2, torch.Generator().manual_seed(0))
+    assert alive.head_rate > 0 and evaluate(tiny_net(), batches, 2, torch.Generator()).head_rate is None
+    with torch.no_grad():
+        net.head.fc.bias.fill_(-100.0)
+    dead = evaluate(net, batches, 2, torch.Generator().manual_seed(0))
+    assert dead.head_rate == 0.0 and torch.all(dead.predictions["energy"] == 0)
+    with pytest.warns(RuntimeWarning, match="readout of the trained network never fired on the 6 held-out"):
+        warn_if_head_silent({"head_rate": dead.head_rate, "control_head_rate": alive.head_rate, "n_test": 6})
 
 
 def test_epoch_record_round_trips_through_its_flat_form():
