@@ -424,6 +424,13 @@ def cmd_export(args: Any) -> int:
     -------
     int
         Exit status 0.
+
+    Raises
+    ------
+    CheckpointError : an unreadable checkpoint.
+    NIRExportError : an invalid ``--dt``, ``--verify-samples`` below 1, an ``--out`` that is a folder or in a
+        missing one, a network with no NIR form, or a failed verification.
+    OSError : ``--out`` cannot be written.
     """
     net, meta = load_checkpoint(args.model)
     dt = check_dt(args.dt)

@@ -45,6 +45,11 @@ def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     -------
     tuple of float
         ``(low, high)``, clipped to [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``n < 1``.
     """
     if n < 1:
         raise ValueError(f"a Wilson interval needs n >= 1, got {n}")

@@ -259,6 +259,13 @@ def update_readme(readme: str | Path) -> list[str]:
     -------
     list of str
         The folders whose reports were used, in order.
+
+    Raises
+    ------
+    ValueError
+        If a block's ``DIR/report.json`` cannot be read or is not JSON.
+    OSError
+        If ``readme`` cannot be read or written (a failed write leaves it as it was).
     """
     readme = Path(readme)
     text, used = readme.read_text(), []

@@ -188,6 +188,15 @@ def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
     dict
         Raw per-seed results with the run's data sizes, wall time, peak memory, settings key
         and commit; JSON-ready, saved as ``raw_<method>.json``.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is not one of those above.
+    DataError
+        If the data are missing or malformed (as :func:`spikeff.data.load_splits`).
+    RuntimeError
+        If training meets a non-finite loss (:class:`~spikeff.trainer.TrainingError` for ``spikeff``).
     """
     s = settings
     device = torch.device(s.device)
@@ -264,6 +273,19 @@ def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, re
     -------
     dict
         The report, as written to ``out/report.json``.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` already holds results and neither ``resume`` nor ``overwrite`` is set, the
+        settings' device is not one of this machine, or with ``resume`` a saved
+        ``raw_<method>.json`` cannot be read.
+    DataError
+        If the data are missing or malformed.
+    RuntimeError
+        If a method's training meets a non-finite loss (as :func:`run_method`).
+    OSError
+        If ``out`` or a file in it cannot be written.
     """
     out = Path(out)
     s = settings

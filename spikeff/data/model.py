@@ -361,6 +361,11 @@ class FileSource(Source):
         -------
         list of Sample
             In file name order.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, in this base class; each dataset's subclass overrides it.
         """
         raise NotImplementedError
 
@@ -376,6 +381,13 @@ class FileSource(Source):
         -------
         np.ndarray
             Structured events in the tonic dataset's dtype.
+
+        Raises
+        ------
+        BadSample
+            If the file is empty or unreadable, or :meth:`load` or :meth:`decode` refuses its contents.
+        DataError
+            If :meth:`decode` finds an event outside the sensor (:func:`check_bounds`).
         """
         path = sample.path
         assert path is not None
@@ -402,6 +414,11 @@ class FileSource(Source):
         -------
         np.ndarray
             What :meth:`decode` takes.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, in this base class; each dataset's subclass overrides it.
         """
         raise NotImplementedError
 
@@ -419,5 +436,10 @@ class FileSource(Source):
         -------
         np.ndarray
             Structured events in the tonic dataset's dtype.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, in this base class; each dataset's subclass overrides it.
         """
         raise NotImplementedError

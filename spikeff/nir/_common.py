@@ -56,6 +56,10 @@ def check_dt(dt: float) -> float:
     -------
     float
         ``dt`` as a positive, finite float; anything else raises :class:`NIRExportError`.
+
+    Raises
+    ------
+    NIRExportError : ``dt`` is not a number, or not positive and finite.
     """
     try:
         dt = float(dt)
@@ -73,6 +77,10 @@ def check_target(path: Path) -> None:
     ----------
     path : Path
         The file to be written.
+
+    Raises
+    ------
+    NIRExportError : ``path`` is a folder, or its folder does not exist.
     """
     if path.is_dir():
         raise NIRExportError(f"cannot write {path}: it is a directory")

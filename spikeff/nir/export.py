@@ -116,6 +116,14 @@ def to_nir_graph(
     -------
     nir.NIRGraph
         The graph; :class:`NIRExportError` where the network has no NIR form.
+
+    Raises
+    ------
+    NIRExportError
+        If ``net`` is not a :class:`SpikingNet`, ``dt`` or ``pooling`` is invalid, a layer has
+        no NIR mapping (see :func:`~spikeff.nir._common.layer_parts`), a neuron uses the
+        subtract reset or ``beta = 1``, a Conv2d follows a Linear layer, a pool size is not a
+        power of two with ``pooling="sum"``, or NIR's type check rejects the graph.
     """
     if not isinstance(net, SpikingNet):
         raise NIRExportError(f"expected a spikeff SpikingNet, got {type(net).__name__}")
@@ -253,6 +261,16 @@ def export_nir(
     -------
     nir.NIRGraph
         The exported graph.
+
+    Raises
+    ------
+    NIRExportError
+        If ``dt`` is invalid, ``net`` is not a :class:`SpikingNet` or has a non-finite
+        parameter, ``quantize`` is unknown, :func:`to_nir_graph` or
+        :func:`~spikeff.nir.loihi.quantize_loihi` refuses the network, or ``path`` is a folder
+        or lies in a missing one.
+    OSError
+        If ``path`` cannot be written; a previous file there is left as it was.
     """
     dt = check_dt(dt)
     if not isinstance(net, SpikingNet):

@@ -95,6 +95,15 @@ def from_nir(path_or_graph: str | Path | nir.NIRGraph, *, dt: float | None = Non
     -------
     SpikingNet
         The network in evaluation mode; :class:`NIRImportError` where the graph has no spikeff form.
+
+    Raises
+    ------
+    NIRImportError
+        If the file is missing or not a NIR graph; the graph is not a chain that spikeff's layers
+        can express (node types and order, Input shape, conv and pooling geometry, one kernel
+        size); ``dt`` is invalid or absent; a LIF has per-neuron values, a nonzero ``v_leak`` or
+        ``v_reset``, a ``tau`` that is not positive and finite or is below ``dt``, or a threshold
+        that is not positive; or the parameters are inconsistent or non-finite.
     """
     graph = read_graph(path_or_graph)
     order = chain(graph)

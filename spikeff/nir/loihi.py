@@ -143,6 +143,12 @@ def quantize_loihi(net: SpikingNet) -> tuple[SpikingNet, LoihiQuantization]:
     -------
     tuple of (SpikingNet, LoihiQuantization)
         The dequantised copy and its integer form.
+
+    Raises
+    ------
+    NIRExportError
+        If ``net`` is not a :class:`SpikingNet`, its spiking neurons differ in ``beta``, or a
+        layer has no NIR mapping (see :func:`~spikeff.nir._common.layer_parts`).
     """
     if not isinstance(net, SpikingNet):
         raise NIRExportError(f"expected a spikeff SpikingNet, got {type(net).__name__}")

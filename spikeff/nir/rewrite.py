@@ -58,6 +58,14 @@ def fold_r(graph: nir.NIRGraph) -> nir.NIRGraph:
     -------
     nir.NIRGraph
         A copy with ``r = 1`` everywhere and ``metadata["fold_r"] = 1``.
+
+    Raises
+    ------
+    NIRImportError
+        If the graph is not a chain of supported nodes from one Input to one Output, or a LIF's
+        ``r`` differs between its neurons.
+    NIRExportError
+        If a LIF with ``r != 1`` is not fed by a Conv2d or Affine (through pooling at most).
     """
     g = copy.deepcopy(graph)
     order = chain(g)

@@ -153,6 +153,17 @@ def verify_nir(
         readout spikes (lif head) or class-prediction disagreements (linear head),
         "output_max_abs": largest difference of the readout values, "spikes": total spikes
         compared}}``.
+
+    Raises
+    ------
+    ValueError
+        If ``consumers`` names an unknown consumer, or ``x`` does not fit ``net``.
+    NIRImportError
+        If ``source`` is not a readable NIR file or not a feed-forward chain, or, for
+        ``"spikeff"``, the graph has no spikeff form (:func:`~spikeff.nir.load.from_nir`).
+    NIRExportError
+        For ``"snntorch"`` and ``"norse"``, if the graph has no valid ``dt`` in its metadata;
+        for ``"norse"``, if its ``r`` cannot be folded (:func:`~spikeff.nir.rewrite.fold_r`).
     """
     graph = read_graph(source)
     ref = reference_outputs(net, x)
