@@ -435,11 +435,11 @@ class FileSource(Source):
         Returns
         -------
         np.ndarray
-            Structured events in the tonic dataset's dtype.
+            ``raw`` as structured events (the tonic dataset's dtype).
 
         Raises
         ------
         NotImplementedError
-            Always, in this base class; each dataset's subclass overrides it.
+            In this base class; a subclass raises ``BadSample`` or ``DataError`` for contents it refuses.
         """
         raise NotImplementedError
