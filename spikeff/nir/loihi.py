@@ -89,7 +89,7 @@ class LoihiQuantization:
         for j, name in enumerate(self.names):
             shift = 0
             if name.startswith("conv") and pooling == "sum":
-                p = net.config.pools[j]  # the convs are the first layers
+                _, p = layer_parts(net.layers[j], j)  # the pool as to_nir_graph writes it
                 shift = int(round(math.log2(p * p))) if p > 1 else 0
             exp = self.weight_exp[j] - shift
             syn = {"weight_int": self.weight_int[j].astype(np.int8), "bias_int": self.bias_int[j].astype(np.int16),
