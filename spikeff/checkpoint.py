@@ -11,6 +11,9 @@ A checkpoint with a NaN or infinite weight or neuron parameter is neither writte
 from __future__ import annotations
 
 import math
+import pickle
+import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -108,6 +111,26 @@ def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | No
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` could not read ``path``, in one line (torch's own text is many lines)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        return e.strerror or str(e)
+    if not head:
+        return "empty file"
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            return "a PyTorch archive cut short (truncated or corrupt)"
+        if isinstance(exc, pickle.UnpicklingError):
+            return "it holds objects other than tensors and plain values, which are not loaded (they could run code)"
+        return f"a corrupt PyTorch archive ({type(exc).__name__})"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "JSON or other text, not a PyTorch file"
+    return "not a PyTorch file (unrecognised content)"
+
+
 def read_payload(
     path: Path, fmt: str, what: str, error: type[Exception] = ValueError, map_location: Any = "cpu"
 ) -> dict[str, Any]:
@@ -130,9 +153,11 @@ def read_payload(
     error : the file is unreadable or not a dict with ``format == fmt``.
     """
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types for foreign or corrupt files
-        raise error(f"{path} is not a readable {what} ({type(e).__name__}: {e})") from e
+        with warnings.catch_warnings():  # torch's notices about a foreign file's pickle protocol
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for foreign or corrupt files, with advice that is unsafe here
+        raise error(f"{path} is not a readable {what}: {_unreadable(path, e)}") from e
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise error(f"{path} is not a {what} (expected a dict with format={fmt!r}, as written by `spikeff train`)")
     return payload

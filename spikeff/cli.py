@@ -5,16 +5,20 @@ whole config; ``--resume`` and ``eval`` read it back from the run's files, not f
 
 User errors (bad data, bad checkpoints, bad options, unwritable paths, a full disk, a diverging
 loss) end with one ``spikeff: error: ...`` line and exit status 2; Ctrl-C ends with one line and
-exit status 130. Set ``SPIKEFF_DEBUG=1`` for the traceback. The four commands share these
+exit status 130, SIGTERM during ``train`` with one line and 143. A run folder has one writer at a time
+(:mod:`spikeff.lock`). Set ``SPIKEFF_DEBUG=1`` for the traceback. The four commands share these
 error paths, so they stay in this one module (over 400 lines).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -41,6 +45,7 @@ from .data import (
     default_cache_dir,
     default_data_dir,
     describe,
+    get_spec,
     load_recorded_test,
     make_loader,
     manifest_changes,
@@ -50,6 +55,7 @@ from .distributed import init_from_env, shutdown
 from .evaluation import evaluate
 from .experiment import EVAL_BATCH_SIZE, data_options, load_state, run_splits, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, staged, write_json
+from .lock import folder_lock
 from .network import SpikingNet
 from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
 from .readout import MODES
@@ -138,6 +144,18 @@ def _accuracy_table(rows: dict[str, dict[str, float]]) -> str:
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what to do next."""
 
+    status = 130
+
+
+class Terminated(Interrupted):
+    """SIGTERM (a scheduler's or ``kill``'s stop), handled as Ctrl-C."""
+
+    status = 143
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated("terminated")
+
 
 def _with_dirs(config: RunConfig) -> RunConfig:
     """Data and cache folders made absolute, so that --resume finds them from any working directory."""
@@ -211,22 +229,43 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     ValueError : no ``--out`` or ``--resume``, a run already in ``--out``, or options ``--resume`` refuses.
     Interrupted : Ctrl-C; its message says whether the run can be resumed.
     """
+    out = args.out if args.resume is None else args.resume
+    if out is None:
+        raise ValueError("spikeff train needs --out DIR (or --resume DIR)")
+    if args.resume is not None and not args.resume.is_dir():
+        load_state(args.resume / STATE_FILE)  # the one-line reason there is nothing to resume
+    # One writer per run folder: rank 0 holds the lock under torchrun (every rank reads the same RANK).
+    main_rank = os.environ.get("RANK", "0") == "0"
+    lock = folder_lock(out, "--out" if args.resume is None else "--resume") if main_rank else None
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    try:
+        with lock or contextlib.nullcontext():
+            return _train_locked(args, argv, out)
+    except KeyboardInterrupt as e:
+        kind = Terminated if isinstance(e, Terminated) else Interrupted
+        what = "terminated (SIGTERM)" if kind is Terminated else "interrupted"
+        if (out / STATE_FILE).exists():
+            kept = "; the run state is kept" if kind is Terminated else ""
+            raise kind(f"{what}{kept}; resume with: spikeff train --resume {out}") from None
+        raise kind(f"{what} before the first run state was saved; nothing to resume") from None
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path) -> int:
+    """``spikeff train`` once the run folder is this process's: the checks, then the run."""
     resume = None
     if args.resume is not None:
         config, resume = _resume_config(args, argv)
-        out = args.resume
-    elif args.out is None:
-        raise ValueError("spikeff train needs --out DIR (or --resume DIR)")
     else:
-        _check_out(args.out, args.overwrite)
-        config, out = from_args(args), args.out
-    config = _with_dirs(config)
-    try:
-        return _train(config, out, resume)
-    except KeyboardInterrupt:
-        if (out / STATE_FILE).exists():
-            raise Interrupted(f"interrupted; resume with: spikeff train --resume {out}") from None
-        raise Interrupted("interrupted before the first run state was saved; nothing to resume") from None
+        _check_out(out, args.overwrite)
+        config = from_args(args)
+        if config.train.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {config.train.epochs}: with no layer epoch the network "
+                             "stays untrained (its untrained accuracy is the control row, reported by default)")
+    return _train(_with_dirs(config), out, resume)
 
 
 def _print_epoch(rec: EpochRecord) -> None:
@@ -338,6 +377,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     net, meta = load_checkpoint(args.model, device)
     config = saved_config(meta, args.model)
+    _check_eval_data_dir(args.data_dir, str(meta.get("data", {}).get("dataset") or config.data.dataset), args.model)
     config = replace(config, runtime=RuntimeConfig(data_dir=args.data_dir and str(args.data_dir),
                                                    cache_dir=args.cache_dir and str(args.cache_dir)))
     time_bins = meta.get("time_bins", config.data.time_bins)
@@ -360,6 +400,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{args.model}: {test_name}, {res.n} samples, {trials} trials")
     print(_accuracy_table({"accuracy": res.accuracy}))
     return 0
+
+
+def _check_eval_data_dir(data_dir: Path | None, dataset: str, model: Path) -> None:
+    """Refuse a ``--data-dir`` that cannot hold the model's dataset, rather than ignore it."""
+    if data_dir is None:
+        return
+    spec = get_spec(dataset)
+    if not spec.folder:
+        raise DataError(f"--data-dir {data_dir}: {model} was trained on {dataset}, which is built in and read from "
+                        "no data folder; drop --data-dir")
+    if not (data_dir / spec.folder).is_dir():
+        raise DataError(f"--data-dir {data_dir} holds no {spec.folder}/ folder; {model} was trained on {dataset} "
+                        f"(expected {data_dir / spec.folder})")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -398,6 +451,7 @@ def add_export_parser(subparsers: Any) -> Any:
     e = subparsers.add_parser("export", help="export a checkpoint's deterministic network to NIR")
     e.add_argument("model", type=Path, help="checkpoint written by `spikeff train`")
     e.add_argument("--out", type=Path, required=True, help="NIR file to write (HDF5)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     e.add_argument("--dt", type=float, default=1e-3, help="seconds per time bin (default 1e-3)")
     e.add_argument("--quantize", choices=("loihi",), default=None, help="Loihi fixed-point parameters")
     e.add_argument("--pooling", choices=("sum", "avg"), default="sum",
@@ -428,14 +482,17 @@ def cmd_export(args: Any) -> int:
     Raises
     ------
     CheckpointError : an unreadable checkpoint.
-    NIRExportError : an invalid ``--dt``, ``--verify-samples`` below 1, an ``--out`` that is a folder or in a
-        missing one, a network with no NIR form, or a failed verification.
+    NIRExportError : an existing ``--out`` without ``--overwrite``, an invalid ``--dt``, ``--verify-samples``
+        below 1, an ``--out`` that is a folder or in a missing one, a network with no NIR form, or a failed
+        verification.
     OSError : ``--out`` cannot be written.
     """
     net, meta = load_checkpoint(args.model)
     dt = check_dt(args.dt)
     if args.verify and args.verify_samples < 1:
         raise NIRExportError("--verify-samples must be >= 1")
+    if args.out.exists() and not args.out.is_dir() and not args.overwrite:
+        raise NIRExportError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
     saved = meta.get("config", {})
     flat = {**saved.get("data", {}), "seed": saved.get("train", {}).get("seed"), **meta}
     extra = {f"train_{k}": v for k, v in flat.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
@@ -497,7 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns
     -------
-    int, exit status: 0, 1 (``data info --check`` found bad files), 2 (user error) or 130 (Ctrl-C).
+    int, exit status: 0, 1 (``data info --check`` found bad files), 2 (user error), 130 (Ctrl-C) or 143
+    (SIGTERM during ``train``).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -521,7 +579,7 @@ def exit_status(prog: str, run: Callable[[], int], errors: tuple[type[BaseExcept
 
     Returns
     -------
-    int, ``run()``'s status, 2 after a user error, 130 after Ctrl-C.
+    int, ``run()``'s status, 2 after a user error, 130 after Ctrl-C, 143 after SIGTERM in ``train``.
 
     Raises
     ------
@@ -538,7 +596,7 @@ def exit_status(prog: str, run: Callable[[], int], errors: tuple[type[BaseExcept
         if os.environ.get("SPIKEFF_DEBUG"):
             raise
         print(f"{prog}: error: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
-        return 130
+        return e.status if isinstance(e, Interrupted) else 130
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:

@@ -383,7 +383,7 @@ def test_9_failed_verify_keeps_the_previous_nir(finished, tmp_path, monkeypatch,
     monkeypatch.setattr(cli, "verify_nir", disagree)
     capsys.readouterr()
     assert main(["export", str(out / "model.pt"), "--out", str(target), "--verify", "--verify-samples", "1",
-                 "--dt", "2e-3"]) == 2
+                 "--dt", "2e-3", "--overwrite"]) == 2
     assert error_line(capsys.readouterr().err) == (
         f"spikeff: error: the exported graph does not reproduce spikeff's spikes; {target} was not written "
         "(a previous file there is unchanged)")
@@ -512,3 +512,229 @@ def test_13_data_info_check_decodes_every_file(data, tmp_path, capsys):
     (d / "trunc.bin").unlink()
     assert main([*argv, "--check"]) == 0
     assert "check     decoded 20 files: 0 bad" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- issue 26: round two
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+DIGITS = ["--dataset", "digits", "--limit", "40", *TINY]
+
+
+def digits_train(out: Path, cache: Path, *extra: str) -> int:
+    return main(["train", *DIGITS, "--cache-dir", str(cache), "--out", str(out), *extra])
+
+
+def bench(out: Path, cache: Path, *extra: str) -> int:
+    from spikeff.bench import main as bench_main
+
+    return bench_main(["--dataset", "digits", "--limit", "60", "--methods", "linear", "--seeds", "1",
+                       "--time-bins", "3", "--cache-dir", str(cache), "--out", str(out), *extra])
+
+
+def hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process that holds ``folder``'s lock until its stdin closes."""
+    code = ("import sys; from spikeff.lock import folder_lock\n"
+            f"with folder_lock({str(folder)!r}):\n    print('held', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def release(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_naming_the_holder(finished, tmp_path, data, monkeypatch,
+                                                                      capsys):
+    from spikeff.lock import LOCK_NAME
+
+    _, cache, done = finished
+    out = tmp_path / "run"
+    shutil.copytree(done, out)
+    before = {p.name: sha256(p) for p in out.iterdir()}
+    holder = hold_lock(out)
+    try:
+        expected = (f"spikeff: error: {out} is in use by another spikeff process (pid {holder.pid}, lock "
+                    f"{out / LOCK_NAME}); wait for it to finish or stop it, or choose another folder")
+        assert train(out, data, cache, "--overwrite") == 2  # train
+        assert error_line(capsys.readouterr().err) == expected
+        assert bench(out, tmp_path / "c") == 2  # the bench
+        assert error_line(capsys.readouterr().err) == expected.replace("spikeff:", "spikeff-bench:", 1)
+    finally:
+        release(holder)
+    assert {p.name: sha256(p) for p in out.iterdir()} == before  # the lock went with its holder
+    run = interrupted(tmp_path / "i", data, monkeypatch, capsys)  # --resume of a run that is still going
+    state = sha256(run / "train_state.pt")
+    holder = hold_lock(run)
+    try:
+        assert main(["train", "--resume", str(run)]) == 2
+        assert f"{run} is in use by another spikeff process (pid {holder.pid}" in error_line(capsys.readouterr().err)
+    finally:
+        release(holder)
+    assert sha256(run / "train_state.pt") == state and sorted(p.name for p in run.iterdir()) == ["train_state.pt"]
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_notice(tmp_path, capsys):
+    from spikeff.lock import LOCK_NAME
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(f"{dead.pid}\n")
+    assert digits_train(out, tmp_path / "cache") == 0
+    err = capsys.readouterr().err
+    assert (f"spikeff: warning: {out / LOCK_NAME}: taking over the lock of process {dead.pid}, which no longer runs"
+            in err.splitlines())
+    assert (out / "model.pt").exists() and not (out / LOCK_NAME).exists()
+
+
+def test_bench_resume_refuses_results_of_other_settings_naming_them(tmp_path, capsys):
+    out, cache = tmp_path / "b", tmp_path / "c"
+    assert bench(out, cache) == 0
+    before = {p.name: sha256(p) for p in out.iterdir()}
+    capsys.readouterr()
+    assert bench(out, cache, "--channels", "4,4", "--time-bins", "2", "--resume") == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff-bench: error: {out / 'raw_linear.json'} was made with other settings: --time-bins 3 (now 2), "
+        "--channels [64, 128] (now [4, 4]); --resume reuses results of the same settings only (pass --overwrite "
+        "to replace them, or choose another --out)")
+    assert {p.name: sha256(p) for p in out.iterdir()} == before
+    assert bench(out, cache, "--resume") == 0  # the same settings: reused
+    assert bench(out, cache, "--time-bins", "2", "--resume", "--overwrite") == 0
+    assert json.loads((out / "report.json").read_text())["data"]["time_bins"] == 2
+
+
+def test_export_refuses_an_existing_file_unless_overwrite(finished, tmp_path, capsys):
+    _, _, run = finished
+    target = tmp_path / "g.nir"
+    assert main(["export", str(run / "model.pt"), "--out", str(target)]) == 0
+    good = sha256(target)
+    capsys.readouterr()
+    assert main(["export", str(run / "model.pt"), "--out", str(target), "--dt", "2e-3"]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: {target} already exists; pass --overwrite to replace it, or choose another --out")
+    assert sha256(target) == good
+    assert main(["export", str(run / "model.pt"), "--out", str(target), "--dt", "2e-3", "--overwrite"]) == 0
+    assert sha256(target) != good and sorted(p.name for p in tmp_path.iterdir()) == ["g.nir"]
+
+
+def test_zero_epochs_is_refused_not_labelled_trained(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert digits_train(out, tmp_path / "cache", "--epochs", "0") == 2
+    assert error_line(capsys.readouterr().err) == (
+        "spikeff: error: --epochs must be >= 1, got 0: with no layer epoch the network stays untrained (its "
+        "untrained accuracy is the control row, reported by default)")
+    assert not out.exists()
+
+
+def test_data_info_check_flags_wrapped_dvs_timestamps(tmp_path, capsys):
+    d = tmp_path / "DVSGesture" / "ibmGestureTrain" / "user01_led"
+    d.mkdir(parents=True)
+    for label in range(3):
+        np.save(d / f"{label}.npy", np.array([[1, 2, 1, 0], [1, 3, 0, 5], [2, 2, 1, 9]], np.int32))
+    t = np.arange(0, 600, 20)  # 0..580 ms saved as uint8: wraps at 256
+    wrapped = np.stack([t % 100, t % 90, t % 2, t], axis=1).astype(np.uint8)
+    np.save(d / "3.npy", wrapped)
+    argv = ["data", "info", "--dataset", "dvsgesture", "--data-dir", str(tmp_path), "--cache-dir",
+            str(tmp_path / "cache"), "--check"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out.splitlines()
+    i = out.index("check     decoded 4 files: 1 bad")
+    assert out[i + 1:] == [f"  {d / '3.npy'}: timestamps go backwards at 2 events (first: event 13, 240 -> 4 ms; "
+                           "uint8 timestamps); a wrapped or unsorted time counter"]
+
+
+def test_eval_says_when_data_dir_does_not_hold_the_models_dataset(finished, tmp_path, capsys):
+    from spikeff.network import NetworkConfig, SpikingNet
+
+    _, cache, run = finished
+    other = tmp_path / "other"
+    (other / "DVSGesture").mkdir(parents=True)
+    assert main(["eval", str(run / "model.pt"), "--data-dir", str(other), "--cache-dir", str(cache)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: --data-dir {other} holds no NMNIST/ folder; {run / 'model.pt'} was trained on nmnist "
+        f"(expected {other / 'NMNIST'})")
+    digits = tmp_path / "digits.pt"
+    save_checkpoint(digits, SpikingNet(NetworkConfig(input_shape=(2, 34, 34), n_classes=10, conv_channels=(2,))),
+                    {"dataset": "digits", "time_bins": 2})
+    assert main(["eval", str(digits), "--data-dir", str(other)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: --data-dir {other}: {digits} was trained on digits, which is built in and read from no "
+        "data folder; drop --data-dir")
+
+
+def test_frames_too_large_for_memory_are_refused_before_decoding(tmp_path, capsys):
+    from spikeff.data.frames import check_frame_memory
+
+    out = tmp_path / "run"
+    assert digits_train(out, tmp_path / "cache", "--time-bins", "100000000") == 2
+    line = error_line(capsys.readouterr().err)
+    assert re.fullmatch(r"spikeff: error: digits train: frames of \d+ samples x 100000000 x 2 x 34 x 34 \(int16\) "
+                        r"need about [0-9.e+]+ GiB to decode, more than the [0-9.e+]+ GiB of memory available; "
+                        r"use fewer --time-bins \(or --limit\)", line), line
+    assert not out.exists()
+    assert check_frame_memory("x", 10, (4, 2, 8, 8), available=2 * 10 * 512 * 2) == 20480  # just fits
+    with pytest.raises(Exception, match="need about"):
+        check_frame_memory("x", 10, (4, 2, 8, 8), available=20479)
+
+
+@pytest.mark.parametrize("content,why", [
+    (os.urandom(256), "not a PyTorch file (unrecognised content)"),
+    (b'{"format": "spikeff-model"}', "JSON or other text, not a PyTorch file"),
+    (None, "a PyTorch archive cut short (truncated or corrupt)"),
+    (b"", "empty file"),
+])
+def test_unreadable_model_and_state_files_are_named_in_one_line_of_our_own(content, why, finished, tmp_path,
+                                                                         capsys):
+    _, _, run = finished
+    if content is None:
+        content = (run / "model.pt").read_bytes()[:1000]
+    model = tmp_path / "model.pt"
+    model.write_bytes(content)
+    assert main(["eval", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert error_line(err) == f"spikeff: error: {model} is not a readable spikeff model checkpoint: {why}"
+    assert "weights_only" not in err
+    state = tmp_path / "r" / "train_state.pt"
+    state.parent.mkdir()
+    state.write_bytes(content)
+    kept = sha256(state)
+    assert main(["train", "--resume", str(state.parent)]) == 2
+    err = capsys.readouterr().err
+    assert error_line(err) == f"spikeff: error: {state} is not a readable spikeff run state: {why}"
+    assert "weights_only" not in err and sha256(state) == kept
+
+
+def test_sigterm_during_train_is_one_line_keeps_the_state_and_exits_143(tmp_path):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spikeff", "train", *DIGITS, "--cache-dir", str(tmp_path / "cache"),
+         "--out", str(out), "--epochs", "200"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_first_epoch(proc, out / "train_state.pt")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert error_line(err) == (
+        f"spikeff: error: terminated (SIGTERM); the run state is kept; resume with: spikeff train --resume {out}")
+    assert sorted(p.name for p in out.iterdir()) == ["train_state.pt"]  # the lock released
+
+
+def test_bench_refuses_a_split_too_small_for_the_probe_cross_validation(tmp_path, capsys):
+    from spikeff.bench import main as bench_main
+
+    out = tmp_path / "b"
+    assert bench_main(["--dataset", "digits", "--limit", "20", "--quick", "--methods", "spikeff", "--no-isolate",
+                       "--cache-dir", str(tmp_path / "c"), "--out", str(out)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        "spikeff-bench: error: the training split is too small for spikeff's layer probes: their 3-fold "
+        "cross-validation needs 3 training samples of a class, and no class has more than 2 (20 training samples "
+        "for 10 classes); raise --limit")
+    assert not out.exists()

@@ -100,8 +100,12 @@ def test_results_are_kept_and_resumed_only_with_matching_settings(tmp_path: Path
     raw_path.write_text(json.dumps(raw))
     assert run_bench(s, out, resume=True)["methods"]["linear"]["accuracy"] == first["methods"]["linear"]["accuracy"]
     monkeypatch.undo()
-    other = overrides(s, {"run.data.time_bins": 2})  # changed settings: the saved result does not count
-    assert run_bench(other, out, resume=True)["data"]["time_bins"] == 2
+    other = overrides(s, {"run.data.time_bins": 2})  # changed settings: refused, the saved result kept
+    before = raw_path.read_bytes()
+    with pytest.raises(ValueError, match=r"made with other settings: --time-bins 3 \(now 2\)"):
+        run_bench(other, out, resume=True)
+    assert raw_path.read_bytes() == before
+    assert run_bench(other, out, resume=True, overwrite=True)["data"]["time_bins"] == 2
 
 
 def test_every_spikeff_measurement_uses_the_eval_trials(tmp_path: Path):

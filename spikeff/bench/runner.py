@@ -23,6 +23,7 @@ each method in a fresh (spawned) process by default, saves its raw results as
 from __future__ import annotations
 
 import concurrent.futures as cf
+import inspect
 import json
 import multiprocessing as mp
 import resource
@@ -37,14 +38,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig, FFConfig, select_bptt, train_bptt, train_ff, train_linear
-from ..config import from_dict, resolve_device
+from ..config import flags, from_dict, resolve_device
 from ..data import Splits, make_loader
 from ..energy import CostModel, get_cost_model
 from ..evaluation import evaluate
 from ..experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate, untrained_control
 from ..fileio import write_json
+from ..lock import folder_lock
 from ..network import SpikingNet
-from ..probe import layer_probes
+from ..probe import fit_probe, layer_probes
 from ..provenance import git_commit
 from ..trainer import TrainConfig
 from .aggregate import build_report
@@ -230,22 +232,63 @@ def _raw_path(out: Path, method: str) -> Path:
     return out / f"raw_{method}.json"
 
 
-def _load_raw(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved raw results at ``path`` if they were run with the settings ``key``, else None."""
+def _leaves(d: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    return {k: v for name, sub in d.items() for k, v in _leaves(sub, (*prefix, name)).items()}
+
+
+def _settings_changes(saved: dict[str, Any], key: dict[str, Any]) -> list[str]:
+    """The settings that differ between two settings keys, as options: ``--time-bins 3 (now 2)``.
+
+    Parameters
+    ----------
+    saved : the settings key a result was made with.
+    key : the settings key of this run.
+
+    Returns
+    -------
+    list of str, empty when they agree.
+    """
+    names = {f.path: f.name for f in flags(BenchSettings)}
+    a, b = _leaves(saved), _leaves(key)
+    return [f"{names.get(k, '.'.join(k))} {a.get(k)} (now {b.get(k)})" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)]
+
+
+def _load_raw(path: Path, key: dict[str, Any], overwrite: bool = False) -> dict[str, Any] | None:
+    """The saved raw results at ``path`` if they were run with the settings ``key``; None if there are
+    none (or, with ``overwrite``, none of these settings). Results of other settings are refused."""
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable raw result ({e}); move it away or run without --resume") from None
-    saved = raw.get("settings")
-    if not isinstance(saved, dict):
-        return None
+    saved = raw.get("settings") if isinstance(raw, dict) else None
     try:  # read as today's settings: keys added since take their defaults, which is what the run had
         saved = settings_key(from_dict(BenchSettings, saved) if "run" in saved else legacy_settings(saved))
-    except (ValueError, TypeError):
+        changes = _settings_changes(saved, key)
+    except (ValueError, TypeError, AttributeError):
+        changes = ["settings this spikeff cannot read"]
+    if not changes:
+        return raw
+    if overwrite:
         return None
-    return raw if saved == key else None
+    raise ValueError(f"{path} was made with other settings: {', '.join(changes)}; --resume reuses results of the "
+                     "same settings only (pass --overwrite to replace them, or choose another --out)")
+
+
+def _check_probe_sizes(splits: Splits) -> None:
+    """Refuse a training split too small for the layer probes' cross-validation, before any training
+    (scikit-learn's stratified folds need some class with as many samples as folds)."""
+    folds = inspect.signature(fit_probe).parameters["folds"].default
+    counts = splits.counts["train"]
+    if max(counts.values()) < folds:
+        raise ValueError(f"the training split is too small for spikeff's layer probes: their {folds}-fold "
+                         f"cross-validation needs {folds} training samples of a class, and no class has more than "
+                         f"{max(counts.values())} ({sum(counts.values())} training samples for {len(counts)} "
+                         "classes); raise --limit")
 
 
 def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, resume: bool = False,
@@ -253,7 +296,8 @@ def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, re
     """Run every method, write the outputs to ``out`` and return the report.
 
     Each method's raw results are written to ``raw_<method>.json`` as soon as it finishes. With
-    ``resume``, a method whose saved raw results match these settings is not run again. An ``out``
+    ``resume``, a method whose saved raw results match these settings is not run again; saved
+    results of other settings are refused (replaced with ``overwrite``). An ``out``
     that already holds results is refused unless ``resume`` or ``overwrite``.
 
     Parameters
@@ -278,8 +322,11 @@ def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, re
     ------
     ValueError
         If ``out`` already holds results and neither ``resume`` nor ``overwrite`` is set, the
-        settings' device is not one of this machine, or with ``resume`` a saved
-        ``raw_<method>.json`` cannot be read.
+        settings' device is not one of this machine, with ``resume`` a saved ``raw_<method>.json``
+        cannot be read or (without ``overwrite``) was made with other settings, or the training
+        split is too small for spikeff's layer probes.
+    FolderLocked
+        If another running process writes to ``out`` (:mod:`spikeff.lock`).
     DataError
         If the data are missing or malformed.
     RuntimeError
@@ -288,20 +335,30 @@ def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, re
         If ``out`` or a file in it cannot be written.
     """
     out = Path(out)
+    with folder_lock(out):
+        return _run_bench(settings, out, command, resume, overwrite)
+
+
+def _run_bench(settings: BenchSettings, out: Path, command: str, resume: bool, overwrite: bool) -> dict[str, Any]:
     s = settings
     if not (resume or overwrite) and out.is_dir() and (any(out.glob("raw_*.json")) or (out / "report.json").exists()):
         raise ValueError(f"{out} already holds bench results; pass --resume to reuse them or --overwrite to "
                          "replace them")
     resolve_device(s.device)
     out.mkdir(parents=True, exist_ok=True)
-    s.splits()  # fail early on missing data, and build the frame cache once
+    key = settings_key(s)
+    if resume:  # every saved result, not only those of the methods run now: the report is rewritten
+        for path in sorted(out.glob("raw_*.json")):
+            _load_raw(path, key, overwrite)
+    splits = s.splits()  # fail early on missing data, and build the frame cache once
     workers = [m for m in METHODS if m in s.methods and m != "random"]
     if "random" in s.methods and "spikeff" not in workers:
         workers.insert(0, "spikeff")
-    key = settings_key(s)
+    if "spikeff" in workers:
+        _check_probe_sizes(splits)
     raw: dict[str, dict[str, Any]] = {}
     for i, m in enumerate(workers):
-        saved = _load_raw(_raw_path(out, m), key) if resume else None
+        saved = _load_raw(_raw_path(out, m), key, overwrite) if resume else None
         tqdm.write(f"[{i + 1}/{len(workers)}] {m}" + (" (+ random control)" if m == "spikeff" and "random" in s.methods
                                                       else "") + (" (saved)" if saved else ""))
         if saved is not None and (m != "spikeff" or "random" not in s.methods or "control" in saved["seeds"][0]):

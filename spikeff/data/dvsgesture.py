@@ -49,10 +49,33 @@ class DVSGestureSource(FileSource):
         # checked before the conversion to tonic's dtype (int16 x, y; bool p), which would hide bad values
         check_bounds(raw[:, 0], raw[:, 1], raw[:, 2], self.spec.sensor_size, path)
         check_times(raw[:, 3], self.spec.window_us)
+        check_monotonic(raw[:, 3])
         # tonic's DVSGesture.__getitem__: columns x,y,p,t with t in ms -> µs
         events = raw.astype(np.int64)
         events[:, 3] *= 1000
         return rfn.unstructured_to_structured(events, tonic.datasets.DVSGesture.dtype)
+
+
+def check_monotonic(t_ms: np.ndarray) -> None:
+    """Refuse a clip whose timestamps go backwards: tonic's files are sorted by time, so a step back is a
+    wrapped counter (e.g. saved in too small an integer type) or a shuffled file, and would frame wrongly.
+
+    Parameters
+    ----------
+    t_ms : np.ndarray
+        A clip's timestamps in milliseconds, in file order.
+
+    Raises
+    ------
+    BadSample
+        If any timestamp is smaller than the one before it.
+    """
+    t = t_ms.astype(np.int64)
+    back = np.flatnonzero(np.diff(t) < 0)
+    if back.size:
+        i = int(back[0])
+        raise BadSample(f"timestamps go backwards at {back.size} events (first: event {i + 1}, "
+                        f"{t[i]} -> {t[i + 1]} ms; {t_ms.dtype} timestamps); a wrapped or unsorted time counter")
 
 
 SPEC = DVSGestureSource.make_spec(

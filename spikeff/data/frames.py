@@ -3,12 +3,14 @@ per-class counts of a pair of splits."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .errors import DataError
 from .model import BadSample, Sample, Source
 from .transforms import EventAugment, ToFrameBins
 
@@ -133,3 +135,52 @@ class Counts(dict):
             lines.append(f"{name:<{width}}" + "".join(f"{self[c].get(k, 0):>12}" for c in cols))
         lines.append("total".ljust(width) + "".join(f"{sum(self[c].values()):>12}" for c in cols))
         return "\n".join(lines)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_frame_memory(what: str, n_samples: int, frame_shape: Sequence[int], dtype: np.dtype | type = np.int16,
+                       available: int | None = None) -> int:
+    """Refuse to decode frames that cannot fit in memory; return the bytes they need.
+
+    The decoded frames are held twice while they are stacked into one array, so the need is
+    ``2 x samples x time bins x P x H x W x itemsize``.
+
+    Parameters
+    ----------
+    what : the split, for the message (e.g. ``"nmnist train"``).
+    n_samples : samples to decode.
+    frame_shape : ``(T, P, H, W)``.
+    dtype : the frames' dtype.
+    available : bytes available (default: :func:`available_memory`; unknown skips the check).
+
+    Returns
+    -------
+    int, the bytes needed.
+
+    Raises
+    ------
+    DataError : the need exceeds the memory available.
+    """
+    one = int(np.prod(frame_shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    need = 2 * n_samples * one
+    available = available_memory() if available is None else available
+    if available is not None and need > available:
+        shape = " x ".join(map(str, frame_shape))
+        raise DataError(f"{what}: frames of {n_samples} samples x {shape} ({np.dtype(dtype).name}) need about "
+                        f"{need / 2**30:.3g} GiB to decode, more than the {available / 2**30:.3g} GiB of memory "
+                        "available; use fewer --time-bins (or --limit)")
+    return need

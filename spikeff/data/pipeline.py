@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .cache import default_cache_dir, unwritable_reason
 from .catalog import get_spec
 from .errors import DataError
-from .frames import AugmentedEventDataset, Counts, Decode, FrameDataset
+from .frames import AugmentedEventDataset, Counts, Decode, FrameDataset, check_frame_memory
 from .manifest import fingerprint, make_manifest, sample_digest
 from .model import BadSample, DatasetSpec, labels_of
 from .plan import Plan, cache_entry, make_plan, open_source, time_bins, where
@@ -165,6 +165,8 @@ def _materialise(
             skipped,
             f"{kind} loaded from cache {entry.meta_path.with_suffix('.*')}",
         )
+    if kind == "frames":
+        check_frame_memory(f"{plan.spec.name} {split}", len(plan.samples[split]), (plan.n_time_bins, *plan.frame_shape))
     post = plan.spec.to_frames(plan.n_time_bins, plan.resolution) if kind == "frames" else None
     out, skipped = _decode_all(plan, split, post, num_workers)
     rows = np.array([i for i, o in enumerate(out) if o is not None], dtype=np.int64)
