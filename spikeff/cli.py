@@ -269,7 +269,7 @@ def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path) -> i
 
 
 def _print_epoch(rec: EpochRecord) -> None:
-    parts = [f"layer{k}: ED cons {st.ed_consistency:.2f} div {st.ed_diversity:.2f} rate {st.rate:.3f}"
+    parts = [f"layer{k}: " + "".join(f"{name} {v:.2f} " for name, v in st.objective.items()) + f"rate {st.rate:.3f}"
              for k, st in enumerate(rec.layers, 1)]
     print(f"epoch {rec.epoch} ({rec.seconds:.1f}s) | " + " | ".join(parts), flush=True)
 

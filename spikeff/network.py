@@ -43,11 +43,12 @@ from torch import Tensor, nn
 
 from .choices import check_choices
 from .neurons import LIFParams, ScanBackend, ScanFn, lif_scan, make_scan
+from .noise import expand_trials
 from .readout import HeadKind, Readout
 
 __all__ = [
     "NetworkConfig", "Precision", "Norm", "device_of", "fold_norm", "init_fan_in_", "SpikingLayer",
-    "SpikingNet", "expand_trials", "perturbed_trials", "spike_counts", "synapse_pool",
+    "SpikingNet", "expand_trials", "spike_counts", "synapse_pool",
 ]
 
 Precision = Literal["fp32", "bf16"]
@@ -285,56 +286,6 @@ class SpikingLayer(nn.Module):
         """
         i = expand_trials(self.currents(x), trials)
         return self.scan(i, self.lif.deterministic() if deterministic else self.lif, generator)[0]
-
-
-def expand_trials(x: Tensor, trials: int) -> Tensor:
-    """``(T, B, ...) -> (T, trials * B, ...)``, trial-major.
-
-    Parameters
-    ----------
-    x : time-first ``(T, B, ...)``.
-    trials : copies per input.
-
-    Returns
-    -------
-    Tensor ``(T, trials * B, ...)`` (an expanded view; ``x`` itself when ``trials == 1``).
-    """
-    if trials == 1:
-        return x
-    return x.unsqueeze(1).expand(x.shape[0], trials, *x.shape[1:]).flatten(1, 2)
-
-
-def perturbed_trials(x: Tensor, trials: int, keep: float, shift: int, generator: torch.Generator | None) -> Tensor:
-    """``trials`` perturbed copies of event frames, ``(T, B, C, H, W) -> (T, trials * B, C, H, W)``.
-
-    Sensor-level noise, as the paper's input dropout: each copy keeps each event with probability
-    ``keep`` (binomial thinning of the counts, i.e. event drop) and is translated by an integer
-    ``(dy, dx)`` drawn uniformly from ``[-shift, shift]`` (the same for all its time bins; zeros
-    come in at the border). The trials of one input then differ by this noise as well as by the
-    neurons' own.
-
-    Parameters
-    ----------
-    x : time-first frames of event counts ``(T, B, C, H, W)``.
-    trials : copies per input, trial-major in the output batch.
-    keep : probability that an event is kept, in (0, 1].
-    shift : largest translation in pixels (0: none).
-    generator : source of the draws.
-
-    Returns
-    -------
-    Tensor ``(T, trials * B, C, H, W)``.
-    """
-    h = expand_trials(x, trials)
-    if keep < 1.0:
-        h = torch.binomial(h.contiguous(), torch.full_like(h, keep), generator=generator)
-    if shift > 0:
-        n, (H, W) = h.shape[1], h.shape[-2:]
-        d = torch.randint(-shift, shift + 1, (n, 2), generator=generator, device=h.device).tolist()
-        padded = F.pad(h, (shift,) * 4)
-        h = torch.stack([padded[:, i, :, shift - dy:shift - dy + H, shift - dx:shift - dx + W]
-                         for i, (dy, dx) in enumerate(d)], 1)
-    return h
 
 
 def spike_counts(spikes: Tensor, trials: int) -> Tensor:

@@ -12,7 +12,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 __all__ = ["SILENT_RATE", "SILENT_SPIKES", "LayerStats", "EpochRecord", "PassCursor", "Diagnostic", "warn_if_silent",
            "warn_if_head_silent"]
@@ -23,18 +23,28 @@ SILENT_RATE = 0.005  # spikes per neuron and time bin
 SILENT_SPIKES = 5.0  # spikes per input and time bin, summed over the layer
 
 
-class LayerStats(NamedTuple):
-    """One layer's training statistics: on one batch (0-d tensors), or their means over a pass."""
+@dataclass(frozen=True)
+class LayerStats:
+    """One layer's training statistics: on one batch (0-d tensors), or their means over a pass.
+
+    ``objective`` holds the statistics the layer's objective names (:mod:`spikeff.objectives`), e.g.
+    ``ed_consistency`` and ``ed_diversity``; they read as attributes too (``stats.ed_consistency``).
+    """
 
     loss: Any
-    ed_consistency: Any
-    ed_diversity: Any
     rate: Any  # spikes per neuron and time bin
     spikes_per_bin: Any  # spikes per input and time bin, summed over the layer
+    objective: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        stats = self.__dict__.get("objective", {})
+        if name in stats:
+            return stats[name]
+        raise AttributeError(f"{type(self).__name__} has no statistic {name!r}")
 
     @classmethod
     def of(cls, flat: Mapping[str, Any], k: int) -> LayerStats:
-        """Layer ``k``'s (1-based) entries of a flat record (keys ``layer<k>/<field>``).
+        """Layer ``k``'s (1-based) entries of a flat record (keys ``layer<k>/<name>``).
 
         Parameters
         ----------
@@ -43,12 +53,19 @@ class LayerStats(NamedTuple):
 
         Returns
         -------
-        LayerStats of floats.
+        LayerStats of floats; every entry but ``loss``, ``rate`` and ``spikes_per_bin`` is the objective's.
+
+        Raises
+        ------
+        KeyError : ``loss``, ``rate`` or ``spikes_per_bin`` is missing.
         """
-        return cls(*(float(flat[f"layer{k}/{name}"]) for name in cls._fields))
+        prefix = f"layer{k}/"
+        mine = {key[len(prefix):]: float(v) for key, v in flat.items() if key.startswith(prefix)}
+        base = [mine.pop(name) if name in mine else flat[prefix + name] for name in _BASE]
+        return cls(*base, objective=mine)
 
     def items(self, k: int) -> dict[str, Any]:
-        """The flat record entries of layer ``k`` (1-based).
+        """The flat record entries of layer ``k`` (1-based): ``loss``, the objective's, ``rate``, ``spikes_per_bin``.
 
         Parameters
         ----------
@@ -56,9 +73,13 @@ class LayerStats(NamedTuple):
 
         Returns
         -------
-        dict : ``layer<k>/<field>`` -> value.
+        dict : ``layer<k>/<name>`` -> value.
         """
-        return {f"layer{k}/{name}": v for name, v in zip(self._fields, self)}
+        named = {"loss": self.loss, **self.objective, "rate": self.rate, "spikes_per_bin": self.spikes_per_bin}
+        return {f"layer{k}/{name}": v for name, v in named.items()}
+
+
+_BASE = ("loss", "rate", "spikes_per_bin")
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,7 @@ class EpochRecord:
 
         Raises
         ------
-        KeyError : a layer lacks one of the :class:`LayerStats` fields, or ``epoch`` is missing.
+        KeyError : a layer lacks ``loss``, ``rate`` or ``spikes_per_bin``, or ``epoch`` is missing.
         """
         n = sum(1 for key in flat if key.startswith("layer") and key.endswith("/loss"))
         layers = tuple(LayerStats.of(flat, k) for k in range(1, n + 1))
@@ -174,7 +195,7 @@ def warn_if_silent(record: EpochRecord, history: Sequence[EpochRecord]) -> None:
             warnings.warn(
                 f"layer {k + 1} is nearly silent in epoch {record.epoch}: {stats.spikes_per_bin:.1f} "
                 f"spikes per input and time bin ({stats.rate:.2%} of its neuron-steps), so "
-                "its ED loss and the layers above it get little signal. Without normalisation rates "
+                "its local loss and the layers above it get little signal. Without normalisation rates "
                 "fall with depth; --norm batch (the default) keeps every layer's currents at unit "
                 "variance, and fewer layers or a lower threshold raise them too",
                 RuntimeWarning, stacklevel=2,

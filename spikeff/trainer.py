@@ -1,6 +1,7 @@
-"""Layer-local training by ED compression: the schedules and the per-layer and head steps.
+"""Layer-local training: the schedules and the per-layer and head steps.
 
-Every layer learns from its own ED loss (:mod:`spikeff.ed`) on its own spike counts. Its
+Every layer learns from its own objective (:mod:`spikeff.objectives`; by default ED compression,
+:mod:`spikeff.ed`) on its own spike counts. Its
 input is detached, so no gradient crosses layers; within a layer the gradient flows
 through time by the surrogate. Each layer's loss is backpropagated and stepped before the
 next layer runs, so only one layer's graph is alive at a time.
@@ -31,8 +32,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .choices import check_choices
-from .ed import EDLossConfig, ed_loss, random_projection
-from .network import SpikingNet, device_of, perturbed_trials, spike_counts
+from .ed import EDLossConfig, random_projection
+from .network import SpikingNet, device_of, spike_counts
+from .noise import trial_noise
+from .objectives import Objective, ObjectiveName, make_objective, project
 from .readout import Mode, scores
 from .records import Diagnostic, EpochRecord, LayerStats, PassCursor, warn_if_silent
 
@@ -61,6 +64,8 @@ class TrainConfig:
         "help": "share of the input events each training trial keeps (event drop per trial; 1: none)"})
     input_shift: int = field(default=0, metadata={
         "help": "largest random translation of each training trial's input, in pixels (0: none)"})
+    input_dropout: float = field(default=0.0, metadata={
+        "help": "share of the input entries each training trial zeroes, the rest scaled up (dropout; 0: none)"})
     eval_trials: int | None = field(default=None, metadata={
         "help": "trials per test input (default: --trials); more give a less noisy energy estimate"})
     batch_size: int = field(default=32, metadata={"help": "inputs per batch"})
@@ -71,6 +76,10 @@ class TrainConfig:
         "help": "linear readout learning rates to choose from on a held-out 20%% of the training inputs"})
     schedule: Schedule = field(default="simultaneous", metadata={
         "help": "greedy: one pass per layer and epoch; simultaneous: every layer learns on every batch"})
+    objective: ObjectiveName = field(default="ed", metadata={
+        "help": "each layer's local objective (spikeff.objectives): ed (ED compression as --form, --covariance, "
+                "--diversity say), seed (the published method's fixed settings), ed_guarded (ed plus a variance "
+                "floor and a decorrelation penalty)"})
     loss: EDLossConfig = field(default_factory=EDLossConfig)
     projection_dims: tuple[int, ...] = field(default=(), metadata={
         "flag": "--projection", "help": "random projection dims per layer, e.g. 30,20"})
@@ -87,16 +96,16 @@ class TrainConfig:
             raise ValueError(f"trials must be >= 1, got {self.trials}")
         if not self.readout_lrs or min(self.readout_lrs) <= 0:
             raise ValueError(f"readout_lrs must be positive learning rates, got {self.readout_lrs}")
-        if self.trials < 2 and (
+        if self.trials < 2 and self.objective != "seed" and (
             (self.loss.covariance == "trial" and not self.loss.supervised) or self.loss.diversity == "signal"
         ):
             raise ValueError(
                 "the trial-to-trial and signal covariances need --trials >= 2 "
                 "(or use covariance='second_moment' and diversity='covariance')"
             )
-        if not 0.0 < self.input_keep <= 1.0 or self.input_shift < 0:
-            raise ValueError(f"input_keep must be in (0, 1] and input_shift >= 0, got {self.input_keep}, "
-                             f"{self.input_shift}")
+        if not 0.0 < self.input_keep <= 1.0 or self.input_shift < 0 or not 0.0 <= self.input_dropout < 1.0:
+            raise ValueError(f"input_keep must be in (0, 1], input_shift >= 0 and input_dropout in [0, 1), got "
+                             f"{self.input_keep}, {self.input_shift}, {self.input_dropout}")
         if self.batch_size < 1 or (self.eval_trials is not None and self.eval_trials < 1):
             raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
         check_choices(self)
@@ -166,6 +175,8 @@ class LayerTrainer:
     progress : show a progress bar per pass.
     diagnostics : called after every epoch with its record and the earlier records (default:
         :func:`warn_if_silent`).
+    objective : every layer's objective (:class:`spikeff.objectives.Objective`); default: the one
+        ``config.objective`` names, built from ``config.loss``.
 
     Raises
     ------
@@ -175,6 +186,7 @@ class LayerTrainer:
     def __init__(
         self, net: SpikingNet, config: TrainConfig, generator: torch.Generator, sync: DataParallel | None = None,
         *, progress: bool = True, diagnostics: Sequence[Diagnostic] = (warn_if_silent,),
+        objective: Objective | None = None,
     ) -> None:
         self.net, self.config, self.generator, self.sync = net, config, generator, sync
         self.progress, self.diagnostics = progress, tuple(diagnostics)
@@ -189,6 +201,8 @@ class LayerTrainer:
             random_projection(layer.out_channels, d, proj_gen).to(device_of(net)) if d else None
             for layer, d in zip(net.layers, dims or [0] * len(net.layers))
         ]
+        self.objective = make_objective(config.objective, config.loss) if objective is None else objective
+        self.noise = trial_noise(config.input_keep, config.input_shift, config.input_dropout)
         self.cursor = PassCursor()
         self.history: list[EpochRecord] = []
 
@@ -229,13 +243,13 @@ class LayerTrainer:
         self.projections = list(state["projections"])
 
     def layer_step(self, k: int, inp: Tensor, y: Tensor, trials_in: int) -> tuple[Tensor, LayerStats]:
-        """Forward layer ``k`` (0-based) on detached ``inp`` and step its optimizer on its ED loss.
+        """Forward layer ``k`` (0-based) on detached ``inp`` and step its optimizer on its objective.
 
         Parameters
         ----------
         k : the layer.
         inp : its input spikes ``(T, trials_in * B, ...)``; detached here, so no gradient leaves the layer.
-        y : the batch's labels (for the supervised consistency).
+        y : the batch's labels (for objectives that read them, e.g. the supervised consistency).
         trials_in : trials already in ``inp`` (``config.trials`` for the first layer, else 1).
 
         Returns
@@ -245,12 +259,12 @@ class LayerTrainer:
         """
         cfg, layer = self.config, self.net.layers[k]
         spikes = layer(inp.detach(), self.generator, trials_in)
-        counts = spike_counts(spikes, cfg.trials)
-        loss, cons, div = ed_loss(counts, cfg.loss, y, self.projections[k],
-                                  reduce=None if self.sync is None else self.sync.reduce)
+        counts = project(spike_counts(spikes, cfg.trials), self.projections[k])
+        loss, named = self.objective(counts, y, None if self.sync is None else self.sync.reduce)
         optimizer_step(self.layer_opts[k], loss, self.sync)
         rate = spikes.detach().mean()
-        stats = LayerStats(loss.detach(), cons.detach(), div.detach(), rate, rate * spikes[0, 0].numel())
+        named = {n: named[n].detach() for n in self.objective.names}
+        stats = LayerStats(loss.detach(), rate, rate * spikes[0, 0].numel(), named)
         return spikes.detach(), stats
 
     def _check_finite(self, losses: dict[int, Tensor]) -> None:
@@ -262,7 +276,7 @@ class LayerTrainer:
         finite = torch.isfinite(torch.stack(list(losses.values()))) & torch.stack(weights)
         if not bool(finite.all()):
             k = list(losses)[int((~finite).nonzero()[0, 0])]
-            what = "ED loss" if not bool(torch.isfinite(losses[k])) else "weights after the step"
+            what = "loss" if not bool(torch.isfinite(losses[k])) else "weights after the step"
             raise TrainingError(
                 f"non-finite {what} in layer {k + 1} at epoch {self.cursor.epoch + 1}; "
                 "try a lower --lr or a different noise level (--delta)"
@@ -295,8 +309,8 @@ class LayerTrainer:
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             h, trials_in, losses = x, cfg.trials, {}
-            if cfg.input_keep < 1.0 or cfg.input_shift > 0:
-                h, trials_in = perturbed_trials(x, cfg.trials, cfg.input_keep, cfg.input_shift, self.generator), 1
+            if self.noise:
+                h, trials_in = self.noise.apply(x, cfg.trials, self.generator), 1
             for k in range(last + 1):
                 if k in train:
                     h, stats = self.layer_step(k, h, y, trials_in)

@@ -14,11 +14,12 @@ from spikeff.network import (
     SpikingNet,
     expand_trials,
     fold_norm,
-    perturbed_trials,
     spike_counts,
     synapse_pool,
 )
 from spikeff.neurons import LIFParams
+from spikeff.noise import perturbed_trials
+from spikeff.objectives import EDObjective
 from spikeff.readout import scores
 from spikeff.readout_fit import calibrate_norm
 from spikeff.records import EpochRecord, LayerStats, warn_if_head_silent, warn_if_silent
@@ -92,7 +93,7 @@ def test_no_gradient_crosses_layers():
         h1, _ = trainer.layer_step(0, x, y, 3)
         g1 = [p.grad.clone() for p in net.layers[0].parameters()]
         # A different loss on layer 2 must leave layer 1's grads untouched.
-        trainer.config = TrainConfig(trials=3, loss=EDLossConfig(alpha=alpha2))
+        trainer.objective = EDObjective(EDLossConfig(alpha=alpha2))
         trainer.layer_step(1, h1, y, 1)
         assert all(torch.equal(a, p.grad) for a, p in zip(g1, net.layers[0].parameters()))
         grads.append(([p.grad.clone() for p in net.layers[1].parameters()], g1))
@@ -161,7 +162,7 @@ def test_nearly_silent_layer_warns_once():
 
 
 def test_sparse_but_large_layer_is_not_silent(recwarn):
-    layers = (LayerStats(0.0, 0.0, 0.0, 0.004, 33.0), LayerStats(0.0, 0.0, 0.0, 0.5, 3.0))
+    layers = (LayerStats(0.0, 0.004, 33.0), LayerStats(0.0, 0.5, 3.0))
     warn_if_silent(EpochRecord(1, 0.0, layers, 0.0), [])
     assert not [w for w in recwarn if "nearly silent" in str(w.message)]
 
@@ -186,7 +187,7 @@ def test_epoch_record_round_trips_through_its_flat_form():
     flat = [r.to_dict() for r in history]
     assert json.loads(json.dumps(flat)) == flat  # plain types
     assert sorted(flat[0]) == sorted(["epoch", "seconds", "head/loss"] + [
-        f"layer{k}/{f}" for k in (1, 2) for f in LayerStats._fields])
+        f"layer{k}/{f}" for k in (1, 2) for f in ("loss", "ed_consistency", "ed_diversity", "rate", "spikes_per_bin")])
     assert [EpochRecord.from_dict(d) for d in flat] == history
     with pytest.raises(KeyError, match="layer2/rate"):
         EpochRecord.from_dict({k: v for k, v in flat[0].items() if k != "layer2/rate"})
