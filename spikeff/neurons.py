@@ -145,13 +145,15 @@ def lif_step(
     if p.sigma > 0:
         v = v + p.sigma * torch.randn(v.shape, generator=generator, device=v.device, dtype=v.dtype)
     x = v - p.threshold
+    # Without a graph the surrogate's value would be added as exactly 0: skip it (same spikes, same draws).
+    graph = torch.is_grad_enabled() and x.requires_grad
     if p.delta > 0:
         u = torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)
         hard = (u < torch.sigmoid(x.detach() / p.delta)).to(v.dtype)
-        spikes = _straight_through(hard, escape_surrogate(x, u, p))
+        spikes = _straight_through(hard, escape_surrogate(x, u, p)) if graph else hard
     else:
         hard = (x >= 0).to(v.dtype)
-        spikes = _straight_through(hard, torch.sigmoid(p.surrogate_slope * x))
+        spikes = _straight_through(hard, torch.sigmoid(p.surrogate_slope * x)) if graph else hard
     s = spikes.detach()
     u = v * (1.0 - s) if p.reset == "zero" else v - p.threshold * s
     return spikes, LIFState(u)
