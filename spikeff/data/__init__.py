@@ -18,13 +18,14 @@ shared checks); one file per dataset (``digits``, ``nmnist``, ``dvsgesture``); `
 from .cache import CACHE_FORMAT_VERSION, default_cache_dir
 from .catalog import DATASETS, default_data_dir, get_spec
 from .describe import check_files, describe
-from .digits import SaccadeDVS, make_digit_events
+from .digits import make_digit_events
 from .errors import DataError
 from .frames import AugmentedEventDataset, Counts, FrameDataset
 from .loader import EpochSampler, make_loader, time_first_collate
 from .manifest import manifest_changes, manifest_summary
 from .model import DatasetSpec, Sample
 from .pipeline import Splits, load_recorded_test, load_splits
+from .saccade import SaccadeDVS
 from .selection import balanced_subset, stratified_split
 from .transforms import EventAugment, ToFrameBins
 
