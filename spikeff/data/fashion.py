@@ -109,7 +109,8 @@ class FashionSource(SaccadeSource):
         folder = find_folder(root)
         self.simulator = SaccadeDVS()
         sim = hashlib.sha256(repr(self.simulator).encode()).hexdigest()[:12]
-        self.splits, self.split_folders = {}, {}
+        self.splits = {}
+        self.split_folders = {split: f"{prefix} files" for split, prefix in SPLIT_FILES.items()}
         pixels, seed_keys = [], []  # per row of self.pixels: its image, and (split code, index) for its seed
         for code, (split, prefix) in enumerate(SPLIT_FILES.items()):
             images_path, labels_path = idx_paths(folder, prefix)
@@ -130,7 +131,6 @@ class FashionSource(SaccadeSource):
             row0 = sum(len(a) for a in pixels)
             pixels.append(images)
             seed_keys.append(np.stack([np.full(len(images), code), np.arange(len(images))], axis=1))
-            self.split_folders[split] = f"{prefix} files"
             self.splits[split] = [
                 Sample(key=f"fashion:{prefix}:{i}:{content}:{EVENT_SEED}:{sim}", label=int(y), index=row0 + i,
                        ident=f"{FOLDER}/{prefix}:{i}")
