@@ -158,7 +158,7 @@ def fit_linear_head(fc: torch.nn.Linear, features: Tensor, targets: Tensor, *, l
 
 
 class _LinearHeadFit:
-    """Fits a linear head on cached trial features ``(n, N, D)`` (float16, on the CPU)."""
+    """Fits a linear head on cached trial features ``(n, N, D)`` on the CPU (float16 for :func:`fit_readout`)."""
 
     def __init__(self, fc: torch.nn.Linear, features: Tensor, targets: Tensor, mode: Mode, batch_size: int,
                  epochs: int, order_gen: torch.Generator) -> None:

@@ -190,7 +190,7 @@ class LayerTrainer:
 
     Raises
     ------
-    ValueError : ``config.projection_dims`` is given but not one entry per layer.
+    ValueError : ``config.projection_dims`` or a sequence of objectives is given but not one entry per layer.
     """
 
     def __init__(
@@ -202,6 +202,8 @@ class LayerTrainer:
         self.progress, self.diagnostics, self.feed, self.train_head = progress, tuple(diagnostics), feed, head
         self.layer_opts = [torch.optim.Adam(layer.parameters(), lr=config.lr) for layer in net.layers]
         self.head_opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
+        if isinstance(objective, Sequence) and len(objective) != len(net.layers):
+            raise ValueError(f"need one objective per layer ({len(net.layers)}), got {len(objective)}")
         dims = config.projection_dims
         if dims and len(dims) != len(net.layers):
             raise ValueError(f"projection_dims needs one entry per layer ({len(net.layers)}), got {dims}")

@@ -151,3 +151,5 @@ def test_the_loop_takes_a_feed_one_objective_per_layer_and_can_leave_the_head_ou
     assert set(record.layers[1].objective) == {"mean_count"}
     assert all(torch.equal(p, q) for p, q in zip(head, net.head.parameters()))
     assert math.isnan(record.head_loss)  # no head step, no head loss
+    with pytest.raises(ValueError, match="one objective per layer"):
+        LayerTrainer(net, TrainConfig(), torch.Generator(), objective=objectives[:1])
