@@ -38,7 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig, FFConfig, select_bptt, train_bptt, train_ff, train_linear
-from ..config import flags, from_dict, resolve_device
+from ..config import RunConfig, flags, from_dict, resolve_device
 from ..data import Splits, make_loader
 from ..energy import CostModel, get_cost_model
 from ..evaluation import evaluate
@@ -48,10 +48,9 @@ from ..lock import folder_lock
 from ..network import SpikingNet
 from ..probe import fit_probe, layer_probes
 from ..provenance import git_commit
-from ..trainer import TrainConfig
 from .aggregate import build_report
 from .report import write_outputs
-from .settings import BENCH_MODES, METHODS, BenchSettings, legacy_settings, settings_key
+from .settings import BENCH_MODES, METHODS, BenchSettings, settings_key
 
 __all__ = ["run_method", "run_bench"]
 
@@ -86,13 +85,13 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
 
     test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
-    trials = train_cfg.test_trials  # the trials of the reported accuracy; every measurement here uses them
+    trials = s.run.test_trials  # the trials of the reported accuracy; every measurement here uses them
     curve = sorted(set(s.trials_curve) | {trials})
     lif0 = net_cfg.lif
     levels = sorted(set(s.noise_levels) | {lif0.delta})
     seeds_out = []
     for seed in tqdm(range(s.seeds), desc="spikeff seeds", dynamic_ncols=True):
-        run = train_and_evaluate(splits, net_cfg, s.train_config(seed), device=device)
+        run = train_and_evaluate(splits, s.run_config(seed))
         net, m = run.net, run.metrics
         g = lambda j, seed=seed: _gen(device, seed * 1000 + 100 + j)  # noqa: E731 -- measurement noise, apart from training's
         acc = m["test_accuracy"]
@@ -127,16 +126,17 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
                               "ops": {"energy": measure(ctrl, trials, g(400))[1],
                                       "deterministic": measure(ctrl, 1, g(401), True)[1]}}
         seeds_out.append(rec)
-    return {"seeds": seeds_out, "network": net_cfg.to_dict(), "train_config": asdict(train_cfg),
-            "passes": _network_passes(train_cfg, net), "trials": train_cfg.trials, "eval_trials": trials}
+    return {"seeds": seeds_out, "network": net_cfg.to_dict(),
+            "train_config": {**asdict(train_cfg), **asdict(s.run.eval)},  # the layers' and the readout's settings
+            "passes": _network_passes(s.run, net), "trials": train_cfg.trials, "eval_trials": trials}
 
 
-def _network_passes(train_cfg: TrainConfig, net: SpikingNet) -> int:
+def _network_passes(run: RunConfig, net: SpikingNet) -> int:
     """Passes of the training set through the network: one per layer epoch (per layer in greedy
     mode), plus the readout's: one to cache a linear head's features, or one per epoch for a
     spiking head."""
-    layer = train_cfg.epochs * (1 if train_cfg.schedule == "simultaneous" else len(net.layers))
-    readout = min(train_cfg.readout_epochs, 1) if net.head.kind == "linear" else train_cfg.readout_epochs
+    layer = run.train.epochs * (1 if run.train.schedule == "simultaneous" else len(net.layers))
+    readout = min(run.eval.readout_epochs, 1) if net.head.kind == "linear" else run.eval.readout_epochs
     return layer + readout
 
 
@@ -267,8 +267,8 @@ def _load_raw(path: Path, key: dict[str, Any], overwrite: bool = False) -> dict[
         raise ValueError(f"{path}: not a readable raw result ({e}); move it away or run without --resume") from None
     saved = raw.get("settings") if isinstance(raw, dict) else None
     try:  # read as today's settings: keys added since take their defaults, which is what the run had
-        saved = settings_key(from_dict(BenchSettings, saved) if "run" in saved else legacy_settings(saved))
-        changes = _settings_changes(saved, key)
+        changes = (_settings_changes(settings_key(from_dict(BenchSettings, saved)), key) if "run" in saved
+                   else ["settings written by a pre-0.1 spikeff-bench"])
     except (ValueError, TypeError, AttributeError):
         changes = ["settings this spikeff cannot read"]
     if not changes:
