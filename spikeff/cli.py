@@ -6,8 +6,7 @@ whole config; ``--resume`` and ``eval`` read it back from the run's files, not f
 User errors (bad data, bad checkpoints, bad options, unwritable paths, a full disk, a diverging
 loss) end with one ``spikeff: error: ...`` line and exit status 2; Ctrl-C ends with one line and
 exit status 130, SIGTERM during ``train`` with one line and 143. A run folder has one writer at a time
-(:mod:`spikeff.lock`). Set ``SPIKEFF_DEBUG=1`` for the traceback. The four commands share these
-error paths, so they stay in this one module (over 400 lines).
+(:mod:`spikeff.lock`). Set ``SPIKEFF_DEBUG=1`` for the traceback.
 """
 
 from __future__ import annotations
@@ -476,8 +475,8 @@ def cmd_export(args: Any) -> int:
         raise NIRExportError("--verify-samples must be >= 1")
     if args.out.exists() and not args.out.is_dir() and not args.overwrite:
         raise NIRExportError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
-    saved = meta.get("config", {})
-    flat = {**saved.get("data", {}), "seed": saved.get("train", {}).get("seed"), **meta}
+    saved = from_dict(RunConfig, meta["config"]) if "config" in meta else None
+    flat = {**(to_dict(saved.data) if saved else {}), "seed": saved.seed if saved else None, **meta}
     extra = {f"train_{k}": v for k, v in flat.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
     what = (f"{len(net.layers)} layers, {net.head.kind} readout, dt={dt:g} s"
             f"{', loihi fixed point' if args.quantize else ''}")

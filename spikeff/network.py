@@ -23,9 +23,6 @@ scan (``"eager"``: the reference :func:`~spikeff.neurons.lif_scan`; ``"compiled"
 while the membrane, the noise comparison, the spikes and the loss stay float32. The
 readout head always runs in float32. A conv and its avg-pool always run as one strided conv
 (:func:`synapse_pool`; same currents up to rounding).
-
-The layer, the net and the operations that define them (fused conv and pool, norm folding)
-stay in this one module; over 400 lines, much of it the reference docstrings.
 """
 
 from __future__ import annotations

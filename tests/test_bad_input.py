@@ -668,7 +668,7 @@ def test_eval_says_when_data_dir_does_not_hold_the_models_dataset(finished, tmp_
         f"(expected {other / 'NMNIST'})")
     digits = tmp_path / "digits.pt"
     save_checkpoint(digits, SpikingNet(NetworkConfig(input_shape=(2, 34, 34), n_classes=10, conv_channels=(2,))),
-                    {"dataset": "digits", "time_bins": 2})
+                    {"config": {"data": {"dataset": "digits", "time_bins": 2}}})
     assert main(["eval", str(digits), "--data-dir", str(other)]) == 2
     assert error_line(capsys.readouterr().err) == (
         f"spikeff: error: --data-dir {other}: {digits} was trained on digits, which is built in and read from no "
