@@ -325,7 +325,7 @@ def train_and_evaluate(
         "device": str(device),
         "batch_size": batch_size,
         "train_seconds": train_seconds,
-        "network": net_config.to_dict(),
+        "network": to_dict(net_config),
     }
     if config.eval.control:
         ctrl = untrained_control(net_config, seed, device, train_loader, gens["control"])

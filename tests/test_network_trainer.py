@@ -348,9 +348,13 @@ def test_calibrated_norm_folds_into_the_synapse():
     assert torch.equal(net(x, deterministic=True), folded(x, deterministic=True))
 
 
-def test_configs_written_before_norm_load_without_it():
-    d = NetworkConfig((2, 8, 8), 3).to_dict()
-    del d["norm"]
-    assert NetworkConfig.from_dict(d).norm == "none"
+def test_checkpoints_written_before_norm_load_without_it(tmp_path):
+    from spikeff.checkpoint import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", SpikingNet(NetworkConfig((2, 8, 8), 3, norm="none")))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    del payload["network"]["norm"]
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt")[0].config.norm == "none"
     with pytest.raises(ValueError, match="norm"):
         NetworkConfig((2, 8, 8), 3, norm="layer")

@@ -38,7 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig, FFConfig, select_bptt, train_bptt, train_ff, train_linear
-from ..config import RunConfig, flags, from_dict, resolve_device
+from ..config import RunConfig, flags, from_dict, resolve_device, to_dict
 from ..data import Splits, make_loader
 from ..energy import CostModel, get_cost_model
 from ..evaluation import evaluate
@@ -126,7 +126,7 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
                               "ops": {"energy": measure(ctrl, trials, g(400))[1],
                                       "deterministic": measure(ctrl, 1, g(401), True)[1]}}
         seeds_out.append(rec)
-    return {"seeds": seeds_out, "network": net_cfg.to_dict(),
+    return {"seeds": seeds_out, "network": to_dict(net_cfg),
             "train_config": {**asdict(train_cfg), **asdict(s.run.eval)},  # the layers' and the readout's settings
             "passes": _network_passes(s.run, net), "trials": train_cfg.trials, "eval_trials": trials}
 
