@@ -90,5 +90,5 @@ def train_linear(
 
     ev = evaluate_batches(test_batches, torch.device("cpu"), infer)
     acc, ops = ev.accuracy["deterministic"], ev.ops
-    c = float(clf[-1].C_[0])
+    c = float(clf[-1].C_[0]) if hasattr(clf[-1], "C_") else float(clf[-1].C)  # fixed C: too few to cross-validate
     return BaselineResult(clf, acc, ops, [{"C": c}], train_seconds, 1)
