@@ -33,15 +33,18 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
+from .data import make_loader
 from .network import SpikingNet, device_of, init_fan_in_
 from .noise import EventThinning, Perturbation, Shift
 from .probe import FrozenFeatures, fit_probe, frozen_features
 from .readout import Mode
 from .readout_fit import _LinearHeadFit
+from .trainer import TrainConfig
 
 __all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
-           "perturbed", "linear_curve", "energy_curve", "label_efficiency", "label_table"]
+           "perturbed", "linear_curve", "energy_curve", "label_efficiency", "compact_label_efficiency", "label_table"]
 
 LABELS_PER_CLASS: tuple[int | None, ...] = (1, 10, 100, None)
 COMPACT_LABELS: tuple[int | None, ...] = (10, None)  # what `spikeff train` reports
@@ -184,10 +187,11 @@ def energy_curve(train: Tensor, y_train: np.ndarray, tests: Mapping[str, Tensor]
 
 
 def _representations(f: FrozenFeatures, per_layer: bool) -> dict[str, np.ndarray]:
-    """Each layer (only the top one unless ``per_layer``) and all layers side by side."""
+    """Each layer (only the top one unless ``per_layer``) and, with two or more, all layers side by side."""
     layers = f.layers[1:]
     reps = {f"layer {i + 1}": a for i, a in enumerate(layers) if per_layer or i == len(layers) - 1}
-    reps["all layers"] = np.concatenate(layers, 1)
+    if len(layers) > 1:
+        reps["all layers"] = np.concatenate(layers, 1)
     return reps
 
 
@@ -209,7 +213,7 @@ def label_efficiency(
     seed : seeds the labelled draws, the perturbations, the neuron noise and the solvers.
     ks : labels per class (``None``: all).
     draws : labelled sets per ``k``.
-    per_layer : every layer (else only the top one), always with all layers together.
+    per_layer : every layer (else only the top one), and all layers together (with two or more).
     energy : fit the energy readout too (a linear head only), as :class:`EnergyFit` says.
 
     Returns
@@ -256,6 +260,35 @@ def label_efficiency(
     return out
 
 
+def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset, test: Iterable[Batch],
+                             config: TrainConfig, batch_size: int = 64) -> dict[str, Any]:
+    """What ``spikeff train`` reports: :func:`label_efficiency` at :data:`COMPACT_LABELS`, the top
+    layer and all layers, with the energy readout at the run's readout budget.
+
+    The features come from the evaluation trials (``config.test_trials``), the noise the reported
+    accuracy is measured with, in one pass per split and view; the labelled draws, perturbations
+    and noise are seeded by ``config.seed``. The energy head is fitted at ``config.readout_lrs[0]``
+    (fixed: too few labels to choose it on).
+
+    Parameters
+    ----------
+    nets : name -> network (``"trained"``, ``"control"``).
+    train_set : the training split (read in order, ``batch_size`` at a time).
+    test : batches of the test split.
+    config : the run's settings (``label_draws``, ``seed``, ``test_trials``, the readout's).
+    batch_size : inputs per feature batch.
+
+    Returns
+    -------
+    dict, as :func:`label_efficiency`'s.
+    """
+    train = make_loader(train_set, batch_size, shuffle=False, seed=config.seed)
+    energy = (EnergyFit(config.readout_epochs, config.readout_lrs[0], config.batch_size, config.train_mode)
+              if config.readout_epochs else None)
+    return label_efficiency(nets, train, test, config.test_trials, seed=config.seed, ks=COMPACT_LABELS,
+                            draws=config.label_draws, per_layer=False, energy=energy)
+
+
 def label_table(result: Mapping[str, Any]) -> str:
     """A plain-text table of :func:`label_efficiency`'s result: one row per net and representation,
     the clean accuracy per ``k`` (mean +- std over draws), then the shifted and thinned accuracy at
@@ -270,7 +303,8 @@ def label_table(result: Mapping[str, Any]) -> str:
     str
     """
     ks, last = result["labels_per_class"], result["labels_per_class"][-1]
-    head = ["", *[f"k={k}" for k in ks], f"shifted k={last}", f"thinned k={last}"]
+    col = {k: "all" if k == "all" else f"k={k}" for k in ks}
+    head = ["", *col.values(), f"shifted {col[last]}", f"thinned {col[last]}"]
     rows = []
     for name, reps in result["results"].items():
         for rep, curve in reps.items():
