@@ -44,7 +44,8 @@ from .readout_fit import _LinearHeadFit
 from .trainer import TrainConfig
 
 __all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
-           "perturbed", "linear_curve", "energy_curve", "label_efficiency", "compact_label_efficiency", "label_table"]
+           "perturbed", "view_batches", "describe", "energy_fit", "linear_curve", "energy_curve", "label_efficiency",
+           "compact_label_efficiency", "label_table"]
 
 LABELS_PER_CLASS: tuple[int | None, ...] = (1, 10, 100, None)
 COMPACT_LABELS: tuple[int | None, ...] = (10, None)  # what `spikeff train` reports
@@ -112,6 +113,13 @@ def perturbed(batches: Iterable[Batch], perturbation: Perturbation | None, gener
     """``batches`` with each input perturbed (one draw per input; ``None``: as they are)."""
     for x, y in batches:
         yield (x if perturbation is None else perturbation.apply(x, generator)), y
+
+
+def view_batches(batches: Iterable[Batch], seed: int) -> dict[str, Iterator[Batch]]:
+    """One pass over ``batches`` per view of :data:`VIEWS`, each perturbed from its own generator
+    seeded by ``seed`` (the same draws whoever reads them)."""
+    return {v: perturbed(batches, p, torch.Generator().manual_seed(seed * 1000 + 690 + i))
+            for i, (v, p) in enumerate(VIEWS.items())}
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:
@@ -186,6 +194,35 @@ def energy_curve(train: Tensor, y_train: np.ndarray, tests: Mapping[str, Tensor]
     return _curve(scores, draws)
 
 
+def describe(ks: Sequence[int | None], draws: int, features: str) -> dict[str, Any]:
+    """The head of a label-efficiency result: the ``k`` names, the draws, the views and how the
+    ``features`` were made (a phrase); ``results`` is filled by the caller.
+
+    Parameters
+    ----------
+    ks, draws : as in :func:`labelled_draws`.
+    features : what the readouts read.
+
+    Returns
+    -------
+    dict
+    """
+    return {"labels_per_class": [k_name(k) for k in ks], "draws": draws,
+            "views": {"clean": "the test inputs as they are", "shifted": f"each translated by up to +-{SHIFT_PX} px",
+                      "thinned": f"each event kept with probability {THIN_KEEP}"},
+            "features": f"{features}; C cross-validated on the labelled inputs only (fixed when a class has fewer "
+                        "than 3)"}
+
+
+def energy_fit(config: TrainConfig) -> EnergyFit | None:
+    """The energy readout at ``k`` labels for a run's ``config``: its readout epochs and batch size, its
+    first readout learning rate (fixed: too few labels to choose it on) and its ``train_mode``; ``None``
+    without readout epochs."""
+    if not config.readout_epochs:
+        return None
+    return EnergyFit(config.readout_epochs, config.readout_lrs[0], config.batch_size, config.train_mode)
+
+
 def _representations(f: FrozenFeatures, per_layer: bool) -> dict[str, np.ndarray]:
     """Each layer (only the top one unless ``per_layer``) and, with two or more, all layers side by side."""
     layers = f.layers[1:]
@@ -226,13 +263,7 @@ def label_efficiency(
     ------
     ValueError : an empty split, or as :func:`labelled_draws`.
     """
-    out: dict[str, Any] = {
-        "labels_per_class": [k_name(k) for k in ks], "draws": draws,
-        "views": {"clean": "the test inputs as they are", "shifted": f"each translated by up to +-{SHIFT_PX} px",
-                  "thinned": f"each event kept with probability {THIN_KEEP}"},
-        "features": f"spike counts / T averaged over {trials} evaluation trials; C cross-validated on the labelled "
-                    "inputs only (fixed when a class has fewer than 3)",
-    }
+    out = describe(ks, draws, f"spike counts / T averaged over {trials} evaluation trials")
     results: dict[str, Any] = {}
     labels, raw = None, {}
     for j, (name, net) in enumerate(nets.items()):
@@ -240,8 +271,8 @@ def label_efficiency(
         keep = energy is not None and net.head.kind == "linear"
         noise = lambda i, j=j, device=device: torch.Generator(device).manual_seed(seed * 1000 + 700 + 10 * j + i)  # noqa: E731
         f_train = frozen_features(net, train, trials, noise(0), keep_trials=keep)
-        f_test = {v: frozen_features(net, perturbed(test, p, torch.Generator().manual_seed(seed * 1000 + 690 + i)),
-                                     trials, noise(1 + i), keep_trials=keep) for i, (v, p) in enumerate(VIEWS.items())}
+        f_test = {v: frozen_features(net, batches, trials, noise(1 + i), keep_trials=keep)
+                  for i, (v, batches) in enumerate(view_batches(test, seed).items())}
         if labels is None:
             labels = labelled_draws(f_train.labels, ks, draws, torch.Generator().manual_seed(seed))
             raw = {"input": linear_curve(f_train.layers[0], f_train.labels,
@@ -283,10 +314,8 @@ def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset,
     dict, as :func:`label_efficiency`'s.
     """
     train = make_loader(train_set, batch_size, shuffle=False, seed=config.seed)
-    energy = (EnergyFit(config.readout_epochs, config.readout_lrs[0], config.batch_size, config.train_mode)
-              if config.readout_epochs else None)
     return label_efficiency(nets, train, test, config.test_trials, seed=config.seed, ks=COMPACT_LABELS,
-                            draws=config.label_draws, per_layer=False, energy=energy)
+                            draws=config.label_draws, per_layer=False, energy=energy_fit(config))
 
 
 def label_table(result: Mapping[str, Any]) -> str:
