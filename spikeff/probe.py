@@ -88,24 +88,8 @@ def frozen_features(
 def layer_features(
     net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per representation (input, then every layer) the features ``(N, D)``, and the labels ``(N,)``.
-
-    Parameters
-    ----------
-    net : the network; switched to eval mode.
-    batches : time-first inputs ``(T, B, ...)`` and labels ``(B,)``.
-    trials : noisy trials averaged per input.
-    generator : source of the neuron noise.
-
-    Returns
-    -------
-    features : one ``(N, D)`` array per representation, counts divided by ``T``.
-    labels : ``(N,)``.
-
-    Raises
-    ------
-    ValueError : ``batches`` is empty.
-    """
+    """Per representation (input, then every layer) the features ``(N, D)``, and the labels ``(N,)``:
+    :func:`frozen_features`'s ``layers`` and ``labels`` (same parameters; raises as it does)."""
     f = frozen_features(net, batches, trials, generator)
     return f.layers, f.labels
 

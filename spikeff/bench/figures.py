@@ -155,7 +155,8 @@ def write_figures(report: dict[str, Any], raster: dict[str, Any] | None, out: Pa
         ax_l.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_l.set(xlabel="layer", ylabel="linear readout accuracy (test, clean)", title="per layer and labels per class")
         ax_l.grid(alpha=0.3)
-        ax_l.legend(fontsize=6)
+        if ax_l.lines:  # a bench without spikeff has no layers
+            ax_l.legend(fontsize=6)
         save(fig, "label_efficiency.png")
 
     if raster:

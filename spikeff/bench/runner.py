@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import inspect
 import json
+import math
 import multiprocessing as mp
 import resource
 import sys
@@ -35,8 +36,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig, FFConfig, select_bptt, train_bptt, train_ff, train_linear
@@ -47,9 +50,9 @@ from ..energy import CostModel, get_cost_model
 from ..evaluation import evaluate
 from ..experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate, untrained_control
 from ..fileio import write_json
-from ..label_efficiency import DRAWS, energy_fit, label_efficiency
+from ..label_efficiency import DRAWS, LABELS_PER_CLASS, energy_fit, label_efficiency, labelled_draws
 from ..lock import folder_lock
-from ..network import SpikingNet
+from ..network import NetworkConfig, SpikingNet
 from ..probe import fit_probe, layer_probes
 from ..provenance import git_commit
 from ..trainer import TrainConfig
@@ -57,7 +60,9 @@ from .aggregate import build_report
 from .report import write_outputs
 from .settings import BENCH_MODES, METHODS, BenchSettings, legacy_settings, settings_key
 
-__all__ = ["run_method", "run_bench"]
+__all__ = ["FEW_LABELS", "run_method", "run_bench"]
+
+FEW_LABELS = 10  # labels per class that BPTT is also trained on, for the label-efficiency table
 
 def _gen(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
@@ -173,16 +178,37 @@ def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.d
         gen = seeded_generators(seed, device)["init"]
         if method == "bptt":
             res = train_bptt(net_cfg, config, train, test, generator=gen, device=device, input_ops=s.input_ops)
+            few = _bptt_few_labels(net_cfg, config, s, splits, test, seed, device)
         elif method == "ff":
             res = train_ff(net_cfg, ff, train, test, generator=gen, device=device, input_ops=s.input_ops)
         else:  # deterministic given the data: one fit stands for every seed
             res = train_linear(train, test, net_cfg.n_classes)
             out["label_efficiency"] = counts_label_efficiency(train, test, draws=s.run.train.label_draws or DRAWS)
         seeds_out.append({"seed": seed, "accuracy": res.accuracy, "train_seconds": res.train_seconds,
-                          "ops": res.ops.to_dict(models), "history": res.history})
+                          "ops": res.ops.to_dict(models), "history": res.history,
+                          **({"few_labels": few} if method == "bptt" else {})})
     out.update(seeds=seeds_out, passes=res.passes)
     return out
 
+
+
+def _bptt_few_labels(net_cfg: NetworkConfig, config: BPTTConfig, s: BenchSettings, splits: Splits, test: Any,
+                     seed: int, device: torch.device) -> dict[str, Any]:
+    """BPTT trained end to end on :data:`FEW_LABELS` labelled training inputs per class: the first
+    draw of that ``k`` that spikeff's label-efficient readouts of ``seed`` use, at the full run's
+    learning rate for as many optimiser steps as the full run (its epochs scaled up)."""
+    labels = getattr(splits.train, "labels", None)
+    labels = np.asarray([y for _, y in splits.train] if labels is None else labels)
+    draws = s.run.train.label_draws or DRAWS
+    idx = labelled_draws(labels, LABELS_PER_CLASS, draws, torch.Generator().manual_seed(seed))[str(FEW_LABELS)][0]
+    bs = s.run.train.batch_size
+    few = make_loader(Subset(splits.train, idx.tolist()), bs, shuffle=True, seed=seed)
+    epochs = max(1, round(config.epochs * math.ceil(len(labels) / bs) / len(few)))
+    gen = seeded_generators(seed, device)["init"]
+    res = train_bptt(net_cfg, replace(config, epochs=epochs), few, test, generator=gen, device=device,
+                     input_ops=s.input_ops)
+    return {"k": FEW_LABELS, "n_labelled": len(idx), "epochs": epochs, "lr": config.lr, "accuracy": res.accuracy,
+            "train_seconds": res.train_seconds}
 
 
 def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
