@@ -26,6 +26,7 @@ them; the input's own event counts are the raw-count representation.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -255,14 +256,15 @@ def label_efficiency(
 
     Returns
     -------
-    dict : ``labels_per_class``, ``draws``, ``views``, ``features`` (how they were made) and
-    ``results``: per net, then ``"raw counts"``, representation -> :func:`linear_curve`'s dict
+    dict : ``labels_per_class``, ``draws``, ``views``, ``features`` (how they were made), ``seconds``
+    (wall time) and ``results``: per net, then ``"raw counts"``, representation -> :func:`linear_curve`'s dict
     (``"energy"``: :func:`energy_curve`'s).
 
     Raises
     ------
     ValueError : an empty split, or as :func:`labelled_draws`.
     """
+    t0 = time.perf_counter()
     out = describe(ks, draws, f"spike counts / T averaged over {trials} evaluation trials")
     results: dict[str, Any] = {}
     labels, raw = None, {}
@@ -288,6 +290,7 @@ def label_efficiency(
                 f_test["clean"].labels, labels, net.config.n_classes, energy, torch.Generator().manual_seed(seed),
                 device)
     out["results"] = {**results, "raw counts": raw}
+    out["seconds"] = time.perf_counter() - t0
     return out
 
 

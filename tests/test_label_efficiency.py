@@ -65,7 +65,7 @@ def test_label_efficiency_of_nets_and_raw_counts():
     assert set(r["control"]["energy"]["all"]) == {"n_labelled", "clean", "shifted", "thinned"}
     again = le.label_efficiency(nets, toy_batches(3, 0), toy_batches(2, 1), 2, ks=(1, None), draws=2, per_layer=True,
                                 energy=le.EnergyFit(epochs=1, lr=1e-2, batch_size=8))
-    assert again == res  # every draw is seeded
+    assert again.pop("seconds") > 0 and res.pop("seconds") > 0 and again == res  # every draw is seeded
     assert "raw counts input" in le.label_table(res)
 
 
