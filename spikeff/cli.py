@@ -320,9 +320,9 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
     print(_accuracy_table(rows))
     if "label_efficiency" in run.metrics:
         le = run.metrics["label_efficiency"]
-        print(f"\nreadouts fitted on k labels per class (test accuracy, mean ± std over {le['draws']} seeded draws; "
-              "energy: the net's own head; shifted/thinned: test inputs shifted +-3 px / with half the events). "
-              f"Compare trained with control at k=10:\n{label_table(le)}")
+        print(f"\nreadouts fitted on k labelled training inputs per class (test accuracy, mean ± std over "
+              f"{le['draws']} seeded draws; energy: the net's own head). Compare trained with control at k=10:\n"
+              f"{label_table(le)}")
     print(f"\nwrote {out / 'metrics.json'} and {out / 'model.pt'} ({run.metrics['train_seconds']:.1f}s training)")
     return 0
 

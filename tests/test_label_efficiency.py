@@ -66,7 +66,7 @@ def test_label_efficiency_of_nets_and_raw_counts():
     again = le.label_efficiency(nets, toy_batches(3, 0), toy_batches(2, 1), 2, ks=(1, None), draws=2, per_layer=True,
                                 energy=le.EnergyFit(epochs=1, lr=1e-2, batch_size=8))
     assert again.pop("seconds") > 0 and res.pop("seconds") > 0 and again == res  # every draw is seeded
-    assert "raw counts input" in le.label_table(res)
+    assert "raw counts input" in le.label_table(res) and "thinned all" in le.label_table(res)
 
 
 def test_train_run_reports_label_efficiency(tmp_path, capsys):
@@ -75,7 +75,7 @@ def test_train_run_reports_label_efficiency(tmp_path, capsys):
                  "--limit", "40", "--epochs", "1", "--readout-epochs", "1", "--channels", "4,4", "--trials", "2",
                  "--time-bins", "4", "--batch-size", "16", "--label-draws", "2"]) == 0
     rec = json.loads((out / "metrics.json").read_text())["label_efficiency"]
-    assert rec["labels_per_class"] == ["10", "all"] and rec["draws"] == 2
+    assert rec["labels_per_class"] == ["10", "all"] and rec["draws"] == 2 and list(rec["views"]) == ["clean"]
     assert set(rec["results"]["trained"]) == {"layer 2", "all layers", "energy"}
     assert set(rec["results"]) == {"trained", "control", "raw counts"}
     assert "Compare trained with control at k=10" in capsys.readouterr().out
