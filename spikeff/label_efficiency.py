@@ -263,8 +263,9 @@ def label_efficiency(
     Returns
     -------
     dict : ``labels_per_class``, ``draws``, ``views``, ``features`` (how they were made), ``seconds``
-    (wall time) and ``results``: per net, then ``"raw counts"``, representation -> :func:`linear_curve`'s dict
-    (``"energy"``: :func:`energy_curve`'s).
+    (wall time), ``skipped`` (why, when a training split of one class leaves nothing to fit) and
+    ``results``: per net, then ``"raw counts"``, representation -> :func:`linear_curve`'s dict
+    (``"energy"``: :func:`energy_curve`'s; empty when skipped).
 
     Raises
     ------
@@ -283,11 +284,13 @@ def label_efficiency(
         f_train = frozen_features(net, train, trials, noise(0), keep_trials=keep)
         f_test = {v: frozen_features(net, batches, trials, noise(1 + i), keep_trials=keep)
                   for i, (v, batches) in enumerate(view_batches(test, seed, views).items())}
+        if len(np.unique(f_train.labels)) < 2:  # a classifier needs two classes; the run warns of it already
+            return {**out, "results": {}, "skipped": "the training split holds one class only",
+                    "seconds": time.perf_counter() - t0}
         if labels is None:
             labels = labelled_draws(f_train.labels, ks, draws, torch.Generator().manual_seed(seed))
-            raw = {"input": linear_curve(f_train.layers[0], f_train.labels,
-                                                       {v: f.layers[0] for v, f in f_test.items()},
-                                                       f_test["clean"].labels, labels, seed)}
+            raw = {"input": linear_curve(f_train.layers[0], f_train.labels, {v: f.layers[0] for v, f in f_test.items()},
+                                         f_test["clean"].labels, labels, seed)}
         reps = _representations(f_train, per_layer)
         tests = {v: _representations(f, per_layer) for v, f in f_test.items()}
         results[name] = {r: linear_curve(a, f_train.labels, {v: t[r] for v, t in tests.items()}, f_test["clean"].labels,
@@ -343,6 +346,8 @@ def label_table(result: Mapping[str, Any]) -> str:
     -------
     str
     """
+    if "skipped" in result:
+        return f"(skipped: {result['skipped']})"
     ks, last = result["labels_per_class"], result["labels_per_class"][-1]
     col = {k: "all" if k == "all" else f"k={k}" for k in ks}
     others = [v for v in result["views"] if v != "clean"]

@@ -208,7 +208,8 @@ def _label_efficiency(raw: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The label-efficiency table: spikeff's and the control's readouts per representation, the raw
     counts (``linear``'s own, else from spikeff's pass), BPTT and FF with all labels, and the paired
     difference trained - control per seed."""
-    sf = [r["label_efficiency"] for r in raw.get("spikeff", {}).get("seeds", []) if "label_efficiency" in r]
+    sf = [r["label_efficiency"] for r in raw.get("spikeff", {}).get("seeds", [])
+          if r.get("label_efficiency", {}).get("results")]
     lin = raw.get("linear", {}).get("label_efficiency")
     first = sf[0] if sf else lin
     if first is None:
