@@ -96,6 +96,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed of the weights, the noise and the batch order"})
     control: bool = field(default=True, metadata={
         "help": "also fit and score the untrained control (the same network at its initial weights)"})
+    label_draws: int = field(default=5, metadata={
+        "help": "seeded draws of k labelled training inputs per class for the label-efficient readouts (0: none)"})
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.readout_epochs < 0:
@@ -114,6 +116,8 @@ class TrainConfig:
         if not 0.0 < self.input_keep <= 1.0 or self.input_shift < 0 or not 0.0 <= self.input_dropout < 1.0:
             raise ValueError(f"input_keep must be in (0, 1], input_shift >= 0 and input_dropout in [0, 1), got "
                              f"{self.input_keep}, {self.input_shift}, {self.input_dropout}")
+        if self.label_draws < 0:
+            raise ValueError(f"label_draws must be >= 0, got {self.label_draws}")
         if self.batch_size < 1 or (self.eval_trials is not None and self.eval_trials < 1):
             raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
         check_choices(self)
