@@ -104,6 +104,8 @@ class EvalConfig:
         "help": "trials per test input (default: --trials); more give a less noisy energy estimate"})
     control: bool = field(default=True, metadata={
         "help": "also fit and score the untrained control (the same network at its initial weights)"})
+    label_draws: int = field(default=5, metadata={
+        "help": "seeded draws of k labelled training inputs per class for the label-efficient readouts (0: none)"})
 
     def __post_init__(self) -> None:
         if self.readout_epochs < 0:
@@ -112,6 +114,8 @@ class EvalConfig:
             raise ValueError(f"readout_lrs must be positive learning rates, got {self.readout_lrs}")
         if self.eval_trials is not None and self.eval_trials < 1:
             raise ValueError(f"eval_trials must be >= 1, got {self.eval_trials}")
+        if self.label_draws < 0:
+            raise ValueError(f"label_draws must be >= 0, got {self.label_draws}")
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ class RunConfig:
 
 #: Run-level settings that version 0.1 saved under ``train``: old dotted path -> today's.
 MOVED = {"train.seed": "seed", **{f"train.{k}": f"eval.{k}" for k in
-                                  ("readout_epochs", "readout_lrs", "eval_trials", "control")}}
+                                  ("readout_epochs", "readout_lrs", "eval_trials", "control", "label_draws")}}
 
 
 def resolve_device(name: str) -> torch.device:

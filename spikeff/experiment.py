@@ -34,6 +34,7 @@ from .data import Splits, load_splits, make_loader
 from .distributed import DistContext
 from .evaluation import Evaluation, evaluate
 from .fileio import atomic_write
+from .label_efficiency import compact_label_efficiency
 from .network import NetworkConfig, SpikingNet
 from .readout_fit import calibrate_norm, fit_readout
 from .records import EpochRecord, warn_if_head_silent
@@ -327,8 +328,9 @@ def train_and_evaluate(
         "train_seconds": train_seconds,
         "network": to_dict(net_config),
     }
+    nets = {"trained": net}
     if config.eval.control:
-        ctrl = untrained_control(net_config, seed, device, train_loader, gens["control"])
+        ctrl = nets["control"] = untrained_control(net_config, seed, device, train_loader, gens["control"])
         ctrl_readout = fit_readout(ctrl, train_loader, train_config, gens["control"],
                                    train_config.epochs + config.eval.readout_epochs, config.eval.readout_lrs)
         c = _summary(evaluate(ctrl, test_loader, trials, gens["eval"]))
@@ -336,5 +338,7 @@ def train_and_evaluate(
         metrics["control_layer_rates"] = c["layer_rates"]
         metrics["control_head_rate"] = c["head_rate"]
         metrics["control_readout"] = {k: ctrl_readout[k] for k in ("lr", "selection")}
+    if config.eval.label_draws:
+        metrics["label_efficiency"] = compact_label_efficiency(nets, splits.train, test_loader, config)
     warn_if_head_silent(metrics)
     return RunResult(net, metrics, history)

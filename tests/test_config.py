@@ -101,10 +101,11 @@ def test_a_config_as_0_1_saved_it_reads_back_with_its_run_settings_moved():
     train = saved.pop("train")
     saved.pop("eval"), saved.pop("seed")
     saved["train"] = {**train, "seed": 4, "control": False, "eval_trials": 5, "readout_epochs": 2,
-                      "readout_lrs": [0.1]}
+                      "readout_lrs": [0.1], "label_draws": 2}
     c = from_dict(RunConfig, json.loads(json.dumps(saved)))
     assert c.seed == 4 and c.eval.control is False and c.eval.eval_trials == 5 and c.test_trials == 5
     assert c.eval.readout_epochs == 2 and c.eval.readout_lrs == (0.1,) and c.train == RunConfig().train
+    assert c.eval.label_draws == 2
     with pytest.raises(ValueError, match="eval_trials must be >= 1"):
         from_dict(RunConfig, {"train": {"eval_trials": 0}})
 
@@ -112,5 +113,5 @@ def test_a_config_as_0_1_saved_it_reads_back_with_its_run_settings_moved():
 def test_train_config_holds_only_what_the_loop_reads():
     from spikeff.trainer import TrainConfig
 
-    run_level = {"seed", "control", "eval_trials", "readout_epochs", "readout_lrs"}
+    run_level = {"seed", "control", "eval_trials", "readout_epochs", "readout_lrs", "label_draws"}
     assert not run_level & {f.name for f in fields(TrainConfig)}
