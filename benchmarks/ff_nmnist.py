@@ -28,13 +28,13 @@ from torch.utils.data import Subset
 
 from spikeff.baselines.ff import PREDICT_MODES, FFConfig, FFNet, evaluate_ff, fit_head, train_ff, train_layers
 from spikeff.bench import wilson_interval
+from spikeff.config import RunConfig
 from spikeff.data import load_splits, make_loader
 from spikeff.evaluation import evaluate
 from spikeff.experiment import seeded_generators, untrained_control
 from spikeff.network import NetworkConfig
 from spikeff.provenance import device_name, git_commit
 from spikeff.readout_fit import fit_readout
-from spikeff.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER_HEADS = ("all", "upper")  # select also scores heads on these layers (FFConfig.head_layers)
@@ -44,14 +44,16 @@ def control_accuracy(net_cfg: NetworkConfig, train_set, test_set, seed: int, bat
     """The bench's ``random`` method (:func:`spikeff.experiment.train_and_evaluate`'s control) on
     ``train_set`` / ``test_set``: the untrained network of ``seed`` (batch norm calibrated on the
     training batches), its linear head fitted for ``epochs + readout_epochs`` of the default
-    ``TrainConfig`` (learning rate picked on a share of the training inputs), scored in energy mode
+    ``RunConfig`` (learning rate picked on a share of the training inputs), scored in energy mode
     with ``trials`` noisy trials, as the bench reports it."""
-    cfg, device = TrainConfig(), torch.device("cpu")
+    run, device = RunConfig(), torch.device("cpu")
     gens = seeded_generators(seed, device)
     train = make_loader(train_set, batch_size, shuffle=True, seed=seed)
     ctrl = untrained_control(net_cfg, seed, device, train, gens["control"])
-    fit_readout(ctrl, train, cfg, gens["control"], cfg.epochs + cfg.readout_epochs)
-    return evaluate(ctrl, make_loader(test_set, 64, shuffle=False, seed=0), cfg.trials, gens["eval"]).accuracy["energy"]
+    fit_readout(ctrl, train, run.train, gens["control"], run.train.epochs + run.eval.readout_epochs,
+                run.eval.readout_lrs)
+    test = make_loader(test_set, 64, shuffle=False, seed=0)
+    return evaluate(ctrl, test, run.train.trials, gens["eval"]).accuracy["energy"]
 
 
 def validation_share(splits) -> tuple[Subset, Subset]:
@@ -154,7 +156,8 @@ def write_report(args: argparse.Namespace, cfg: FFConfig, state: dict, seeds: li
            else ""),
         f"- device: {device_name('cpu')}; the cores shared with other jobs",
         f"- date: {datetime.date.today().isoformat()}",
-        "- data: `load_splits('nmnist', '../shared/data', seed=0)`: 800 train / 200 test, T=10, frames (2, 34, 34); "
+        "- data: `load_splits('nmnist', '../shared/data', split_seed=0)`: 800 train / 200 test, T=10, "
+        "frames (2, 34, 34); "
         f"network: `NetworkConfig` defaults (conv 64, 128; pool 2; deterministic LIF); batch {args.batch_size}",
         "", "## Selection (validation share: 640 fit / 160 held out of the training split, seed 0)", "",
         "Every row trains once (seed 0) and scores the 160 held-out samples in the three prediction modes: "
@@ -226,7 +229,7 @@ def main() -> None:
     if args.stage == "test":
         args.config = args.config or ["{}"]
     torch.set_num_threads(args.threads)
-    splits = load_splits("nmnist", args.data, seed=0)
+    splits = load_splits("nmnist", args.data, split_seed=0)
     net_cfg = NetworkConfig(input_shape=tuple(splits.frame_shape), n_classes=splits.n_classes)
     (select if args.stage == "select" else test)(args, splits, net_cfg)
 

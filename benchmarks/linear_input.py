@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--append", action="store_true", help="add a section to --out instead of replacing it")
     args = ap.parse_args()
-    splits = load_splits(args.dataset, args.data_dir, seed=args.seed, limit=args.limit)
+    splits = load_splits(args.dataset, args.data_dir, split_seed=args.seed, limit=args.limit)
     xtr, ytr = summed_counts(splits.train)
     xte, yte = summed_counts(splits.test)
     scaler = StandardScaler().fit(xtr)

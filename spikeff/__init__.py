@@ -1,6 +1,6 @@
 """spikeff: spiking networks trained layer-locally by stochastic ED compression."""
 
-from .config import RunConfig
+from .config import EvalConfig, RunConfig
 from .ed import EDLossConfig, ed_loss, effective_dimensionality
 from .evaluation import evaluate
 from .network import NetworkConfig, SpikingNet
@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CompiledLIFScan",
     "EDLossConfig",
+    "EvalConfig",
     "LIFParams",
     "LIFState",
     "LayerTrainer",

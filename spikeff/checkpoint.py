@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .config import from_dict, to_dict
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
 from .neurons import LIFParams
@@ -102,7 +103,7 @@ def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | No
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "network": net.config.to_dict(),
+        "network": to_dict(net.config),
         "layer_lif": [asdict(layer.lif) for layer in net.layers],
         "head_lif": asdict(net.head.lif),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
@@ -196,7 +197,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if bad is not None:
         raise CheckpointError(f"{path}: {bad}; the checkpoint is unusable")
     try:
-        net = SpikingNet(NetworkConfig.from_dict(payload["network"]))
+        # Checkpoints written before the norm setting existed had no norm.
+        net = SpikingNet(from_dict(NetworkConfig, {"norm": "none", **payload["network"]}))
         net.load_state_dict(payload["state_dict"])
         layer_lif = payload.get("layer_lif")
         if layer_lif is not None:

@@ -6,8 +6,7 @@ whole config; ``--resume`` and ``eval`` read it back from the run's files, not f
 User errors (bad data, bad checkpoints, bad options, unwritable paths, a full disk, a diverging
 loss) end with one ``spikeff: error: ...`` line and exit status 2; Ctrl-C ends with one line and
 exit status 130, SIGTERM during ``train`` with one line and 143. A run folder has one writer at a time
-(:mod:`spikeff.lock`). Set ``SPIKEFF_DEBUG=1`` for the traceback. The four commands share these
-error paths, so they stay in this one module (over 400 lines).
+(:mod:`spikeff.lock`). Set ``SPIKEFF_DEBUG=1`` for the traceback.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, first_nonfinite, load_checkpoint, save_checkpoint
 from .config import (
-    DataConfig,
     RunConfig,
     RuntimeConfig,
     add_flags,
@@ -53,7 +51,7 @@ from .data import (
 )
 from .distributed import init_from_env, shutdown
 from .evaluation import evaluate
-from .experiment import EVAL_BATCH_SIZE, data_options, load_state, run_splits, seeded_generators, train_and_evaluate
+from .experiment import EVAL_BATCH_SIZE, load_state, run_splits, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, staged, write_json
 from .label_efficiency import label_table
 from .lock import folder_lock
@@ -61,7 +59,7 @@ from .network import SpikingNet
 from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
 from .readout import MODES
 from .records import EpochRecord
-from .trainer import TrainConfig, TrainingError
+from .trainer import TrainingError
 
 __all__ = ["main", "build_parser"]
 
@@ -293,12 +291,8 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
         _check_same_data(resume["meta"].get("data"), splits, out)
     saved = to_dict(config)
     run = train_and_evaluate(
-        splits, config.network.for_data(splits.frame_shape, splits.n_classes), config.train, device=ctx.device,
-        num_workers=config.runtime.num_workers,
-        on_epoch=_print_epoch if ctx.is_main else None,
-        state_path=out / STATE_FILE, resume=resume,
-        state_meta={"config": saved, "out": str(out), "data": dict(splits.manifest)},
-        parallel=ctx, checkpoint_seconds=60.0 * config.runtime.checkpoint_minutes,
+        splits, config, on_epoch=_print_epoch if ctx.is_main else None, state_path=out / STATE_FILE, resume=resume,
+        state_meta={"config": saved, "out": str(out), "data": dict(splits.manifest)}, parallel=ctx,
     )
     if not ctx.is_main:
         # A worker is done once it has left the group. Interpreter shutdown can abort in gloo's
@@ -330,9 +324,6 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
 def saved_config(meta: dict[str, Any], path: Path) -> RunConfig:
     """The config that a run state's or a checkpoint's ``meta`` records.
 
-    Older files kept the run's argv and folders (run states) or flat keys (checkpoints); the
-    config is rebuilt from those.
-
     Parameters
     ----------
     meta : the ``meta`` dict of a run state or a checkpoint.
@@ -344,24 +335,13 @@ def saved_config(meta: dict[str, Any], path: Path) -> RunConfig:
 
     Raises
     ------
-    CheckpointError : ``meta`` records no run config.
+    CheckpointError : ``meta`` records no run config (a file of a pre-0.1 spikeff, or not of ``spikeff train``).
     ValueError : a recorded setting that :func:`from_dict` refuses.
     """
-    if "config" in meta:
-        return from_dict(RunConfig, meta["config"])
-    if "argv" in meta:
-        config = from_args(build_parser().parse_args(list(meta["argv"])))
-        return replace(config, runtime=replace(config.runtime, data_dir=meta.get("data_dir"),
-                                               cache_dir=meta.get("cache_dir")))
-    if "dataset" not in meta:
-        raise CheckpointError(f"{path} records no run config; it was not written by `spikeff train`")
-    return RunConfig(
-        data=DataConfig(dataset=meta["dataset"], time_bins=meta.get("time_bins"), resolution=meta.get("resolution"),
-                        limit=meta.get("limit"), val_fraction=meta.get("val_fraction", 0.2),
-                        # checkpoints written before --split-seed split by the run seed
-                        split_seed=meta.get("split_seed", meta.get("seed", 0))),
-        train=TrainConfig(seed=meta.get("seed", 0), trials=meta.get("trials", TrainConfig.trials)),
-    )
+    if "config" not in meta:
+        raise CheckpointError(f"{path} records no run config: it was written by a pre-0.1 spikeff (retrain), "
+                              "or not by `spikeff train`")
+    return from_dict(RunConfig, meta["config"])
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -399,8 +379,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         test, test_name, frame_shape = splits.test, splits.test_name, splits.frame_shape
     if tuple(frame_shape) != tuple(net.config.input_shape):
         raise DataError(f"the data give frames {frame_shape}, the model expects {net.config.input_shape}")
-    trials = next(t for t in (args.trials, meta.get("eval_trials"), config.train.test_trials) if t is not None)
-    seed = config.train.seed if args.seed is None else args.seed
+    trials = next(t for t in (args.trials, meta.get("eval_trials"), config.test_trials) if t is not None)
+    seed = config.seed if args.seed is None else args.seed
     loader = make_loader(test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
     res = evaluate(net, loader, trials, seeded_generators(seed, device)["eval"])
     print(f"{args.model}: {test_name}, {res.n} samples, {trials} trials")
@@ -436,7 +416,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     ------
     DataError : missing or malformed data.
     """
-    report = describe(**data_options(from_args(args)), check=args.check)
+    config = from_args(args)
+    report = describe(**to_dict(config.data), data_dir=config.runtime.data_dir, cache_dir=config.runtime.cache_dir,
+                      check=args.check)
     print(report)
     return 1 if report.bad else 0
 
@@ -499,8 +481,8 @@ def cmd_export(args: Any) -> int:
         raise NIRExportError("--verify-samples must be >= 1")
     if args.out.exists() and not args.out.is_dir() and not args.overwrite:
         raise NIRExportError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
-    saved = meta.get("config", {})
-    flat = {**saved.get("data", {}), "seed": saved.get("train", {}).get("seed"), **meta}
+    saved = from_dict(RunConfig, meta["config"]) if "config" in meta else None
+    flat = {**(to_dict(saved.data) if saved else {}), "seed": saved.seed if saved else None, **meta}
     extra = {f"train_{k}": v for k, v in flat.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
     what = (f"{len(net.layers)} layers, {net.head.kind} readout, dt={dt:g} s"
             f"{', loihi fixed point' if args.quantize else ''}")

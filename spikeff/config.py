@@ -1,9 +1,10 @@
-"""One run's settings as a frozen tree: ``RunConfig(data, network, train, runtime)``.
+"""One run's settings as a frozen tree: ``RunConfig(data, network, train, eval, seed, runtime)``.
 
 Every setting is a dataclass field, declared once beside the code that reads it
 (:class:`~spikeff.neurons.LIFParams`, :class:`~spikeff.network.NetworkConfig`,
-:class:`~spikeff.ed.EDLossConfig`, :class:`~spikeff.trainer.TrainConfig`) or here
-(:class:`DataConfig`, :class:`RuntimeConfig`), with its type, default and ``metadata["help"]``.
+:class:`~spikeff.ed.EDLossConfig`, :class:`~spikeff.trainer.TrainConfig`: what the layer-local
+loop reads) or here (:class:`DataConfig`, :class:`EvalConfig`, :class:`RuntimeConfig` and the
+run's ``seed``), with its type, default and ``metadata["help"]``.
 Everything else is derived from the fields:
 
 * the command-line flags (:func:`flags`, :func:`add_flags`, :func:`from_args`): one flag per leaf
@@ -11,7 +12,8 @@ Everything else is derived from the fields:
   ``Literal`` type or ``metadata["choices"]``; booleans get ``--x / --no-x``;
 * plain dicts (:func:`to_dict`, :func:`from_dict`), checked field by field on the way back:
   unknown keys and wrongly typed values are refused, keys that an older file lacks take today's
-  default.
+  default, and the run-level settings that 0.1 kept under ``train`` (:data:`MOVED`) are read from
+  there.
 
 A run saves its whole ``RunConfig`` (checkpoint, ``metrics.json``, run state). ``--resume`` and
 ``spikeff eval`` read it back from there, so a changed default never changes an existing run.
@@ -35,8 +37,8 @@ from .network import NetworkConfig
 from .trainer import TrainConfig
 
 __all__ = [
-    "DataConfig", "RuntimeConfig", "RunConfig", "Flag", "flags", "add_flags", "from_args", "given_flags",
-    "to_dict", "from_dict", "overrides", "parse_ints", "parse_finites", "parse_finite", "resolve_device",
+    "DataConfig", "EvalConfig", "RuntimeConfig", "RunConfig", "MOVED", "Flag", "flags", "add_flags", "from_args",
+    "given_flags", "to_dict", "from_dict", "overrides", "parse_ints", "parse_finites", "parse_finite", "resolve_device",
 ]
 
 T = TypeVar("T")
@@ -91,13 +93,51 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """How a run reads out and scores its trained layers (nothing the layer-local loop reads)."""
+
+    readout_epochs: int = field(default=30, metadata={
+        "help": "head-only epochs after layer training (cached features; cheap for the linear head)"})
+    readout_lrs: tuple[float, ...] = field(default=(1e-2, 3e-3, 1e-3), metadata={
+        "help": "linear readout learning rates to choose from on a held-out 20%% of the training inputs"})
+    eval_trials: int | None = field(default=None, metadata={
+        "help": "trials per test input (default: --trials); more give a less noisy energy estimate"})
+    control: bool = field(default=True, metadata={
+        "help": "also fit and score the untrained control (the same network at its initial weights)"})
+    label_draws: int = field(default=5, metadata={
+        "help": "seeded draws of k labelled training inputs per class for the label-efficient readouts (0: none)"})
+
+    def __post_init__(self) -> None:
+        if self.readout_epochs < 0:
+            raise ValueError(f"readout_epochs must be >= 0, got {self.readout_epochs}")
+        if not self.readout_lrs or min(self.readout_lrs) <= 0:
+            raise ValueError(f"readout_lrs must be positive learning rates, got {self.readout_lrs}")
+        if self.eval_trials is not None and self.eval_trials < 1:
+            raise ValueError(f"eval_trials must be >= 1, got {self.eval_trials}")
+        if self.label_draws < 0:
+            raise ValueError(f"label_draws must be >= 0, got {self.label_draws}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """All settings of one ``spikeff train`` run."""
 
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = field(default=0, metadata={"help": "seed of the weights, the noise and the batch order"})
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @property
+    def test_trials(self) -> int:
+        """Trials per test input: ``eval.eval_trials``, or ``train.trials`` when it is unset."""
+        return self.eval.eval_trials or self.train.trials
+
+
+#: Run-level settings that version 0.1 saved under ``train``: old dotted path -> today's.
+MOVED = {"train.seed": "seed", **{f"train.{k}": f"eval.{k}" for k in
+                                  ("readout_epochs", "readout_lrs", "eval_trials", "control", "label_draws")}}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -408,6 +448,8 @@ def from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> T:
     """
     if not isinstance(d, Mapping):
         raise ValueError(f"{where or cls.__name__}: expected a mapping, got {type(d).__name__}")
+    if cls is RunConfig:
+        d = _moved(d)
     hints = _hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
@@ -425,8 +467,21 @@ def from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> T:
         raise ValueError(f"{where.rstrip('.') or cls.__name__}: {e}") from None
 
 
+def _moved(d: Mapping[str, Any]) -> dict[str, Any]:
+    """``d`` (a :class:`RunConfig` dict) with the settings of :data:`MOVED` taken to where they are now."""
+    d = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+    for old, new in MOVED.items():
+        (section, key), parts = old.split("."), new.split(".")
+        if isinstance(d.get(section), dict) and key in d[section]:
+            value = d[section].pop(key)
+            node = d.setdefault(parts[0], {}) if len(parts) == 2 else d
+            if isinstance(node, dict):
+                node[parts[-1]] = value
+    return d
+
+
 def overrides(config: T, changes: Mapping[str, Any]) -> T:
-    """``config`` with dotted-path ``changes`` applied, e.g. ``{"train.seed": 1, "network.lif.delta": 0}``.
+    """``config`` with dotted-path ``changes`` applied, e.g. ``{"seed": 1, "network.lif.delta": 0}``.
 
     Parameters
     ----------

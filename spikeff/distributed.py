@@ -16,9 +16,6 @@ Launch with ``torchrun --nproc_per_node=K -m spikeff train ...``; backend ``nccl
 
 Every rank draws its own trial noise (:func:`rank_seed`), so a run depends on the seed and
 the world size. Only rank 0 (:attr:`DistContext.is_main`) prints and writes files.
-
-The context, the sharded batches and the differentiable reductions are this one scheme, so they
-stay in this one module (over 400 lines, much of it the reference docstrings).
 """
 
 from __future__ import annotations

@@ -32,8 +32,7 @@ Counting (per inference = one input, all of its trials; :func:`count_ops`):
 
 Cost models (:class:`CostModel`, presets in :data:`COST_MODELS`) turn counts into picojoules.
 
-Counting and pricing stay in this one module (over 400 lines, much of it the reference
-docstrings): every count is checked against a brute-force count in the tests.
+Every count is checked against a brute-force count in the tests.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ those of the last epoch; nothing is selected on the held-out split.
 With a ``state_path`` the run is resumable: a state file (model, optimizers, position in the
 schedule, every generator and the loader's shuffling state) is written
 atomically after every epoch (and every greedy layer pass), between the phases
-``layers -> readout -> control`` and, with ``checkpoint_seconds``, after the first batch
+``layers -> readout -> control`` and, with ``checkpoint_minutes``, after the first batch
 that ends that long after the last save. A resumed run continues where the file left off
 and gives the same numbers as an uninterrupted one.
 
@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .checkpoint import read_payload
-from .config import RunConfig
+from .config import RunConfig, to_dict
 from .data import Splits, load_splits, make_loader
 from .distributed import DistContext
 from .evaluation import Evaluation, evaluate
@@ -38,11 +38,11 @@ from .label_efficiency import compact_label_efficiency
 from .network import NetworkConfig, SpikingNet
 from .readout_fit import calibrate_norm, fit_readout
 from .records import EpochRecord, warn_if_head_silent
-from .trainer import LayerTrainer, TrainConfig
+from .trainer import LayerTrainer
 
 __all__ = [
     "EVAL_BATCH_SIZE", "STATE_FORMAT", "RunResult", "seeded_generators", "untrained_control", "train_and_evaluate",
-    "load_state", "data_options", "run_splits",
+    "load_state", "run_splits",
 ]
 
 STATE_FORMAT = "spikeff-train-state"
@@ -138,36 +138,18 @@ def _summary(ev: Evaluation) -> dict[str, Any]:
     return {**ev.accuracy, "n": ev.n, "layer_rates": ev.layer_rates, "head_rate": ev.head_rate}
 
 
-def data_options(config: RunConfig) -> dict[str, Any]:
-    """The arguments that :func:`spikeff.data.load_splits` and :func:`spikeff.data.describe` take
-    from a run's config (its ``data`` part and where the files are).
-
-    Parameters
-    ----------
-    config : the run's config.
-
-    Returns
-    -------
-    dict of keyword arguments.
-    """
-    d, r = config.data, config.runtime
-    return {"name": d.dataset, "data_dir": r.data_dir, "cache_dir": r.cache_dir, "n_time_bins": d.time_bins,
-            "seed": d.split_seed, "val_fraction": d.val_fraction, "limit": d.limit, "resolution": d.resolution,
-            "download": d.download, "tune": d.tune}
-
-
 def run_splits(config: RunConfig) -> Splits:
     """The train and held-out splits a run's config names (:func:`spikeff.data.load_splits`).
 
     Parameters
     ----------
-    config : the run's config; its ``data`` and ``runtime`` parts are read.
+    config : the run's config; its ``data`` part and the runtime's folders are read.
 
     Returns
     -------
     Splits
     """
-    return load_splits(**data_options(config))
+    return load_splits(**to_dict(config.data), data_dir=config.runtime.data_dir, cache_dir=config.runtime.cache_dir)
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -197,27 +179,24 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
 
 def train_and_evaluate(
     splits: Splits,
-    net_config: NetworkConfig,
-    train_config: TrainConfig,
+    config: RunConfig,
     *,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     state_path: str | Path | None = None,
     resume: dict[str, Any] | None = None,
     state_meta: dict[str, Any] | None = None,
     parallel: DistContext | None = None,
-    checkpoint_seconds: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
-    """Train, fit the readout, evaluate; with ``train_config.control`` the untrained control too.
+    """Train, fit the readout, evaluate; with ``config.eval.control`` the untrained control too.
 
-    ``train_config`` also holds the seed, the batch size and the evaluation trials.
+    The network is ``config.network`` sized for ``splits``; it runs on ``config.runtime.device``
+    (or ``parallel``'s device) with ``config.runtime.num_workers`` loader processes.
 
     ``state_path`` makes the run resumable (see the module doc); ``resume`` is a state read by
-    :func:`load_state`; ``state_meta`` (plain types) is stored in the state file as is.
-    ``checkpoint_seconds`` (> 0) also saves the state after any batch ending at least that
-    long (by ``clock``) after the last save; under ``parallel`` rank 0's clock decides.
+    :func:`load_state`; ``state_meta`` (plain types) is stored in the state file as is. With
+    ``config.runtime.checkpoint_minutes`` > 0 the state is also saved after any batch ending at
+    least that long (by ``clock``) after the last save; under ``parallel`` rank 0's clock decides.
 
     ``parallel`` (:func:`spikeff.distributed.init_from_env`) trains the layers data-parallel:
     each rank takes its part of every batch and draws its own noise (rank ``r`` > 0 reseeds
@@ -227,16 +206,12 @@ def train_and_evaluate(
     Parameters
     ----------
     splits : the train and held-out splits.
-    net_config : the architecture, completed for the data.
-    train_config : training, readout and evaluation settings.
-    device : where the run trains.
-    num_workers : data-loader worker processes.
+    config : the run's settings.
     on_epoch : called with each epoch's record.
     state_path : where the run state is written, or ``None`` (not resumable).
     resume : a state from :func:`load_state` to continue from.
     state_meta : stored in the state file as is.
     parallel : the process group, or ``None`` for one process.
-    checkpoint_seconds : least time between timed saves (0 or ``None``: none).
     clock : the clock of the timed saves.
 
     Returns
@@ -245,20 +220,20 @@ def train_and_evaluate(
 
     Raises
     ------
-    ValueError : a negative ``checkpoint_seconds``, a state written by another number of
-        processes, or a batch too small to split over the processes.
+    ValueError : a state written by another number of processes, or a batch too small to split
+        over the processes.
     """
-    if checkpoint_seconds is not None and not checkpoint_seconds >= 0:  # also rejects NaN
-        raise ValueError(f"checkpoint_seconds must be >= 0 (0 or None: no timed saves), got {checkpoint_seconds}")
-    seed, batch_size = train_config.seed, train_config.batch_size
-    device = torch.device(device)
-    ctx = parallel or DistContext(0, 1, device)
+    train_config, net_config = config.train, config.network.for_data(splits.frame_shape, splits.n_classes)
+    seed, batch_size, num_workers = config.seed, train_config.batch_size, config.runtime.num_workers
+    checkpoint_seconds = 60.0 * config.runtime.checkpoint_minutes
+    ctx = parallel or DistContext(0, 1, torch.device(config.runtime.device))
+    device = ctx.device
     gens = seeded_generators(seed, device)
     net = SpikingNet(net_config, gens["init"]).to(device)
     sync = ctx.data_parallel(net, len(splits.train), batch_size)
     train_loader = make_loader(splits.train, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     test_loader = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=seed, num_workers=num_workers)
-    trials = train_config.test_trials
+    trials = config.test_trials
 
     trainer = LayerTrainer(net, train_config, gens["train"], sync)
     ctx.own_noise(gens["train"])  # after the trainer drew its projections, identical on all ranks
@@ -313,7 +288,7 @@ def train_and_evaluate(
         if ctx.agree(clock() - last_save >= checkpoint_seconds):
             save("layers")
 
-    timed = state_path is not None and checkpoint_seconds is not None and checkpoint_seconds > 0
+    timed = state_path is not None and checkpoint_seconds > 0
     if phase == "layers":
         trainer.fit(batches, epoch_done, on_stage=lambda: save("layers"), on_batch=batch_done if timed else None)
         save("readout")
@@ -325,7 +300,8 @@ def train_and_evaluate(
         return RunResult(net, {}, trainer.history)
     if phase == "readout":
         calibrate_norm(net, train_loader, gens["train"])
-        readout = fit_readout(net, train_loader, train_config, gens["train"], train_config.readout_epochs)
+        readout = fit_readout(net, train_loader, train_config, gens["train"], config.eval.readout_epochs,
+                              config.eval.readout_lrs)
         train_seconds += time.perf_counter() - t0
         result = _summary(evaluate(net, test_loader, trials, gens["eval"]))
         result["readout"] = {k: readout[k] for k in ("lr", "selection")}
@@ -343,26 +319,26 @@ def train_and_evaluate(
         "head_rate": result.get("head_rate"),
         "readout": result.get("readout"),
         "epochs": train_config.epochs,
-        "readout_epochs": train_config.readout_epochs,
+        "readout_epochs": config.eval.readout_epochs,
         "trials": train_config.trials,
         "eval_trials": trials,
         "seed": seed,
         "device": str(device),
         "batch_size": batch_size,
         "train_seconds": train_seconds,
-        "network": net_config.to_dict(),
+        "network": to_dict(net_config),
     }
     nets = {"trained": net}
-    if train_config.control:
+    if config.eval.control:
         ctrl = nets["control"] = untrained_control(net_config, seed, device, train_loader, gens["control"])
         ctrl_readout = fit_readout(ctrl, train_loader, train_config, gens["control"],
-                                   train_config.epochs + train_config.readout_epochs)
+                                   train_config.epochs + config.eval.readout_epochs, config.eval.readout_lrs)
         c = _summary(evaluate(ctrl, test_loader, trials, gens["eval"]))
         metrics["control_accuracy"] = {m: c[m] for m in ("energy", "average", "deterministic")}
         metrics["control_layer_rates"] = c["layer_rates"]
         metrics["control_head_rate"] = c["head_rate"]
         metrics["control_readout"] = {k: ctrl_readout[k] for k in ("lr", "selection")}
-    if train_config.label_draws:
-        metrics["label_efficiency"] = compact_label_efficiency(nets, splits.train, test_loader, train_config)
+    if config.eval.label_draws:
+        metrics["label_efficiency"] = compact_label_efficiency(nets, splits.train, test_loader, config)
     warn_if_head_silent(metrics)
     return RunResult(net, metrics, history)

@@ -36,13 +36,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .config import RunConfig
 from .data import make_loader
 from .network import SpikingNet, device_of, init_fan_in_
 from .noise import EventThinning, Perturbation, Shift
 from .probe import FrozenFeatures, fit_probe, frozen_features
 from .readout import Mode
 from .readout_fit import _LinearHeadFit
-from .trainer import TrainConfig
 
 __all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
            "perturbed", "view_batches", "describe", "energy_fit", "linear_curve", "energy_curve", "label_efficiency",
@@ -220,13 +220,14 @@ def describe(ks: Sequence[int | None], draws: int, features: str, views: Sequenc
                         "than 3)"}
 
 
-def energy_fit(config: TrainConfig) -> EnergyFit | None:
+def energy_fit(config: RunConfig) -> EnergyFit | None:
     """The energy readout at ``k`` labels for a run's ``config``: its readout epochs and batch size, its
     first readout learning rate (fixed: too few labels to choose it on) and its ``train_mode``; ``None``
     without readout epochs."""
-    if not config.readout_epochs:
+    if not config.eval.readout_epochs:
         return None
-    return EnergyFit(config.readout_epochs, config.readout_lrs[0], config.batch_size, config.train_mode)
+    return EnergyFit(config.eval.readout_epochs, config.eval.readout_lrs[0], config.train.batch_size,
+                     config.train.train_mode)
 
 
 def _representations(f: FrozenFeatures, per_layer: bool) -> dict[str, np.ndarray]:
@@ -306,14 +307,15 @@ def label_efficiency(
 
 
 def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset, test: Iterable[Batch],
-                             config: TrainConfig, batch_size: int = 64) -> dict[str, Any]:
+                             config: RunConfig, batch_size: int = 64) -> dict[str, Any]:
     """What ``spikeff train`` reports: :func:`label_efficiency` at :data:`COMPACT_LABELS`, the top
     layer and all layers, with the energy readout at the run's readout budget, on the clean test
     inputs only (each robustness view would cost one more test pass per net; the bench scores them).
 
     The features come from the evaluation trials (``config.test_trials``), the noise the reported
     accuracy is measured with and the trials the energy head needs, in one pass per split; the
-    labelled draws and noise are seeded by ``config.seed``. The energy head is fitted at ``config.readout_lrs[0]``
+    labelled draws and noise are seeded by ``config.seed``. The energy head is fitted at
+    ``config.eval.readout_lrs[0]``
     (fixed: too few labels to choose it on).
 
     Parameters
@@ -321,7 +323,7 @@ def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset,
     nets : name -> network (``"trained"``, ``"control"``).
     train_set : the training split (read in order, ``batch_size`` at a time).
     test : batches of the test split.
-    config : the run's settings (``label_draws``, ``seed``, ``test_trials``, the readout's).
+    config : the run's settings (``eval.label_draws``, ``seed``, ``test_trials``, the readout's).
     batch_size : inputs per feature batch.
 
     Returns
@@ -330,7 +332,7 @@ def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset,
     """
     train = make_loader(train_set, batch_size, shuffle=False, seed=config.seed)
     return label_efficiency(nets, train, test, config.test_trials, seed=config.seed, ks=COMPACT_LABELS,
-                            draws=config.label_draws, per_layer=False, energy=energy_fit(config), views=("clean",))
+                            draws=config.eval.label_draws, per_layer=False, energy=energy_fit(config), views=("clean",))
 
 
 def label_table(result: Mapping[str, Any]) -> str:

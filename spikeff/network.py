@@ -23,9 +23,6 @@ scan (``"eager"``: the reference :func:`~spikeff.neurons.lif_scan`; ``"compiled"
 while the membrane, the noise comparison, the spikes and the loss stay float32. The
 readout head always runs in float32. A conv and its avg-pool always run as one strided conv
 (:func:`synapse_pool`; same currents up to rounding).
-
-The layer, the net and the operations that define them (fused conv and pool, norm folding)
-stay in this one module; over 400 lines, much of it the reference docstrings.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ import contextlib
 import copy
 import math
 import typing
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -123,28 +120,6 @@ class NetworkConfig:
         ValueError : the shape or class count is invalid, or the pooling shrinks the input to nothing.
         """
         return replace(self, input_shape=tuple(input_shape), n_classes=n_classes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
-        """Inverse of :meth:`to_dict`; dicts written before ``scan`` and ``precision`` existed get the
-        defaults, those written before ``norm`` existed get ``norm="none"`` (their networks had none).
-
-        Parameters
-        ----------
-        d : a mapping as :meth:`to_dict` wrote it.
-
-        Returns
-        -------
-        NetworkConfig
-        """
-        d = {"norm": "none", **d}
-        d["lif"] = LIFParams(**d["lif"])
-        for key in ("input_shape", "conv_channels", "hidden"):
-            d[key] = tuple(d[key])
-        return cls(**d)
 
 
 def _box_pool_size(synapse: nn.Module, pool: nn.Module | None) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -57,7 +57,8 @@ READOUT_HOLDOUT = 0.2  # share of the training inputs that picks the linear head
 
 
 def fit_readout(
-    net: SpikingNet, batches: Collection[Batch], config: TrainConfig, generator: torch.Generator, epochs: int
+    net: SpikingNet, batches: Collection[Batch], config: TrainConfig, generator: torch.Generator, epochs: int,
+    lrs: Sequence[float],
 ) -> dict[str, Any]:
     """Train only the head for ``epochs`` passes with every layer frozen; returns the per-epoch
     losses, the learning rate used and, for the linear head, the held-out accuracy of each candidate.
@@ -67,7 +68,7 @@ def fit_readout(
     for the untrained control. A linear head sees only the top layer's spike counts, so the frozen
     layers run once: one draw of ``n`` trials per training input is kept (as float16 on the CPU;
     counts / T are exact) and every epoch reshuffles it. Its learning rate is chosen among
-    ``config.readout_lrs`` by the readout accuracy on a seeded ``READOUT_HOLDOUT`` share of the
+    ``lrs`` by the readout accuracy on a seeded ``READOUT_HOLDOUT`` share of the
     *training* inputs, then the head is fitted on all of them; each fit starts from the same freshly
     initialised head (uniform fan-in, drawn from ``generator``'s stream), so the trained network
     and the control are read out alike. A spiking head streams the spike trains, continues from
@@ -77,9 +78,10 @@ def fit_readout(
     ----------
     net : the network; its head is trained in place, the rest left in eval mode.
     batches : training batches ``(x, y)``, time-first, with a length.
-    config : ``trials``, ``train_mode``, ``readout_lrs`` and ``head_lr`` are read.
+    config : ``trials``, ``train_mode`` and ``head_lr`` are read.
     generator : the neuron noise, and the seed of the head's init and the shuffling.
     epochs : passes over the training inputs (0: nothing is trained).
+    lrs : the linear head's candidate learning rates (``EvalConfig.readout_lrs``).
 
     Returns
     -------
@@ -119,17 +121,17 @@ def fit_readout(
     # A fresh head: the one trained beside the layers saw drifting features, and the control's is untrained.
     init_fan_in_(net.head.fc, order_gen)
     fit = _LinearHeadFit(net.head.fc, features, targets, config.train_mode, batch_size, epochs, order_gen)
-    lr, selection = config.readout_lrs[0], {}
-    if len(config.readout_lrs) > 1:
+    lr, selection = lrs[0], {}
+    if len(lrs) > 1:
         perm = torch.randperm(targets.shape[0], generator=order_gen)
         n_held = max(1, int(round(READOUT_HOLDOUT * targets.shape[0])))
         held, kept = perm[:n_held], perm[n_held:]
         start = copy.deepcopy(net.head.fc.state_dict())
-        for candidate in config.readout_lrs:
+        for candidate in lrs:
             net.head.fc.load_state_dict(start)
             fit.run(kept, candidate)
             selection[candidate] = fit.accuracy(held)
-        lr = max(config.readout_lrs, key=lambda c: selection[c])  # the first of equals
+        lr = max(lrs, key=lambda c: selection[c])  # the first of equals
         net.head.fc.load_state_dict(start)
     losses = fit.run(torch.arange(targets.shape[0]), lr)
     return {"losses": losses, "lr": lr, "selection": selection}

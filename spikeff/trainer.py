@@ -62,11 +62,12 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings."""
+    """What the layer-local loop reads: its optimisation, trials, objective and schedule.
+
+    The run-level settings (seed, readout fit, evaluation) are in :mod:`spikeff.config`.
+    """
 
     epochs: int = field(default=3, metadata={"help": "epochs of layer training"})
-    readout_epochs: int = field(default=30, metadata={
-        "help": "head-only epochs after layer training (cached features; cheap for the linear head)"})
     trials: int = field(default=8, metadata={"help": "noisy trials per input (n)"})
     input_keep: float = field(default=1.0, metadata={
         "help": "share of the input events each training trial keeps (event drop per trial; 1: none)"})
@@ -74,14 +75,10 @@ class TrainConfig:
         "help": "largest random translation of each training trial's input, in pixels (0: none)"})
     input_dropout: float = field(default=0.0, metadata={
         "help": "share of the input entries each training trial zeroes, the rest scaled up (dropout; 0: none)"})
-    eval_trials: int | None = field(default=None, metadata={
-        "help": "trials per test input (default: --trials); more give a less noisy energy estimate"})
     batch_size: int = field(default=32, metadata={"help": "inputs per batch"})
     lr: float = field(default=1e-3, metadata={"help": "layer learning rate (Adam)"})
     head_lr: float = field(default=1e-2, metadata={
         "help": "head learning rate while the layers train (and for a spiking head's readout)"})
-    readout_lrs: tuple[float, ...] = field(default=(1e-2, 3e-3, 1e-3), metadata={
-        "help": "linear readout learning rates to choose from on a held-out 20%% of the training inputs"})
     schedule: Schedule = field(default="simultaneous", metadata={
         "help": "greedy: one pass per layer and epoch; simultaneous: every layer learns on every batch"})
     objective: ObjectiveName = field(default="ed", metadata={
@@ -93,19 +90,12 @@ class TrainConfig:
         "flag": "--projection", "help": "random projection dims per layer, e.g. 30,20"})
     train_mode: Literal["energy", "average"] = field(default="energy", metadata={
         "help": "head training target: the energy or the average of the trial outputs"})
-    seed: int = field(default=0, metadata={"help": "seed of the weights, the noise and the batch order"})
-    control: bool = field(default=True, metadata={
-        "help": "also fit and score the untrained control (the same network at its initial weights)"})
-    label_draws: int = field(default=5, metadata={
-        "help": "seeded draws of k labelled training inputs per class for the label-efficient readouts (0: none)"})
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.readout_epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}, {self.readout_epochs}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if self.trials < 1:
             raise ValueError(f"trials must be >= 1, got {self.trials}")
-        if not self.readout_lrs or min(self.readout_lrs) <= 0:
-            raise ValueError(f"readout_lrs must be positive learning rates, got {self.readout_lrs}")
         if self.trials < 2 and self.objective != "seed" and (
             (self.loss.covariance == "trial" and not self.loss.supervised) or self.loss.diversity == "signal"
         ):
@@ -116,16 +106,9 @@ class TrainConfig:
         if not 0.0 < self.input_keep <= 1.0 or self.input_shift < 0 or not 0.0 <= self.input_dropout < 1.0:
             raise ValueError(f"input_keep must be in (0, 1], input_shift >= 0 and input_dropout in [0, 1), got "
                              f"{self.input_keep}, {self.input_shift}, {self.input_dropout}")
-        if self.label_draws < 0:
-            raise ValueError(f"label_draws must be >= 0, got {self.label_draws}")
-        if self.batch_size < 1 or (self.eval_trials is not None and self.eval_trials < 1):
-            raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         check_choices(self)
-
-    @property
-    def test_trials(self) -> int:
-        """Trials per test input: ``eval_trials``, or ``trials`` when it is unset."""
-        return self.eval_trials or self.trials
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, sync: DataParallel | None = None) -> None:

@@ -165,7 +165,7 @@ def test_2_checkpoint_without_manifest_is_evaluated_with_a_warning(finished, tmp
 @pytest.mark.parametrize("tamper", ["bytes", "zeros", "float64", "shape"])
 def test_3_tampered_cache_is_rebuilt(data, tmp_path, tamper, count_decodes):
     cache = tmp_path / "cache"
-    first = load_splits("nmnist", data, cache_dir=cache, n_time_bins=3)
+    first = load_splits("nmnist", data, cache_dir=cache, time_bins=3)
     (npy,) = (cache / "nmnist").glob("train-frames-*.frames.npy")
     good = np.load(npy)
     if tamper == "bytes":
@@ -177,7 +177,7 @@ def test_3_tampered_cache_is_rebuilt(data, tmp_path, tamper, count_decodes):
         np.save(npy, bad)
     count_decodes.clear()
     with pytest.warns(UserWarning, match=r"frames\.npy: cache does not match its record .*; rebuilding") as rec:
-        again = load_splits("nmnist", data, cache_dir=cache, n_time_bins=3)
+        again = load_splits("nmnist", data, cache_dir=cache, time_bins=3)
     why = {"bytes": "checksum differs", "zeros": "checksum differs", "float64": "dtype <f8, recorded <i2",
            "shape": "shape (16, 2, 2, 34, 34), recorded (16, 3, 2, 34, 34)"}[tamper]
     assert why in str(rec[0].message)
@@ -271,7 +271,7 @@ def test_6_dvs_timestamps_that_cannot_be_right_skip_the_clip(tmp_path, times, wh
     bad = split / "user00_led" / "10.npy"
     np.save(bad, np.array([[1, 2, 1, t] for t in times], np.int32))
     with pytest.warns(UserWarning, match=re.escape(f"10.npy: skipped, {why}")):
-        s = load_splits("dvsgesture", tmp_path, cache_dir=tmp_path / "cache", n_time_bins=2)
+        s = load_splits("dvsgesture", tmp_path, cache_dir=tmp_path / "cache", time_bins=2)
     assert s.skipped == ((str(bad), s.skipped[0][1]),) and len(s.train) + len(s.test) == 30
 
 
@@ -351,18 +351,24 @@ def test_8_resume_keeps_the_saved_config_when_defaults_change(tmp_path, data, mo
     assert from_dict(RunConfig, meta["config"]) == saved
 
 
-def test_8_a_run_state_of_the_previous_version_resumes_from_its_argv(tmp_path, data, monkeypatch, capsys):
+def test_8_a_run_state_of_0_1_resumes_and_a_pre_0_1_one_is_refused(tmp_path, data, monkeypatch, capsys):
     out = interrupted(tmp_path, data, monkeypatch, capsys)
     state = torch.load(out / "train_state.pt", weights_only=True)
-    argv = ["train", "--dataset", "nmnist", "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
-            "--out", str(out), *TINY, "--epochs", "2"]
-    state["version"] = 2  # before the whole RunConfig was saved: the argv and the folders
-    state["meta"] = {"argv": argv, "out": str(out), "data": state["meta"]["data"], "data_dir": str(data),
-                     "cache_dir": str(tmp_path / "cache")}
-    torch.save(state, out / "train_state.pt")
+    config = state["meta"]["config"]
+    # 0.1 kept the seed, the readout and the evaluation settings under "train"
+    old = {k: v for k, v in config.items() if k not in ("seed", "eval")}
+    old["train"] = {**config["train"], "seed": config["seed"], **config["eval"]}
+    pre = {k: v for k, v in state["meta"].items() if k != "config"}  # before 0.1: the argv
+    torch.save({**state, "meta": {**pre, "argv": ["train"]}}, out / "train_state.pt")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"spikeff: error: {out / 'train_state.pt'} records no run config: it was written by a pre-0.1 spikeff "
+        "(retrain), or not by `spikeff train`")
+    torch.save({**state, "meta": {**pre, "config": old}}, out / "train_state.pt")
     assert main(["train", "--resume", str(out)]) == 0
     saved = from_dict(RunConfig, json.loads((out / "metrics.json").read_text())["config"])
-    assert saved.train.epochs == 2 and saved.network.conv_channels == (4,) and saved.runtime.data_dir == str(data)
+    assert saved == from_dict(RunConfig, config) and saved.train.epochs == 2 and saved.network.conv_channels == (4,)
 
 
 # ----------------------------------------------------------------------------- 9: export --verify
@@ -467,7 +473,7 @@ def test_11_full_disk_while_caching_falls_back_to_memory(data, tmp_path, monkeyp
     fill_disk(monkeypatch, ".frames.npy.", message)
     monkeypatch.setattr(fileio.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
     with pytest.warns(UserWarning) as rec:
-        s = load_splits("nmnist", data, cache_dir=cache, n_time_bins=3)
+        s = load_splits("nmnist", data, cache_dir=cache, time_bins=3)
     cause = re.escape("No space left on device" + (f" (OSError: {message})" if message else ""))
     for split, warning in zip(("train", "test"), rec):
         assert re.fullmatch(
@@ -485,7 +491,7 @@ def test_12_outputs_honour_the_umask(umask, mode, finished, tmp_path):
         fileio.write_json(tmp_path / "m.json", {"a": 1})
         assert main(["export", str(out / "model.pt"), "--out", str(tmp_path / "m.nir"), "--verify",
                      "--verify-samples", "1"]) == 0
-        load_splits("digits", cache_dir=tmp_path / "cache", n_time_bins=2, limit=10)
+        load_splits("digits", cache_dir=tmp_path / "cache", time_bins=2, limit=10)
     finally:
         os.umask(old)
     files = [tmp_path / "m.json", tmp_path / "m.nir", *(tmp_path / "cache" / "digits").iterdir()]
@@ -662,7 +668,7 @@ def test_eval_says_when_data_dir_does_not_hold_the_models_dataset(finished, tmp_
         f"(expected {other / 'NMNIST'})")
     digits = tmp_path / "digits.pt"
     save_checkpoint(digits, SpikingNet(NetworkConfig(input_shape=(2, 34, 34), n_classes=10, conv_channels=(2,))),
-                    {"dataset": "digits", "time_bins": 2})
+                    {"config": {"data": {"dataset": "digits", "time_bins": 2}}})
     assert main(["eval", str(digits), "--data-dir", str(other)]) == 2
     assert error_line(capsys.readouterr().err) == (
         f"spikeff: error: --data-dir {other}: {digits} was trained on digits, which is built in and read from no "

@@ -9,11 +9,11 @@ import pytest
 
 from spikeff import bench
 from spikeff.bench import BenchSettings, build_parser, main, run_bench, runner, settings_from_args
-from spikeff.bench.settings import legacy_settings, settings_key
+from spikeff.bench.settings import settings_key
 from spikeff.config import RunConfig, flags, overrides
 
 TINY_RUN = {"data.dataset": "digits", "data.limit": 24, "data.time_bins": 3, "train.epochs": 1,
-            "train.readout_epochs": 1, "network.conv_channels": (2,), "network.hidden": (4,), "train.trials": 2,
+            "eval.readout_epochs": 1, "network.conv_channels": (2,), "network.hidden": (4,), "train.trials": 2,
             "train.batch_size": 12}
 
 
@@ -118,7 +118,7 @@ def test_results_are_kept_and_resumed_only_with_matching_settings(tmp_path: Path
 
 
 def test_every_spikeff_measurement_uses_the_eval_trials(tmp_path: Path):
-    s = overrides(tiny(tmp_path, seeds=1, methods=("spikeff", "random")), {"run.train.eval_trials": 3})
+    s = overrides(tiny(tmp_path, seeds=1, methods=("spikeff", "random")), {"run.eval.eval_trials": 3})
     report = run_bench(s, tmp_path / "out")
     raw = json.loads((tmp_path / "out" / "raw_spikeff.json").read_text())
     rec = raw["seeds"][0]
@@ -136,7 +136,7 @@ def test_select_bptt_picks_on_the_training_holdout_and_reports_its_curve(tmp_pat
     from spikeff.data import load_splits
     from spikeff.network import NetworkConfig
 
-    splits = load_splits("digits", limit=30, n_time_bins=3, cache_dir=str(tmp_path / "c"))
+    splits = load_splits("digits", limit=30, time_bins=3, cache_dir=str(tmp_path / "c"))
     cfg = NetworkConfig(input_shape=tuple(splits.frame_shape), n_classes=splits.n_classes, conv_channels=(2,))
     sel = select_bptt(cfg, splits.train, (1e-3, 1e-2), 4, batch_size=8)
     fit, held = holdout_split(len(splits.train), 0.2, 0)
@@ -167,24 +167,14 @@ def _parsed(*argv: str) -> BenchSettings:
     return settings_from_args(build_parser().parse_args(["--out", "o", *argv]))
 
 
-def test_raw_results_with_flat_settings_match_the_same_run_today():
-    """Raw results written before the settings tree (flat keys, None for defaults) are reused by --resume."""
-    flat = {"dataset": "nmnist", "data_dir": "../shared/data", "cache_dir": None, "seeds": 3, "trials": None,
-            "device": "cpu", "quick": False, "limit": None, "epochs": None, "readout_epochs": None, "channels": None,
-            "hidden": None, "time_bins": None, "batch_size": 32, "split_seed": 0, "val_fraction": 0.2,
-            "trials_curve": [1, 2, 4, 8, 16], "noise_levels": [0.0, 0.05, 0.1, 0.2, 0.4], "input_ops": "events",
-            "cost_models": ["cmos45", "cmos45-synaptic", "loihi"], "baseline_epochs": None, "bptt_lr": 0.001,
-            "bptt_lrs": [0.0003, 0.001, 0.003], "bptt_epochs": 30, "input_per_trial": False, "scan": "eager",
-            "precision": "fp32"}
-    today = settings_key(_parsed("--dataset", "nmnist", "--data-dir", "../shared/data", "--seeds", "3"))
-    assert settings_key(legacy_settings(flat)) == today
-    assert settings_key(legacy_settings({**flat, "epochs": 5})) != today
-    quick = {**flat, "dataset": "digits", "data_dir": None, "seeds": 2, "quick": True, "limit": 128, "epochs": 1,
-             "readout_epochs": 1, "channels": [8, 16], "trials_curve": [1, 4, 16], "noise_levels": [0.0, 0.1, 0.4],
-             "baseline_epochs": 2}
-    assert settings_key(legacy_settings(quick)) == settings_key(_parsed("--quick", "--dataset", "digits"))
-    with pytest.raises(ValueError, match="unknown legacy bench settings"):
-        legacy_settings({**flat, "warp": 9})
+def test_raw_results_of_a_pre_0_1_bench_are_refused_by_name(tmp_path: Path):
+    """Raw results with flat settings (written before the settings tree) are not read; --overwrite replaces them."""
+    path = tmp_path / "raw_spikeff.json"
+    path.write_text(json.dumps({"settings": {"dataset": "digits", "seeds": 3, "epochs": None}}))
+    key = settings_key(_parsed())
+    with pytest.raises(ValueError, match="other settings: settings written by a pre-0.1 spikeff-bench"):
+        runner._load_raw(path, key)
+    assert runner._load_raw(path, key, overwrite=True) is None
 
 
 def test_quick_fills_only_what_is_not_given():
@@ -203,7 +193,7 @@ def test_the_bench_takes_every_run_flag_but_those_it_sets_itself():
     s = _parsed("--delta", "0.1", "--channels", "4,8", "--methods", "spikeff", "random", "--no-isolate")
     assert s.run.network.lif.delta == 0.1 and s.run.network.conv_channels == (4, 8)
     assert s.methods == ("spikeff", "random") and s.isolate is False
-    assert s.train_config(2).seed == 2 and s.train_config(2).control is True
+    assert s.run_config(2).seed == 2 and s.run_config(2).eval.control is True
 
 
 @pytest.mark.parametrize(

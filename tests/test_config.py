@@ -49,13 +49,13 @@ def test_flags_reach_the_tree():
     c = _parsed(["--channels", "8,16", "--delta", "0.1", "--no-control", "--readout-lrs", "0.1,0.01",
                  "--schedule", "greedy", "--alpha", "0.3", "--dataset", "nmnist", "--device", "cpu"])
     assert c.network.conv_channels == (8, 16) and c.network.lif.delta == 0.1
-    assert c.train.control is False and c.train.readout_lrs == (0.1, 0.01) and c.train.schedule == "greedy"
+    assert c.eval.control is False and c.eval.readout_lrs == (0.1, 0.01) and c.train.schedule == "greedy"
     assert c.train.loss.alpha == 0.3 and c.data.dataset == "nmnist"
     assert _parsed([]) == RunConfig()
 
 
 def test_saved_config_round_trips():
-    c = overrides(RunConfig(), {"train.seed": 3, "network.conv_channels": (4, 8), "network.lif.delta": 0.0,
+    c = overrides(RunConfig(), {"seed": 3, "network.conv_channels": (4, 8), "network.lif.delta": 0.0,
                                 "data.limit": 100, "runtime.data_dir": "/tmp/x", "train.loss.supervised": True})
     back = from_dict(RunConfig, json.loads(json.dumps(to_dict(c))))
     assert back == c and back.network.conv_channels == (4, 8)
@@ -93,3 +93,25 @@ def test_pool_per_conv_layer_and_the_one_number_form():
         NetworkConfig(conv_channels=(4, 8, 8), pool=(2, 2))
     with pytest.raises(ValueError, match="shrink input"):
         NetworkConfig((2, 16, 16), 3, conv_channels=(4, 8, 8), pool=(4, 4, 2))
+
+
+def test_a_config_as_0_1_saved_it_reads_back_with_its_run_settings_moved():
+    """Version 0.1 kept the seed, the readout and the evaluation settings under ``train``."""
+    saved = to_dict(RunConfig())
+    train = saved.pop("train")
+    saved.pop("eval"), saved.pop("seed")
+    saved["train"] = {**train, "seed": 4, "control": False, "eval_trials": 5, "readout_epochs": 2,
+                      "readout_lrs": [0.1], "label_draws": 2}
+    c = from_dict(RunConfig, json.loads(json.dumps(saved)))
+    assert c.seed == 4 and c.eval.control is False and c.eval.eval_trials == 5 and c.test_trials == 5
+    assert c.eval.readout_epochs == 2 and c.eval.readout_lrs == (0.1,) and c.train == RunConfig().train
+    assert c.eval.label_draws == 2
+    with pytest.raises(ValueError, match="eval_trials must be >= 1"):
+        from_dict(RunConfig, {"train": {"eval_trials": 0}})
+
+
+def test_train_config_holds_only_what_the_loop_reads():
+    from spikeff.trainer import TrainConfig
+
+    run_level = {"seed", "control", "eval_trials", "readout_epochs", "readout_lrs", "label_draws"}
+    assert not run_level & {f.name for f in fields(TrainConfig)}

@@ -67,7 +67,7 @@ def test_digits_fixed_split_sizes_and_classes():
 
 
 def test_digits_pipeline_frames_sum_to_event_count(cache):
-    splits = load_splits("digits", cache_dir=cache, n_time_bins=6, limit=20)
+    splits = load_splits("digits", cache_dir=cache, time_bins=6, limit=20)
     assert isinstance(splits, Splits) and isinstance(splits.spec, DatasetSpec)
     assert (len(splits.train), len(splits.test)) == (20, 20)
     assert splits.test_name == "test" and splits.n_classes == 10 and splits.frame_shape == (2, 34, 34)
@@ -127,7 +127,7 @@ def test_stratified_split_and_balanced_subset_are_seeded():
 
 
 def test_nmnist_partial_copy_gets_seeded_validation_split(fake_nmnist, cache):
-    s = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=4)
+    s = load_splits("nmnist", fake_nmnist, cache_dir=cache, time_bins=4)
     assert (len(s.train), len(s.test)) == (34, 8)
     assert s.test_name == "validation (seeded 20% of Train, seed 0)"
     assert s.counts == {
@@ -137,13 +137,13 @@ def test_nmnist_partial_copy_gets_seeded_validation_split(fake_nmnist, cache):
     assert "validation" in str(s.counts) and "Train" in s.summary()
     frames, labels = next(iter(make_loader(s.train, 5, shuffle=True, seed=0)))
     assert frames.shape == (4, 5, 2, 34, 34) and labels.shape == (5,)
-    s1 = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=4, seed=1)
+    s1 = load_splits("nmnist", fake_nmnist, cache_dir=cache, time_bins=4, split_seed=1)
     assert s1.test_name.endswith("seed 1)")
 
 
 def test_tuning_share_is_carved_from_the_training_set_only(fake_nmnist, cache):
-    full = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=4)
-    tuned = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=4, tune=True)
+    full = load_splits("nmnist", fake_nmnist, cache_dir=cache, time_bins=4)
+    tuned = load_splits("nmnist", fake_nmnist, cache_dir=cache, time_bins=4, tune=True)
     train = set(full.manifest["train"]["digests"])
     held = {sample_digest(i) for i in tuned.manifest["test"]["samples"]}
     assert held and held <= train and not held & set(tuned.manifest["train"]["digests"])
@@ -162,8 +162,8 @@ def test_nmnist_real_test_split_is_the_test_set(fake_nmnist, cache):
 
 
 def test_decoding_in_dataloader_workers_gives_same_frames(fake_nmnist, tmp_path):
-    a = load_splits("nmnist", fake_nmnist, cache_dir=tmp_path / "a", n_time_bins=3)
-    b = load_splits("nmnist", fake_nmnist, cache_dir=tmp_path / "b", n_time_bins=3, num_workers=2)
+    a = load_splits("nmnist", fake_nmnist, cache_dir=tmp_path / "a", time_bins=3)
+    b = load_splits("nmnist", fake_nmnist, cache_dir=tmp_path / "b", time_bins=3, num_workers=2)
     assert all(torch.equal(a.train[i][0], b.train[i][0]) for i in range(len(a.train)))
 
 
@@ -258,7 +258,7 @@ def test_events_outside_sensor_name_the_file(fake_nmnist, cache):
 
 def test_zero_event_sample_gives_zero_frame(fake_nmnist, cache):
     (fake_nmnist / "NMNIST" / "Train" / "1" / "zzz.bin").write_bytes(nmnist_bytes([0], [240], [0], [0]))
-    s = load_splits("nmnist", fake_nmnist, cache_dir=cache, val_fraction=0.5, n_time_bins=3)
+    s = load_splits("nmnist", fake_nmnist, cache_dir=cache, val_fraction=0.5, time_bins=3)
     frames = [f for ds in (s.train, s.test) for f, _ in ds]
     assert len(frames) == 43 and sum(int(f.sum() == 0) for f in frames) == 1
     assert all(f.shape == (3, 2, 34, 34) for f in frames)
@@ -278,7 +278,7 @@ def test_dvsgesture_bad_input(tmp_path, cache):
         np.save(
             user / f"{label}.npy", np.array([[1, 2, 1, 0], [5, 6, 0, 700], [127, 127, 1, 1600]], np.int32)
         )
-    s = load_splits("dvsgesture", tmp_path, cache_dir=cache, n_time_bins=3, resolution=64)
+    s = load_splits("dvsgesture", tmp_path, cache_dir=cache, time_bins=3, resolution=64)
     f, _ = s.train[0]
     assert f.shape == (3, 2, 64, 64) and f.sum() <= 1  # Denoise drops isolated events (after 10 ms)
     np.save(user / "3.npy", np.array([[1, 200, 1, 0]], np.int32))
@@ -296,21 +296,21 @@ def test_dvsgesture_bad_input(tmp_path, cache):
 
 
 def test_second_load_comes_from_cache(fake_nmnist, cache, count_decodes):
-    first = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=5)
+    first = load_splits("nmnist", fake_nmnist, cache_dir=cache, time_bins=5)
     assert len(count_decodes) == 42
     count_decodes.clear()
-    second = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=5)
+    second = load_splits("nmnist", fake_nmnist, cache_dir=cache, time_bins=5)
     assert count_decodes == []
     assert all("loaded from cache" in v for v in second.cache.values())
     assert torch.equal(first.train[3][0], second.train[3][0])
-    assert "cached (" in describe("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=5)
-    assert "not cached yet" in describe("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=6)
+    assert "cached (" in describe("nmnist", fake_nmnist, cache_dir=cache, time_bins=5)
+    assert "not cached yet" in describe("nmnist", fake_nmnist, cache_dir=cache, time_bins=6)
 
 
 def test_changed_time_bins_does_not_read_stale_cache(fake_nmnist, cache, count_decodes):
-    load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=5)
+    load_splits("nmnist", fake_nmnist, cache_dir=cache, time_bins=5)
     count_decodes.clear()
-    s = load_splits("nmnist", fake_nmnist, cache_dir=cache, n_time_bins=7)
+    s = load_splits("nmnist", fake_nmnist, cache_dir=cache, time_bins=7)
     assert len(count_decodes) == 42 and s.train[0][0].shape[0] == 7
 
 
@@ -365,8 +365,8 @@ def test_read_only_cache_dir_falls_back_to_memory(fake_nmnist, tmp_path):
 
 
 def test_augmentation_is_seeded_per_epoch_and_train_only(fake_nmnist, cache):
-    a = load_splits("nmnist", fake_nmnist, cache_dir=cache, augment=True, n_time_bins=4, seed=5)
-    b = load_splits("nmnist", fake_nmnist, cache_dir=cache, augment=True, n_time_bins=4, seed=5)
+    a = load_splits("nmnist", fake_nmnist, cache_dir=cache, augment=True, time_bins=4, split_seed=5)
+    b = load_splits("nmnist", fake_nmnist, cache_dir=cache, augment=True, time_bins=4, split_seed=5)
     assert "events" in a.cache["train"] and "frames" in a.cache["test"]
     assert torch.equal(a.train[(0, 3)][0], b.train[(0, 3)][0])
     assert torch.equal(a.train[(2, 3)][0], b.train[(2, 3)][0])

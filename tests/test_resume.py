@@ -13,6 +13,7 @@ from helpers import interrupt_mid_pass, mid_pass, resume_and_compare
 from test_network_trainer import tiny_batches, tiny_net
 
 from spikeff.cli import main
+from spikeff.config import EvalConfig, RunConfig, RuntimeConfig
 from spikeff.data import load_splits
 from spikeff.experiment import STATE_FORMAT, STATE_VERSION, load_state, train_and_evaluate
 from spikeff.network import NetworkConfig
@@ -40,14 +41,17 @@ class FakeClock:
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    return {augment: load_splits("digits", cache_dir=cache, n_time_bins=4, limit=40, augment=augment)
+    return {augment: load_splits("digits", cache_dir=cache, time_bins=4, limit=40, augment=augment)
             for augment in (False, True)}
 
 
-def _run(splits, schedule, num_workers=0, **kw):
-    net_cfg = NetworkConfig(splits.frame_shape, splits.n_classes, conv_channels=(4,), hidden=(6,))
-    cfg = TrainConfig(epochs=2, readout_epochs=1, trials=2, schedule=schedule, seed=1, batch_size=8, control=False)
-    return train_and_evaluate(splits, net_cfg, cfg, num_workers=num_workers, **kw)
+def _run(splits, schedule, num_workers=0, checkpoint_seconds=0.0, **kw):
+    cfg = RunConfig(
+        network=NetworkConfig(conv_channels=(4,), hidden=(6,)),
+        train=TrainConfig(epochs=2, trials=2, schedule=schedule, batch_size=8),
+        eval=EvalConfig(readout_epochs=1, control=False), seed=1,
+        runtime=RuntimeConfig(num_workers=num_workers, checkpoint_minutes=checkpoint_seconds / 60))
+    return train_and_evaluate(splits, cfg, **kw)
 
 
 # Augmented data: an epoch-aware sampler; workers: persistent, seeded once from the loader's generator.
@@ -82,7 +86,7 @@ def test_timed_saves_do_not_change_the_run(digits, tmp_path):
 
 
 def test_negative_interval_is_refused(digits):
-    with pytest.raises(ValueError, match="checkpoint_seconds must be >= 0"):
+    with pytest.raises(ValueError, match="checkpoint_minutes must be >= 0"):
         _run(digits[False], "greedy", checkpoint_seconds=-1.0)
 
 

@@ -8,7 +8,7 @@ import torch
 
 from spikeff.checkpoint import load_checkpoint, save_checkpoint
 from spikeff.cli import build_parser
-from spikeff.config import from_args
+from spikeff.config import from_args, from_dict, to_dict
 from spikeff.evaluation import evaluate
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import CompiledLIFScan, LIFParams, lif_scan
@@ -27,9 +27,9 @@ def tiny_batches(n_batches: int = 2, b: int = 6, t: int = 5):
 
 def test_config_fields_and_old_dicts(tmp_path):
     cfg = NetworkConfig((2, 8, 8), 3, scan="compiled", precision="bf16")
-    assert NetworkConfig.from_dict(cfg.to_dict()) == cfg
-    old = {k: v for k, v in NetworkConfig((2, 8, 8), 3).to_dict().items() if k not in ("scan", "precision")}
-    restored = NetworkConfig.from_dict(old)  # a checkpoint written before the fields existed
+    assert from_dict(NetworkConfig, to_dict(cfg)) == cfg
+    old = {k: v for k, v in to_dict(NetworkConfig((2, 8, 8), 3)).items() if k not in ("scan", "precision")}
+    restored = from_dict(NetworkConfig, old)  # a checkpoint written before the fields existed
     assert restored.scan == "eager" and restored.precision == "fp32"
     with pytest.raises(ValueError, match="scan"):
         NetworkConfig((2, 8, 8), 3, scan="triton")

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig, FFConfig, select_bptt, train_bptt, train_ff, train_linear
 from ..baselines.linear import counts_label_efficiency
-from ..config import flags, from_dict, resolve_device
+from ..config import RunConfig, flags, from_dict, resolve_device, to_dict
 from ..data import Splits, make_loader
 from ..energy import CostModel, get_cost_model
 from ..evaluation import evaluate
@@ -55,10 +55,9 @@ from ..lock import folder_lock
 from ..network import NetworkConfig, SpikingNet
 from ..probe import fit_probe, layer_probes
 from ..provenance import git_commit
-from ..trainer import TrainConfig
 from .aggregate import build_report
 from .report import write_outputs
-from .settings import BENCH_MODES, METHODS, BenchSettings, legacy_settings, settings_key
+from .settings import BENCH_MODES, METHODS, BenchSettings, settings_key
 
 __all__ = ["FEW_LABELS", "run_method", "run_bench"]
 
@@ -95,15 +94,16 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
 
     test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
-    trials = train_cfg.test_trials  # the trials of the reported accuracy; every measurement here uses them
-    draws = train_cfg.label_draws or DRAWS
+    trials = s.run.test_trials  # the trials of the reported accuracy; every measurement here uses them
+    draws = s.run.eval.label_draws or DRAWS
     curve = sorted(set(s.trials_curve) | {trials})
     lif0 = net_cfg.lif
     levels = sorted(set(s.noise_levels) | {lif0.delta})
     seeds_out = []
     for seed in tqdm(range(s.seeds), desc="spikeff seeds", dynamic_ncols=True):
         # The full label-efficiency table is computed below; the run's compact one would repeat part of it.
-        run = train_and_evaluate(splits, net_cfg, replace(s.train_config(seed), label_draws=0), device=device)
+        run_cfg = s.run_config(seed)
+        run = train_and_evaluate(splits, replace(run_cfg, eval=replace(run_cfg.eval, label_draws=0)))
         net, m = run.net, run.metrics
         g = lambda j, seed=seed: _gen(device, seed * 1000 + 100 + j)  # noqa: E731 -- measurement noise, apart from training's
         acc = m["test_accuracy"]
@@ -139,18 +139,19 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
                               "ops": {"energy": measure(ctrl, trials, g(400))[1],
                                       "deterministic": measure(ctrl, 1, g(401), True)[1]}}
         rec["label_efficiency"] = label_efficiency(nets, train, test, trials, seed=seed, draws=draws,
-                                                   energy=energy_fit(train_cfg))
+                                                   energy=energy_fit(s.run))
         seeds_out.append(rec)
-    return {"seeds": seeds_out, "network": net_cfg.to_dict(), "train_config": asdict(train_cfg),
-            "passes": _network_passes(train_cfg, net), "trials": train_cfg.trials, "eval_trials": trials}
+    return {"seeds": seeds_out, "network": to_dict(net_cfg),
+            "train_config": {**asdict(train_cfg), **asdict(s.run.eval)},  # the layers' and the readout's settings
+            "passes": _network_passes(s.run, net), "trials": train_cfg.trials, "eval_trials": trials}
 
 
-def _network_passes(train_cfg: TrainConfig, net: SpikingNet) -> int:
+def _network_passes(run: RunConfig, net: SpikingNet) -> int:
     """Passes of the training set through the network: one per layer epoch (per layer in greedy
     mode), plus the readout's: one to cache a linear head's features, or one per epoch for a
     spiking head."""
-    layer = train_cfg.epochs * (1 if train_cfg.schedule == "simultaneous" else len(net.layers))
-    readout = min(train_cfg.readout_epochs, 1) if net.head.kind == "linear" else train_cfg.readout_epochs
+    layer = run.train.epochs * (1 if run.train.schedule == "simultaneous" else len(net.layers))
+    readout = min(run.eval.readout_epochs, 1) if net.head.kind == "linear" else run.eval.readout_epochs
     return layer + readout
 
 
@@ -183,7 +184,7 @@ def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.d
             res = train_ff(net_cfg, ff, train, test, generator=gen, device=device, input_ops=s.input_ops)
         else:  # deterministic given the data: one fit stands for every seed
             res = train_linear(train, test, net_cfg.n_classes)
-            out["label_efficiency"] = counts_label_efficiency(train, test, draws=s.run.train.label_draws or DRAWS)
+            out["label_efficiency"] = counts_label_efficiency(train, test, draws=s.run.eval.label_draws or DRAWS)
         seeds_out.append({"seed": seed, "accuracy": res.accuracy, "train_seconds": res.train_seconds,
                           "ops": res.ops.to_dict(models), "history": res.history,
                           **({"few_labels": few} if method == "bptt" else {})})
@@ -199,7 +200,7 @@ def _bptt_few_labels(net_cfg: NetworkConfig, config: BPTTConfig, s: BenchSetting
     learning rate for as many optimiser steps as the full run (its epochs scaled up)."""
     labels = getattr(splits.train, "labels", None)
     labels = np.asarray([y for _, y in splits.train] if labels is None else labels)
-    draws = s.run.train.label_draws or DRAWS
+    draws = s.run.eval.label_draws or DRAWS
     idx = labelled_draws(labels, LABELS_PER_CLASS, draws, torch.Generator().manual_seed(seed))[str(FEW_LABELS)][0]
     bs = s.run.train.batch_size
     few = make_loader(Subset(splits.train, idx.tolist()), bs, shuffle=True, seed=seed)
@@ -303,8 +304,8 @@ def _load_raw(path: Path, key: dict[str, Any], overwrite: bool = False) -> dict[
         raise ValueError(f"{path}: not a readable raw result ({e}); move it away or run without --resume") from None
     saved = raw.get("settings") if isinstance(raw, dict) else None
     try:  # read as today's settings: keys added since take their defaults, which is what the run had
-        saved = settings_key(from_dict(BenchSettings, saved) if "run" in saved else legacy_settings(saved))
-        changes = _settings_changes(saved, key)
+        changes = (_settings_changes(settings_key(from_dict(BenchSettings, saved)), key) if "run" in saved
+                   else ["settings written by a pre-0.1 spikeff-bench"])
     except (ValueError, TypeError, AttributeError):
         changes = ["settings this spikeff cannot read"]
     if not changes:

@@ -2,7 +2,7 @@
 shares (data, split, architecture, batch size, device), the bench's own options, the ``--quick``
 overrides and the settings key that ``--resume`` compares.
 
-Every comparison is an override of that run: one run per seed (``run.train.seed``), the trials
+Every comparison is an override of that run: one run per seed (``run.seed``), the trials
 and noise curves (evaluation trials, ``run.network.lif.delta``), and the baselines on the same
 data and layer shapes.
 """
@@ -22,10 +22,9 @@ from ..data import Splits
 from ..energy import COST_MODELS, InputOps, get_cost_model
 from ..experiment import run_splits
 from ..network import NetworkConfig
-from ..trainer import TrainConfig
 
 __all__ = ["METHODS", "TRIALS_CURVE", "NOISE_LEVELS", "BPTT_LRS", "BENCH_MODES", "QUICK", "FRONTIER_TRIALS",
-           "TRAIN_TRIALS", "BenchSettings", "bench_flags", "with_quick", "settings_key", "legacy_settings"]
+           "TRAIN_TRIALS", "BenchSettings", "bench_flags", "with_quick", "settings_key"]
 
 Method = Literal["spikeff", "bptt", "ff", "random", "linear"]
 METHODS: tuple[Method, ...] = typing.get_args(Method)
@@ -34,11 +33,11 @@ NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.4)
 BPTT_LRS = (3e-4, 1e-3, 3e-3)
 BENCH_MODES = ("energy", "deterministic")  # the energy-trained head scored on the mean output is not reported
 # --quick: overrides of the settings (dotted paths) that the command line does not give.
-QUICK = {"run.data.limit": (128,), "run.train.epochs": 1, "run.train.readout_epochs": 1,
+QUICK = {"run.data.limit": (128,), "run.train.epochs": 1, "run.eval.readout_epochs": 1,
          "run.network.conv_channels": (8, 16), "seeds": 2, "trials_curve": (1, 4, 16),
          "noise_levels": (0.0, 0.1, 0.4), "baseline_epochs": 2}
 # Settings of the spikeff run that the bench sets itself: one run per seed, the control by --methods.
-BENCH_OWNED = (("run", "train", "seed"), ("run", "train", "control"), ("run", "runtime", "checkpoint_minutes"),
+BENCH_OWNED = (("run", "seed"), ("run", "eval", "control"), ("run", "runtime", "checkpoint_minutes"),
                ("run", "runtime", "num_workers"))
 # Trials of the spikeff trials curve that stand on the energy-accuracy frontier.
 FRONTIER_TRIALS = (1, 2, 4, 8)
@@ -99,7 +98,7 @@ class BenchSettings:
     def device(self) -> str:
         return self.run.runtime.device
 
-    def train_config(self, seed: int) -> TrainConfig:
+    def run_config(self, seed: int) -> RunConfig:
         """The spikeff run of ``seed``; it fits the control when ``random`` is among the methods.
 
         Parameters
@@ -108,9 +107,9 @@ class BenchSettings:
 
         Returns
         -------
-        TrainConfig, ``run.train`` with ``seed`` and ``control`` set.
+        RunConfig, ``run`` with ``seed`` and ``eval.control`` set.
         """
-        return replace(self.run.train, seed=seed, control="random" in self.methods)
+        return replace(self.run, seed=seed, eval=replace(self.run.eval, control="random" in self.methods))
 
     def network_config(self, splits: Splits) -> NetworkConfig:
         """The network of ``run.network`` sized for the data of ``splits``.
@@ -149,42 +148,6 @@ def with_quick(settings: BenchSettings, given: Collection[str] = ()) -> BenchSet
     if not settings.quick:
         return settings
     return overrides(settings, {k: v for k, v in QUICK.items() if k not in given})
-
-
-# Raw results written before the settings tree hold flat settings (``None``: the default, or
-# ``--quick``'s size). Their keys, as dotted paths of today's BenchSettings.
-LEGACY_PATHS = {
-    "dataset": "run.data.dataset", "data_dir": "run.runtime.data_dir", "cache_dir": "run.runtime.cache_dir",
-    "device": "run.runtime.device", "limit": "run.data.limit", "time_bins": "run.data.time_bins",
-    "split_seed": "run.data.split_seed", "val_fraction": "run.data.val_fraction", "trials": "run.train.trials",
-    "epochs": "run.train.epochs", "readout_epochs": "run.train.readout_epochs", "batch_size": "run.train.batch_size",
-    "channels": "run.network.conv_channels", "hidden": "run.network.hidden", "scan": "run.network.scan",
-    "precision": "run.network.precision",
-    **{k: k for k in ("seeds", "quick", "trials_curve", "noise_levels", "input_ops", "cost_models", "baseline_epochs",
-                      "bptt_lr", "bptt_lrs", "bptt_epochs", "input_per_trial", "methods", "isolate")},
-}
-
-
-def legacy_settings(flat: dict[str, Any]) -> BenchSettings:
-    """The settings that a raw result written before the settings tree (flat keys) was run with.
-
-    Parameters
-    ----------
-    flat : its ``settings`` entry.
-
-    Returns
-    -------
-    BenchSettings, with ``--quick``'s sizes where the flat settings left ``None``.
-
-    Raises
-    ------
-    ValueError : a key this version does not know, or a value the settings refuse.
-    """
-    unknown = sorted(set(flat) - set(LEGACY_PATHS))
-    if unknown:
-        raise ValueError(f"unknown legacy bench settings {unknown}")
-    given = {LEGACY_PATHS[k]: tuple(v) if isinstance(v, list) else v for k, v in flat.items() if v is not None}
-    return with_quick(overrides(BenchSettings(), given), set(given))
 
 
 def settings_key(s: BenchSettings) -> dict[str, Any]:

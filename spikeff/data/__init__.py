@@ -1,7 +1,7 @@
 """Event-camera datasets as time-first frame tensors.
 
 >>> from spikeff.data import load_splits, make_loader
->>> splits = load_splits("digits", n_time_bins=10)
+>>> splits = load_splits("digits", time_bins=10)
 >>> loader = make_loader(splits.train, 64, shuffle=True, seed=0)
 >>> frames, labels = next(iter(loader))  # (T, B, 2, 34, 34) float32, (B,) int64
 

@@ -14,12 +14,12 @@ from .plan import cache_entry, make_plan
 
 
 def describe(
-    name: str,
+    dataset: str,
     data_dir: str | Path | None = None,
     *,
     cache_dir: str | Path | None = None,
-    n_time_bins: int | None = None,
-    seed: int = 0,
+    time_bins: int | None = None,
+    split_seed: int = 0,
     val_fraction: float = 0.2,
     limit: int | Sequence[int] | None = None,
     resolution: int | None = None,
@@ -33,7 +33,7 @@ def describe(
 
     Parameters
     ----------
-    name, data_dir, cache_dir, n_time_bins, seed, val_fraction, limit, resolution, download, tune
+    dataset, data_dir, cache_dir, time_bins, split_seed, val_fraction, limit, resolution, download, tune
         As for :func:`spikeff.data.load_splits`.
     check : bool
         Decode every file found and list the bad ones (see :func:`check_files`).
@@ -48,7 +48,8 @@ def describe(
     DataError
         As :func:`spikeff.data.load_splits` does for missing or malformed data.
     """
-    plan = make_plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution, tune)
+    plan = make_plan(dataset, data_dir, time_bins, split_seed, val_fraction, cache_dir, download, limit, resolution,
+                     tune)
     spec = plan.spec
     counts = Counts.from_labels(
         {s: labels_of(plan.samples[s]) for s in ("train", "test")},

@@ -207,11 +207,11 @@ def _materialise(
 
 
 def load_splits(
-    name: str,
+    dataset: str,
     data_dir: str | Path | None = None,
     *,
-    n_time_bins: int | None = None,
-    seed: int = 0,
+    time_bins: int | None = None,
+    split_seed: int = 0,
     val_fraction: float = 0.2,
     augment: bool = False,
     cache_dir: str | Path | None = None,
@@ -225,14 +225,14 @@ def load_splits(
 
     Parameters
     ----------
-    name : str
+    dataset : str
         ``"digits"``, ``"nmnist"`` or ``"dvsgesture"`` (see ``DATASETS``).
     data_dir : str or Path, optional
         tonic ``save_to`` root (``<data_dir>/NMNIST/Train/...``); default ``$SPIKEFF_DATA`` or
         ``./data``. Partial local copies are used as they are.
-    n_time_bins : int, optional
+    time_bins : int, optional
         T; default ``spec.default_time_bins``.
-    seed : int
+    split_seed : int
         Seeds the validation split (when there is no Test split), ``limit`` and augmentation.
     val_fraction : float
         Share held out when only one split exists on disk.
@@ -264,7 +264,8 @@ def load_splits(
     DataError
         Missing data, malformed files or folders, too many unreadable files.
     """
-    plan = make_plan(name, data_dir, n_time_bins, seed, val_fraction, cache_dir, download, limit, resolution, tune)
+    plan = make_plan(dataset, data_dir, time_bins, split_seed, val_fraction, cache_dir, download, limit, resolution,
+                     tune)
     spec = plan.spec
     labels = {s: labels_of(plan.samples[s]) for s in ("train", "test")}
     datasets, skipped, cache = {}, [], {}
@@ -282,7 +283,7 @@ def load_splits(
                 labels[split][rows],
                 spec.augmentation(plan.resolution),
                 spec.to_frames(plan.n_time_bins, plan.resolution),
-                seed,
+                split_seed,
             )
     _check_bad(plan, "all", skipped, sum(len(v) for v in plan.samples.values()))
     counts = Counts.from_labels({s: datasets[s].labels for s in ("train", "test")}, spec.classes, plan.test_name)
@@ -294,7 +295,7 @@ def load_splits(
                 "its accuracy says nothing (a class folder missing?)",
                 stacklevel=2,
             )
-    rule = {"test": plan.test_name, "train": plan.train_name, "split_seed": seed,
+    rule = {"test": plan.test_name, "train": plan.train_name, "split_seed": split_seed,
             "val_fraction": val_fraction, "limit": limit_rule(limit), "tune": tune}
     return Splits(
         spec=spec,
@@ -309,7 +310,7 @@ def load_splits(
         skipped=tuple(skipped),
         cache=cache,
         augment=augment,
-        seed=seed,
+        seed=split_seed,
         limit=limit_rule(limit),
         manifest=make_manifest(spec.name, rule, plan.samples["train"], plan.samples["test"]),
     )
