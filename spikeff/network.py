@@ -16,9 +16,10 @@ statistics; evaluation uses fixed ones (:func:`spikeff.readout_fit.calibrate_nor
 ``i`` of input ``b`` sits at ``i * B + b``). The first layer's input is shared by all
 trials, so its synaptic op runs once on ``B`` and is then expanded.
 
-How it runs (not what it computes) is set by two config fields: ``scan`` picks the LIF
-scan (``"eager"``: the reference :func:`~spikeff.neurons.lif_scan`; ``"compiled"``: one
-:class:`~spikeff.neurons.CompiledLIFScan` shared by the net, same noise and spikes), and
+How it runs (not what it computes) is set by two config fields: ``scan`` picks the neuron
+scan (:mod:`spikeff.scan`; ``"eager"``: the reference; ``"compiled"``: one
+:class:`~spikeff.scan.CompiledScan` shared by the net, same noise and spikes; ``"auto"``, the
+default: compiled where a C++ compiler is found, else eager with one notice), and
 ``precision="bf16"`` runs the layers' synaptic ops (conv, linear) under bfloat16 autocast
 while the membrane, the noise comparison, the spikes and the loss stay float32. The
 readout head always runs in float32. A conv and its avg-pool always run as one strided conv
@@ -42,9 +43,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .choices import check_choices
-from .neurons import LIFParams, ScanBackend, ScanFn, lif_scan, make_scan
+from .neurons import LIFParams, neuron_from_dict, neuron_to_dict
 from .noise import expand_trials
 from .readout import HeadKind, Readout
+from .scan import NeuronModel, ScanBackend, ScanFn, eager_scan, make_scan
 
 __all__ = [
     "NetworkConfig", "Precision", "Norm", "device_of", "fold_norm", "init_fan_in_", "SpikingLayer",
@@ -73,8 +75,9 @@ class NetworkConfig:
         "help": "average-pool size after the convs: one size for every conv, or one per conv, e.g. 2,2,1 (1: none)"})
     lif: LIFParams = field(default_factory=LIFParams)  # what every layer and the head are built with
     readout: HeadKind = field(default="linear", metadata={"help": "readout head: linear or spiking LIF"})
-    scan: ScanBackend = field(default="eager", metadata={
-        "help": "LIF scan: eager (reference) or compiled (torch.compile, same spikes; see docs/performance.md)"})
+    scan: ScanBackend = field(default="auto", metadata={
+        "help": "neuron scan: eager (reference), compiled (torch.compile, same spikes; see docs/performance.md) "
+                "or auto (compiled where a C++ compiler is found, else eager)"})
     precision: Precision = field(default="fp32", metadata={
         "help": "bf16: conv/linear under bfloat16 autocast; membrane, noise and loss stay float32"})
     norm: Norm = field(default="batch", metadata={
@@ -125,12 +128,13 @@ class NetworkConfig:
         return replace(self, input_shape=tuple(input_shape), n_classes=n_classes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "lif": neuron_to_dict(self.lif)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
-        """Inverse of :meth:`to_dict`; dicts written before ``scan`` and ``precision`` existed get the
-        defaults, those written before ``norm`` existed get ``norm="none"`` (their networks had none).
+        """Inverse of :meth:`to_dict`; dicts written before ``scan`` and ``precision`` existed get
+        ``"eager"`` and ``"fp32"``, those written before ``norm`` existed get ``norm="none"`` (their
+        networks had none). ``lif["neuron"]`` names the neuron model (default ``"lif"``).
 
         Parameters
         ----------
@@ -140,8 +144,8 @@ class NetworkConfig:
         -------
         NetworkConfig
         """
-        d = {"norm": "none", **d}
-        d["lif"] = LIFParams(**d["lif"])
+        d = {"norm": "none", "scan": "eager", **d}
+        d["lif"] = neuron_from_dict(d["lif"])
         for key in ("input_shape", "conv_channels", "hidden"):
             d[key] = tuple(d[key])
         return cls(**d)
@@ -210,16 +214,16 @@ def fused_conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: Any
 class SpikingLayer(nn.Module):
     """``synapse -> pool -> stochastic LIF`` on time-first input ``(T, N, ...)``.
 
-    ``scan`` integrates the currents (:func:`~spikeff.neurons.lif_scan` or a
-    :class:`~spikeff.neurons.CompiledLIFScan`); with ``precision="bf16"`` the synapse runs
+    ``scan`` integrates the currents (a scan of :mod:`spikeff.scan` over the neuron model
+    ``lif``, by default :class:`~spikeff.neurons.LIFParams`); with ``precision="bf16"`` the synapse runs
     under bfloat16 autocast and the currents stay bfloat16 until the scan reads them.
 
     Parameters
     ----------
     synapse : a Conv2d or Linear.
     pool : pooling of the currents, or ``None``.
-    lif : the neurons' parameters.
-    scan : the LIF scan.
+    lif : the neurons' parameters (any :class:`~spikeff.scan.NeuronModel`).
+    scan : the neuron scan.
     precision : ``"fp32"`` or ``"bf16"``.
     norm : normalisation of the currents (a BatchNorm without affine), or ``None``.
 
@@ -229,7 +233,7 @@ class SpikingLayer(nn.Module):
     """
 
     def __init__(
-        self, synapse: nn.Module, pool: nn.Module | None, lif: LIFParams, scan: ScanFn = lif_scan,
+        self, synapse: nn.Module, pool: nn.Module | None, lif: NeuronModel, scan: ScanFn = eager_scan,
         precision: Precision = "fp32", norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -343,7 +347,7 @@ class SpikingNet(nn.Module):
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Uniform fan-in init (PyTorch's default scale) drawn from ``generator``.
 
-        A spiking head's bias starts at ``theta * (1 - beta)``, whose steady-state potential
+        A spiking LIF head's bias starts at ``theta * (1 - beta)``, whose steady-state potential
         is the threshold: sparse top-layer spikes alone would leave it silent, with no
         energy and no gradient.
 
@@ -354,7 +358,7 @@ class SpikingNet(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 init_fan_in_(m, generator)
-        if self.config.readout == "lif":
+        if self.config.readout == "lif" and isinstance(self.head.lif, LIFParams):  # other models: fan-in init
             with torch.no_grad():
                 self.head.fc.bias.fill_(self.head.lif.threshold * (1.0 - self.head.lif.beta))
 
@@ -411,7 +415,7 @@ class SpikingNet(nn.Module):
         top = self.layer_outputs(x, generator, trials, deterministic)[-1]
         return self.head(top, generator, deterministic).unflatten(0, (trials, x.shape[1]))
 
-    def with_lif(self, lif: LIFParams) -> SpikingNet:
+    def with_lif(self, lif: NeuronModel) -> SpikingNet:
         """Give every layer and the head the neuron parameters ``lif``, in place; returns self.
 
         The neurons read their parameters from their own module (``layer.lif``, ``head.lif``);

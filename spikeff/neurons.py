@@ -46,8 +46,8 @@ baseline and the NIR checks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import ClassVar, Literal, NamedTuple
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +56,7 @@ from .choices import check_choices
 from .scan import (
     SCAN_BACKENDS,
     CompiledScan,
+    NeuronModel,
     ScanBackend,
     ScanFn,
     draw_noise,
@@ -68,7 +69,7 @@ from .scan import (
 __all__ = [
     "LIFParams", "LIFState", "Gradient", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step",
     "lif_scan", "escape_surrogate", "draw_noise", "lif_scan_fused", "CompiledLIFScan", "make_scan", "state_dtype",
-    "StochasticLIF", "NEURON_MODELS",
+    "StochasticLIF", "NEURON_MODELS", "neuron_to_dict", "neuron_from_dict",
 ]
 
 Gradient = Literal["pathwise", "expected"]
@@ -216,6 +217,29 @@ CompiledLIFScan = CompiledScan
 
 # name -> parameter class of every neuron model (a saved config names its model by this key).
 NEURON_MODELS: dict[str, type] = {"lif": LIFParams}
+
+
+def neuron_to_dict(p: NeuronModel) -> dict[str, Any]:
+    """``p``'s fields, and its model's name under ``"neuron"`` unless it is LIF (written as before)."""
+    d = asdict(p)
+    if p.name != "lif":
+        d["neuron"] = p.name
+    return d
+
+
+def neuron_from_dict(d: dict[str, Any]) -> NeuronModel:
+    """Inverse of :func:`neuron_to_dict`.
+
+    Raises
+    ------
+    ValueError : ``d["neuron"]`` names no model in :data:`NEURON_MODELS`.
+    TypeError : a field the model does not have.
+    """
+    d = dict(d)
+    name = d.pop("neuron", "lif")
+    if name not in NEURON_MODELS:
+        raise ValueError(f"unknown neuron model {name!r}; expected one of {sorted(NEURON_MODELS)}")
+    return NEURON_MODELS[name](**d)
 
 
 class StochasticLIF(nn.Module):

@@ -57,6 +57,10 @@ class NeuronModel(Protocol):
     def deterministic(self) -> NeuronModel:
         """The same model with its noise switched off."""
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether the model draws any noise."""
+
 
 ScanFn = Callable[..., tuple[Tensor, Any]]
 

@@ -98,7 +98,7 @@ def test_cli_flags_reach_the_config():
     args = from_args(build_parser().parse_args(["train", "--out", "x", "--scan", "compiled", "--precision", "bf16"]))
     assert (args.network.scan, args.network.precision) == ("compiled", "bf16")
     defaults = from_args(build_parser().parse_args(["train", "--out", "x"]))
-    assert (defaults.network.scan, defaults.network.precision) == ("eager", "fp32")
+    assert (defaults.network.scan, defaults.network.precision) == ("auto", "fp32")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--scan", "triton"])
 
