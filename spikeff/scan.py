@@ -8,8 +8,7 @@ scans give the same spikes for the same generator state:
 * :func:`eager_scan`, the reference: draws each step's noise, then runs ``step`` under autograd;
 * :func:`fused_scan`: all ``T`` steps' noise is drawn first (:func:`draw_noise`, same generator,
   same order), the forward runs ``step`` over time without autograd and keeps only the inputs;
-  the backward recomputes the states and runs each step's vector-Jacobian product
-  (``torch.func.vjp`` of ``step``) backward through time;
+  the backward reruns that loop under ``torch.func.vjp`` and pulls the gradients back through it;
 * :class:`CompiledScan`: :func:`fused_scan` with its forward and backward loops compiled by
   ``torch.compile`` (one fused kernel per direction), falling back to the eager scan if
   compilation fails.
@@ -24,7 +23,6 @@ import shutil
 import typing
 import warnings
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Literal, NamedTuple, Protocol
 
 import torch
@@ -146,10 +144,10 @@ def eager_scan(
 
 
 def fused_forward(currents: Tensor, noise: Any, state: Any, p: NeuronModel) -> tuple[Tensor, Any]:
-    """The fused scan's forward: ``p.step`` over time on noise drawn in advance, without autograd."""
+    """The fused scan's forward: ``p.step`` over time on noise drawn in advance (``(T, ...)`` fields)."""
     out = []
-    for t in range(currents.shape[0]):
-        s, state = p.step(currents[t], state, _at(noise, t))
+    for t, current in enumerate(currents.unbind(0)):
+        s, state = p.step(current, state, _at(noise, t))
         out.append(s)
     return torch.stack(out), state
 
@@ -160,20 +158,13 @@ def fused_backward(
 ) -> tuple[Tensor, Any]:
     """The fused scan's backward: gradients for the currents and the initial state.
 
-    The states are recomputed from the inputs; each step's gradient is ``torch.func.vjp`` of
-    ``p.step``, so the surrogate is the step's own. ``None`` gradients count as zero.
+    Reruns :func:`fused_forward` from the inputs under ``torch.func.vjp``, so the gradient is
+    that of the steps themselves (the surrogate is the step's own, the same ops as the eager
+    scan's autograd). ``None`` gradients count as zero.
     """
-    states = [state0]
-    for t in range(currents.shape[0] - 1):
-        states.append(p.step(currents[t], states[-1], _at(noise, t))[1])
-    g_state = type(state0)(*(torch.zeros_like(s) if g is None else g for g, s in zip(grad_state, state0)))
-    grads = []
-    for t in reversed(range(currents.shape[0])):
-        _, vjp = torch.func.vjp(partial(p.step, noise=_at(noise, t)), currents[t], states[t])
-        g_s = torch.zeros_like(states[t][0]) if grad_spikes is None else grad_spikes[t]
-        g_current, g_state = vjp((g_s, g_state))
-        grads.append(g_current)
-    return torch.stack(grads[::-1]), g_state
+    (spikes, state), vjp = torch.func.vjp(lambda c, s: fused_forward(c, noise, s, p), currents, state0)
+    g_spikes = torch.zeros_like(spikes) if grad_spikes is None else grad_spikes
+    return vjp((g_spikes, type(state)(*(torch.zeros_like(s) if g is None else g for g, s in zip(grad_state, state)))))
 
 
 class _Kernels(NamedTuple):
