@@ -33,7 +33,7 @@ Gradients reach ``v`` through a surrogate; the reset uses the detached spike.
 
 The scans over time (eager, fused, compiled) are generic over any neuron model and live in
 :mod:`spikeff.scan`; ``LIFParams`` implements its :class:`~spikeff.scan.NeuronModel` protocol
-(``init_state``, ``draw``, ``step``, ``deterministic``). :func:`lif_scan`, :func:`lif_scan_fused`
+(``init_state``, ``draw``, ``step``, ``deterministic``, ``stochastic``). :func:`lif_scan`, :func:`lif_scan_fused`
 and :class:`CompiledLIFScan` are those scans under their LIF names. A new neuron model is one
 such dataclass in its own file plus a line in :data:`NEURON_MODELS`.
 
