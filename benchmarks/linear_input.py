@@ -22,6 +22,7 @@ import torch
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.preprocessing import StandardScaler
 
+from spikeff.config import parse_ints
 from spikeff.data import load_splits
 from spikeff.provenance import git_commit
 
@@ -39,10 +40,11 @@ def main() -> None:
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--seed", type=int, default=0, help="split seed, as spikeff train --seed")
+    ap.add_argument("--limit", type=parse_ints, default=None, help="as spikeff train --limit (N or TRAIN,TEST)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--append", action="store_true", help="add a section to --out instead of replacing it")
     args = ap.parse_args()
-    splits = load_splits(args.dataset, args.data_dir, seed=args.seed)
+    splits = load_splits(args.dataset, args.data_dir, seed=args.seed, limit=args.limit)
     xtr, ytr = summed_counts(splits.train)
     xte, yte = summed_counts(splits.test)
     scaler = StandardScaler().fit(xtr)

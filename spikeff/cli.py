@@ -55,6 +55,7 @@ from .distributed import init_from_env, shutdown
 from .evaluation import evaluate
 from .experiment import EVAL_BATCH_SIZE, data_options, load_state, run_splits, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, staged, write_json
+from .label_efficiency import label_table
 from .lock import folder_lock
 from .network import SpikingNet
 from .nir import NIRExportError, NIRImportError, check_dt, check_target, export_nir, quantize_loihi, verify_nir
@@ -317,6 +318,11 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
         rows["control"] = run.metrics["control_accuracy"]
     print(f"\n{splits.test_name} accuracy ({len(splits.test)} samples, {run.metrics['eval_trials']} trials):")
     print(_accuracy_table(rows))
+    if "label_efficiency" in run.metrics:
+        le = run.metrics["label_efficiency"]
+        print(f"\nreadouts fitted on k labelled training inputs per class (test accuracy, mean ± std over "
+              f"{le['draws']} seeded draws; energy: the net's own head). Compare trained with control at k=10:\n"
+              f"{label_table(le)}")
     print(f"\nwrote {out / 'metrics.json'} and {out / 'model.pt'} ({run.metrics['train_seconds']:.1f}s training)")
     return 0
 

@@ -49,7 +49,8 @@ class DataConfig:
     dataset: str = field(default="digits", metadata={"help": "dataset", "choices": tuple(sorted(DATASETS))})
     time_bins: int | None = field(default=None, metadata={"help": "time bins T per sample (default: the dataset's)"})
     resolution: int | None = field(default=None, metadata={"help": "dvsgesture: frame side 32 or 64"})
-    limit: int | None = field(default=None, metadata={"help": "at most this many samples per split"})
+    limit: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "at most this many samples per split; TRAIN,TEST gives each its own (e.g. 5000,2000)"})
     val_fraction: float = field(default=0.2,
                                 metadata={"help": "held-out share of Train when the dataset has no Test split"})
     split_seed: int = field(default=0, metadata={
@@ -62,6 +63,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        if isinstance(self.limit, int):  # one size for both splits, as older configs wrote it
+            object.__setattr__(self, "limit", (self.limit,))
+        if self.limit is not None and (len(self.limit) not in (1, 2) or min(self.limit) < 1):
+            raise ValueError(f"limit must be one number >= 1 or two (train,test), got {self.limit}")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from .data import Splits, load_splits, make_loader
 from .distributed import DistContext
 from .evaluation import Evaluation, evaluate
 from .fileio import atomic_write
+from .label_efficiency import compact_label_efficiency
 from .network import NetworkConfig, SpikingNet
 from .readout_fit import calibrate_norm, fit_readout
 from .records import EpochRecord, warn_if_head_silent
@@ -351,8 +352,9 @@ def train_and_evaluate(
         "train_seconds": train_seconds,
         "network": net_config.to_dict(),
     }
+    nets = {"trained": net}
     if train_config.control:
-        ctrl = untrained_control(net_config, seed, device, train_loader, gens["control"])
+        ctrl = nets["control"] = untrained_control(net_config, seed, device, train_loader, gens["control"])
         ctrl_readout = fit_readout(ctrl, train_loader, train_config, gens["control"],
                                    train_config.epochs + train_config.readout_epochs)
         c = _summary(evaluate(ctrl, test_loader, trials, gens["eval"]))
@@ -360,5 +362,7 @@ def train_and_evaluate(
         metrics["control_layer_rates"] = c["layer_rates"]
         metrics["control_head_rate"] = c["head_rate"]
         metrics["control_readout"] = {k: ctrl_readout[k] for k in ("lr", "selection")}
+    if train_config.label_draws:
+        metrics["label_efficiency"] = compact_label_efficiency(nets, splits.train, test_loader, train_config)
     warn_if_head_silent(metrics)
     return RunResult(net, metrics, history)

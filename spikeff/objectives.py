@@ -156,13 +156,13 @@ class GoodnessObjective:
 
     ``"symba"`` (Lee & Song, 2023): ``mean softplus(-a (g_pos - g_neg))``; ``"threshold"`` (Hinton's):
     ``mean softplus(-a (g_pos - theta)) + mean softplus(a (g_neg - theta))``, ``a = sharpness``.
-    Statistics: the mean goodness of each pass, ``g_pos`` and ``g_neg``.
+    Statistics: the mean goodness of each pass, ``g_pos`` and ``g_neg``, and their difference ``goodness_gap``.
     """
 
     kind: Literal["symba", "threshold"] = "symba"
     sharpness: float = 10.0
     threshold: float = 1.0
-    names: tuple[str, ...] = ("g_pos", "g_neg")
+    names: tuple[str, ...] = ("g_pos", "g_neg", "goodness_gap")
 
     def __call__(self, counts: Tensor, labels: Tensor | None = None,
                  reduce: Reduce | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -174,7 +174,8 @@ class GoodnessObjective:
             loss = F.softplus(-a * (pos - neg)).mean()
         else:
             loss = F.softplus(-a * (pos - self.threshold)).mean() + F.softplus(a * (neg - self.threshold)).mean()
-        return loss, {"g_pos": pos.detach().mean(), "g_neg": neg.detach().mean()}
+        g_pos, g_neg = pos.detach().mean(), neg.detach().mean()
+        return loss, {"g_pos": g_pos, "g_neg": g_neg, "goodness_gap": g_pos - g_neg}
 
 
 #: The objectives a setting can name, each built from the run's loss settings.

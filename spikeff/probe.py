@@ -14,28 +14,38 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from .network import SpikingNet, device_of
 
-__all__ = ["PROBE_CS", "layer_features", "fit_probe", "probe_accuracy", "layer_probes"]
+__all__ = ["PROBE_CS", "FrozenFeatures", "frozen_features", "layer_features", "fit_probe", "probe_accuracy",
+           "layer_probes"]
 
 PROBE_CS: tuple[float, ...] = (0.01, 0.1, 1.0)
 
 Batch = tuple[Tensor, Tensor]
 
 
+class FrozenFeatures(NamedTuple):
+    """Frozen representations of one split: what the probes and the label-efficient readouts read."""
+
+    layers: list[np.ndarray]  # input event counts, then every layer's spike counts: (N, D) each, / T, trial mean
+    labels: np.ndarray  # (N,)
+    top_trials: Tensor | None  # the linear head's input per trial (trials, N, D), float16 on the CPU, if kept
+
+
 @torch.no_grad()
-def layer_features(
-    net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per representation (input, then every layer) the features ``(N, D)``, and the labels ``(N,)``.
+def frozen_features(
+    net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator, *, keep_trials: bool = False,
+) -> FrozenFeatures:
+    """One pass over ``batches``: every representation's features.
 
     Parameters
     ----------
@@ -43,11 +53,11 @@ def layer_features(
     batches : time-first inputs ``(T, B, ...)`` and labels ``(B,)``.
     trials : noisy trials averaged per input.
     generator : source of the neuron noise.
+    keep_trials : also keep the top layer's per-trial features (for an energy readout).
 
     Returns
     -------
-    features : one ``(N, D)`` array per representation, counts divided by ``T``.
-    labels : ``(N,)``.
+    FrozenFeatures
 
     Raises
     ------
@@ -56,25 +66,41 @@ def layer_features(
     net.eval()
     device = device_of(net)
     feats: list[list[np.ndarray]] = []
-    labels = []
+    labels, tops = [], []
     for x, y in batches:
         x = x.to(device)
         outs = net.layer_outputs(x, generator, trials)
-        reps = [x.mean(0).flatten(1)] + [s.mean(0).unflatten(0, (trials, x.shape[1])).mean(0).flatten(1) for s in outs]
+        per_trial = [s.flatten(2).mean(0).unflatten(0, (trials, x.shape[1])) for s in outs]
+        reps = [x.mean(0).flatten(1)] + [t.mean(0) for t in per_trial]
         if not feats:
             feats = [[] for _ in reps]
         for acc, r in zip(feats, reps):
             acc.append(r.float().cpu().numpy())
+        if keep_trials:
+            tops.append(per_trial[-1].to("cpu", torch.float16))
         labels.append(y.numpy())
     if not labels:
         raise ValueError("no batches to probe")
-    return [np.concatenate(f) for f in feats], np.concatenate(labels)
+    return FrozenFeatures([np.concatenate(f) for f in feats], np.concatenate(labels),
+                          torch.cat(tops, 1) if keep_trials else None)
+
+
+def layer_features(
+    net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per representation (input, then every layer) the features ``(N, D)``, and the labels ``(N,)``:
+    :func:`frozen_features`'s ``layers`` and ``labels`` (same parameters; raises as it does)."""
+    f = frozen_features(net, batches, trials, generator)
+    return f.layers, f.labels
 
 
 def fit_probe(
     train: np.ndarray, y_train: np.ndarray, cs: Sequence[float] = PROBE_CS, folds: int = 3, seed: int = 0
 ) -> Pipeline:
     """Standardise, then a logistic regression whose ``C`` is cross-validated on ``train`` alone.
+
+    When some class has fewer than ``folds`` training inputs (a few labels per class), ``C`` is
+    fixed at the middle candidate instead: nothing is chosen on inputs that were not labelled.
 
     Parameters
     ----------
@@ -87,10 +113,11 @@ def fit_probe(
     -------
     Pipeline, fitted.
     """
-    clf = make_pipeline(
-        StandardScaler(),
-        LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")
-    )
+    if np.unique(y_train, return_counts=True)[1].min() < folds:  # too few of some class to cross-validate
+        model = LogisticRegression(C=cs[len(cs) // 2], max_iter=500, random_state=seed)
+    else:
+        model = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")
+    clf = make_pipeline(StandardScaler(), model)
     with warnings.catch_warnings():  # scikit-learn's notices of future defaults; the settings above are explicit
         warnings.simplefilter("ignore", FutureWarning)
         return clf.fit(train, y_train)

@@ -21,7 +21,7 @@ from .network import SpikingNet, device_of, init_fan_in_
 from .readout import Mode, scores
 from .trainer import TrainConfig, cosine_schedule, head_step, optimizer_step
 
-__all__ = ["READOUT_HOLDOUT", "calibrate_norm", "fit_readout"]
+__all__ = ["READOUT_HOLDOUT", "calibrate_norm", "fit_readout", "fit_linear_head"]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -135,8 +135,30 @@ def fit_readout(
     return {"losses": losses, "lr": lr, "selection": selection}
 
 
+def fit_linear_head(fc: torch.nn.Linear, features: Tensor, targets: Tensor, *, lr: float, epochs: int,
+                    batch_size: int, generator: torch.Generator, mode: Mode = "average") -> list[float]:
+    """Fit ``fc`` in place by cross-entropy on cached features: Adam with a cosine decay from ``lr``
+    over ``epochs`` passes over the inputs, each in a new order; returns the epoch losses.
+
+    Parameters
+    ----------
+    fc : the linear head, on any device.
+    features : ``(n, N, D)``: ``n`` trials of ``N`` inputs, on the CPU (any float dtype).
+    targets : the classes ``(N,)``, on the CPU.
+    lr, epochs, batch_size : the optimisation.
+    generator : a CPU generator for the orders.
+    mode : how the ``n`` trials' outputs are scored (:func:`spikeff.readout.scores`).
+
+    Returns
+    -------
+    list of float, one mean loss per epoch.
+    """
+    fit = _LinearHeadFit(fc, features, targets, mode, batch_size, epochs, generator)
+    return fit.run(torch.arange(targets.shape[0]), lr)
+
+
 class _LinearHeadFit:
-    """Fits a linear head on cached trial features ``(n, N, D)`` (float16, on the CPU)."""
+    """Fits a linear head on cached trial features ``(n, N, D)`` on the CPU (float16 for :func:`fit_readout`)."""
 
     def __init__(self, fc: torch.nn.Linear, features: Tensor, targets: Tensor, mode: Mode, batch_size: int,
                  epochs: int, order_gen: torch.Generator) -> None:

@@ -13,8 +13,12 @@ Schedules:
 * ``simultaneous``: one pass per epoch; every layer and the head learn on every batch.
 
 The readout head is trained with cross-entropy on the detached top-layer spikes, so it
-too is local. The readout's fit on frozen layers is in :mod:`spikeff.readout_fit`; what a run
-records (per-layer statistics, epoch records, the pass cursor) is in :mod:`spikeff.records`.
+too is local. Other layer-local methods reuse the loop as it is: ``objective`` may differ per
+layer, ``feed(k, h, labels)`` maps each layer's input before it runs (Forward-Forward,
+:mod:`spikeff.baselines.ff`, builds its positive and negative passes and its label inputs there)
+and ``head=False`` leaves the head out. The readout's fit on frozen layers is in
+:mod:`spikeff.readout_fit`; what a run records (per-layer statistics, epoch records, the pass
+cursor) is in :mod:`spikeff.records`.
 """
 
 from __future__ import annotations
@@ -42,9 +46,13 @@ from .records import Diagnostic, EpochRecord, LayerStats, PassCursor, warn_if_si
 if TYPE_CHECKING:
     from .distributed import DataParallel
 
-__all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "cosine_schedule", "optimizer_step", "head_step"]
+__all__ = ["TrainConfig", "TrainingError", "LayerTrainer", "Feed", "cosine_schedule", "optimizer_step", "head_step"]
 
 Batch = tuple[Tensor, Tensor]
+#: ``feed(k, h, labels)``: layer ``k``'s input from the batch's frames (``k = 0``; ``(T, B, ...)``, or
+#: its trials after the trial noise) or from the spikes of layer ``k - 1``, and the batch's labels.
+#: The first layer makes the trials its input lacks, so a feed may build them itself.
+Feed = Callable[[int, Tensor, Tensor], Tensor]
 Schedule = Literal["greedy", "simultaneous"]
 
 
@@ -88,6 +96,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed of the weights, the noise and the batch order"})
     control: bool = field(default=True, metadata={
         "help": "also fit and score the untrained control (the same network at its initial weights)"})
+    label_draws: int = field(default=5, metadata={
+        "help": "seeded draws of k labelled training inputs per class for the label-efficient readouts (0: none)"})
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.readout_epochs < 0:
@@ -106,6 +116,8 @@ class TrainConfig:
         if not 0.0 < self.input_keep <= 1.0 or self.input_shift < 0 or not 0.0 <= self.input_dropout < 1.0:
             raise ValueError(f"input_keep must be in (0, 1], input_shift >= 0 and input_dropout in [0, 1), got "
                              f"{self.input_keep}, {self.input_shift}, {self.input_dropout}")
+        if self.label_draws < 0:
+            raise ValueError(f"label_draws must be >= 0, got {self.label_draws}")
         if self.batch_size < 1 or (self.eval_trials is not None and self.eval_trials < 1):
             raise ValueError(f"batch_size and eval_trials must be >= 1, got {self.batch_size}, {self.eval_trials}")
         check_choices(self)
@@ -175,23 +187,27 @@ class LayerTrainer:
     progress : show a progress bar per pass.
     diagnostics : called after every epoch with its record and the earlier records (default:
         :func:`warn_if_silent`).
-    objective : every layer's objective (:class:`spikeff.objectives.Objective`); default: the one
-        ``config.objective`` names, built from ``config.loss``.
+    objective : every layer's objective (:class:`spikeff.objectives.Objective`), or one per layer;
+        default: the one ``config.objective`` names, built from ``config.loss``.
+    feed : maps each layer's input before it runs (:data:`Feed`); default: none.
+    head : train the head beside the layers (in the pass of the top layer).
 
     Raises
     ------
-    ValueError : ``config.projection_dims`` is given but not one entry per layer.
+    ValueError : ``config.projection_dims`` or a sequence of objectives is given but not one entry per layer.
     """
 
     def __init__(
         self, net: SpikingNet, config: TrainConfig, generator: torch.Generator, sync: DataParallel | None = None,
         *, progress: bool = True, diagnostics: Sequence[Diagnostic] = (warn_if_silent,),
-        objective: Objective | None = None,
+        objective: Objective | Sequence[Objective] | None = None, feed: Feed | None = None, head: bool = True,
     ) -> None:
         self.net, self.config, self.generator, self.sync = net, config, generator, sync
-        self.progress, self.diagnostics = progress, tuple(diagnostics)
+        self.progress, self.diagnostics, self.feed, self.train_head = progress, tuple(diagnostics), feed, head
         self.layer_opts = [torch.optim.Adam(layer.parameters(), lr=config.lr) for layer in net.layers]
         self.head_opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
+        if isinstance(objective, Sequence) and len(objective) != len(net.layers):
+            raise ValueError(f"need one objective per layer ({len(net.layers)}), got {len(objective)}")
         dims = config.projection_dims
         if dims and len(dims) != len(net.layers):
             raise ValueError(f"projection_dims needs one entry per layer ({len(net.layers)}), got {dims}")
@@ -250,7 +266,8 @@ class LayerTrainer:
         k : the layer.
         inp : its input spikes ``(T, trials_in * B, ...)``; detached here, so no gradient leaves the layer.
         y : the batch's labels (for objectives that read them, e.g. the supervised consistency).
-        trials_in : trials already in ``inp`` (``config.trials`` for the first layer, else 1).
+        trials_in : the trials the layer makes of each input (``config.trials`` for a first layer's
+            input without its trials, else 1).
 
         Returns
         -------
@@ -258,12 +275,13 @@ class LayerTrainer:
         device sync per step).
         """
         cfg, layer = self.config, self.net.layers[k]
+        objective = self.objective[k] if isinstance(self.objective, Sequence) else self.objective
         spikes = layer(inp.detach(), self.generator, trials_in)
         counts = project(spike_counts(spikes, cfg.trials), self.projections[k])
-        loss, named = self.objective(counts, y, None if self.sync is None else self.sync.reduce)
+        loss, named = objective(counts, y, None if self.sync is None else self.sync.reduce)
         optimizer_step(self.layer_opts[k], loss, self.sync)
         rate = spikes.detach().mean()
-        named = {n: named[n].detach() for n in self.objective.names}
+        named = {n: named[n].detach() for n in objective.names}
         stats = LayerStats(loss.detach(), rate, rate * spikes[0, 0].numel(), named)
         return spikes.detach(), stats
 
@@ -308,10 +326,11 @@ class LayerTrainer:
                    disable=not self.progress)
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            h, trials_in, losses = x, cfg.trials, {}
-            if self.noise:
-                h, trials_in = self.noise.apply(x, cfg.trials, self.generator), 1
+            h = self.noise.apply(x, cfg.trials, self.generator) if self.noise else x
+            losses: dict[int, Tensor] = {}
             for k in range(last + 1):
+                h = h if self.feed is None else self.feed(k, h, y)
+                trials_in = cfg.trials * x.shape[1] // h.shape[1]  # the trials the input lacks: 1 after the first layer
                 if k in train:
                     h, stats = self.layer_step(k, h, y, trials_in)
                     losses[k] = stats.loss
@@ -320,7 +339,6 @@ class LayerTrainer:
                 else:
                     with torch.no_grad():
                         h = net.layers[k](h, self.generator, trials_in)
-                trials_in = 1
             self._check_finite(losses)
             if head:
                 loss = head_step(net, self.head_opt, h, y, cfg.trials, cfg.train_mode, self.generator, self.sync)
@@ -369,7 +387,8 @@ class LayerTrainer:
         passes = [list(range(n_layers))] if self.config.schedule == "simultaneous" else [[k] for k in range(n_layers)]
         for p in passes[cur.stage:]:
             desc = ep if len(passes) == 1 else f"{ep} layer {p[0] + 1}"
-            stats = self._pass(batches, p, head=p[-1] == n_layers - 1, desc=desc, on_batch=on_batch)
+            stats = self._pass(batches, p, head=self.train_head and p[-1] == n_layers - 1, desc=desc,
+                               on_batch=on_batch)
             seconds = stats.pop("seconds")
             cur.done.update(stats)
             cur.done["seconds"] = cur.done.get("seconds", 0.0) + seconds

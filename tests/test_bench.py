@@ -23,7 +23,7 @@ def tiny(tmp_path: Path, **options) -> BenchSettings:
                                      **options})
 
 FIGURES = ("frontier", "accuracy_vs_trials", "accuracy_vs_noise", "ed_per_layer", "probes_per_layer",
-           "spike_raster")
+           "spike_raster", "label_efficiency")
 
 
 def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
@@ -69,6 +69,14 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
     assert set(on_disk["ed_history"]["layer1"]) == {"consistency", "diversity"}
     for net in ("trained", "control"):  # input, layer 1, layer 2
         assert len(on_disk["probes"][net]["mean"]) == 3 and all(0 <= a <= 1 for a in on_disk["probes"][net]["mean"])
+    le = on_disk["label_efficiency"]
+    assert le["labels_per_class"] == ["1", "10", "100", "all"]
+    rows = {(r["method"], r["representation"]): r for r in le["rows"]}
+    assert {("spikeff", "layer 1"), ("spikeff", "layer 2"), ("spikeff", "all layers"), ("spikeff", "energy"),
+            ("random", "layer 2"), ("linear", "raw counts"), ("bptt", "end to end"),
+            ("ff", "end to end, all labels")} <= rows.keys()
+    assert len(rows["spikeff", "layer 2"]["k"]["1"]["clean"]["per_seed"]) == 2
+    assert [p["representation"] for p in le["paired"]][-1] == "energy"
     names = {p["name"] for p in on_disk["frontier"]["points"]}
     assert {"spikeff n=1", "spikeff n=2", "spikeff deterministic", "bptt", "ff", "linear", "random n=2"} <= names
     assert set(on_disk["frontier"]["matched_bptt"]) == {"cmos45", "cmos45-synaptic", "loihi"}
@@ -77,6 +85,7 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
         assert report["figures"][f] == f"{f}.png"
     md = (out / "report.md").read_text()
     for text in ("| spikeff/energy |", "frontier.png", "commit", "Linear probe per layer", "Energy-accuracy frontier",
+                 "Label-efficient readouts",
                  "| linear | head |"):
         assert text in md, text
     for m in ("spikeff", "bptt", "ff", "linear"):

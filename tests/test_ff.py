@@ -7,74 +7,61 @@ import torch
 from helpers import toy_batches
 
 from spikeff.baselines import FFConfig, FFNet, train_ff
-from spikeff.baselines.ff import (
-    evaluate_ff,
-    ff_loss,
-    goodness,
-    hardest_wrong,
-    mine_negatives,
-    normalise,
-    symba_loss,
-    train_layers,
-)
-from spikeff.network import NetworkConfig
+from spikeff.baselines.ff import evaluate_ff, mine_negatives, normalise, train_layers
+from spikeff.network import NetworkConfig, SpikingLayer, spike_counts
 from spikeff.neurons import lif_scan
+from spikeff.objectives import goodness
 
 
 def cfg(n_classes: int = 2) -> NetworkConfig:
     return NetworkConfig((2, 8, 8), n_classes, conv_channels=(4,), hidden=(6,))
 
 
-def test_goodness_loss_and_normalisation():
+def test_normalisation_keeps_the_pattern_not_the_magnitude():
     s = torch.zeros(3, 2, 4)
     s[:, 0, 0] = 1  # neuron 0 of sample 0 spikes 3 times
-    assert goodness(s).tolist() == [9 / 4, 0.0]
-    assert (ff_loss(torch.tensor([5.0]), torch.tensor([1.0]), 3.0, 1.0)
-            < ff_loss(torch.tensor([1.0]), torch.tensor([5.0]), 3.0, 1.0))
-    h = normalise(s * 7)
-    c = h.sum(0)
+    c = normalise(s * 7).sum(0)
     assert c[0].norm().item() == pytest.approx(4**0.5)  # sqrt(N) / ||c||: magnitude removed
     assert torch.equal(c[1], torch.zeros(4))  # a silent sample stays silent
 
 
-def test_label_embedding_shares_the_data_part_and_matches_the_concatenated_input():
-    c = cfg(3)
-    net = FFNet(c, FFConfig(label_scale=2.0), torch.Generator().manual_seed(0))
+def test_label_inputs_and_the_shared_layers_and_neurons():
+    net = FFNet(cfg(3), FFConfig(label_scale=2.0), torch.Generator().manual_seed(0))
+    assert all(isinstance(layer, SpikingLayer) for layer in net.layers) and net.layers[0].synapse.in_channels == 5
     x, _ = toy_batches(1)[0]
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    e = net.embed(x, y)
+    e = net.feed(0, x, y)
     assert e.shape == (4, 8, 5, 8, 8) and torch.equal(e[:, :, :2], x)
     assert torch.all(e[:, y == 1, 3] == 2.0) and torch.all(e[:, y == 1, 2] == 0.0)
-    full = net.layers[0].currents(e)  # the conv on data + label channels, as one input
-    assert torch.allclose(net.first_currents(x, y), full, atol=1e-5)
-    labels = torch.arange(3).repeat_interleave(8)
-    rep = net.first_currents(x, labels, repeat=3)  # label-major passes share the data part
-    assert torch.allclose(rep[:, 8:16], net.layers[0].currents(net.embed(x, torch.full((8,), 1))), atol=1e-5)
-    # the fast no-grad scan gives lif_scan's spikes
-    with torch.no_grad():
-        assert torch.equal(net._scan(net.layers[0], full), lif_scan(full, net.layers[0].lif.deterministic())[0])
+    neutral = net.feed(0, x, torch.full((8,), -1))
+    assert torch.allclose(neutral[:, :, 2:], torch.full_like(neutral[:, :, 2:], 2.0 / 3))
+    labels = torch.arange(3).repeat_interleave(8)  # three label-major passes of the same inputs
+    rep = net.feed(0, x, labels)
+    assert rep.shape[1] == 24 and torch.equal(rep[:, 8:16], net.feed(0, x, torch.full((8,), 1)))
+    # the spikes are the network's layer with lif_scan's deterministic neurons; upper layers read normalised spikes
+    spikes = net.layer_spikes(x, y)
+    assert torch.equal(spikes[0], lif_scan(net.layers[0].currents(e), net.config.lif.deterministic())[0])
+    assert torch.equal(net.feed(1, spikes[0], y), normalise(spikes[0]))  # label_layers="first": no labels above
+    g, passes = net.label_goodness(x)
+    assert g.shape == (2, 3, 8) and torch.equal(g[1, 2], goodness(spike_counts(passes[1], 3))[2])
 
 
 def test_hard_negatives_are_the_highest_goodness_wrong_labels():
-    g = torch.tensor([[5.0, 0.0], [1.0, 2.0], [3.0, 9.0]])  # (K=3 labels, B=2)
-    labels = torch.arange(3).unsqueeze(1).expand(3, 2)
-    assert hardest_wrong(g, labels, torch.tensor([0, 2])).tolist() == [2, 1]
-    torch.manual_seed(0)
     net = FFNet(cfg(4), FFConfig(hard_fraction=1.0, mine_candidates=None), torch.Generator().manual_seed(1))
     x = (torch.rand(4, 16, 2, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.3).float()
     y = torch.arange(16) % 4
     net.init_from_batch(x, y)
-    neg, right = mine_negatives(net, x, y, torch.Generator().manual_seed(3))
+    assert torch.all(net.thresholds > 0)  # the threshold loss's theta_l: where the goodness lies at init
+    neg = mine_negatives(net, x, y, torch.Generator().manual_seed(3))
     gl, _ = net.label_goodness(x)
     score = gl.sum(0).masked_fill(torch.nn.functional.one_hot(y, 4).T.bool(), float("-inf"))
     assert torch.all(neg != y) and torch.equal(neg, score.argmax(0))
-    assert right == int((gl.sum(0).argmax(0) == y).sum())
     # among 2 of the 3 wrong labels: a wrong label, never the lowest-goodness one
     net.ff = FFConfig(hard_fraction=1.0, mine_candidates=2)
-    two, _ = mine_negatives(net, x, y, torch.Generator().manual_seed(4))
+    two = mine_negatives(net, x, y, torch.Generator().manual_seed(4))
     lowest = gl.sum(0).masked_fill(torch.nn.functional.one_hot(y, 4).T.bool(), float("inf")).argmin(0)
     assert torch.all(two != y) and torch.all(two != lowest)
-    rand = mine_negatives(net.__class__(cfg(4), FFConfig(hard_fraction=0.0)), x, y, torch.Generator().manual_seed(3))[0]
+    rand = mine_negatives(net.__class__(cfg(4), FFConfig(hard_fraction=0.0)), x, y, torch.Generator().manual_seed(3))
     assert torch.all(rand != y) and not torch.equal(rand, neg)  # random wrong labels, not the mined ones
 
 
@@ -87,18 +74,17 @@ def test_layer_local_training_separates_positive_from_negative_goodness():
         assert hist[-1][f"layer{layer}/loss"] < hist[0][f"layer{layer}/loss"] - 0.05
         assert hist[-1][f"layer{layer}/goodness_gap"] > 0.5
     assert hist[0]["layer1/loss"] == pytest.approx(2 * 0.6931, abs=0.15)  # threshold where goodness lies at init
+    assert {"layer1/rate", "layer1/spikes_per_bin"} <= set(hist[0])  # the shared loop's records
 
 
-def test_symba_loss_compares_each_positive_with_its_negative():
-    assert symba_loss(torch.tensor([5.0]), torch.tensor([5.0]), 2.0).item() == pytest.approx(0.6931, abs=1e-4)
-    # the same gap at any goodness level gives the same loss (no threshold)
-    assert symba_loss(torch.tensor([3.0]), torch.tensor([1.0]), 1.0) == symba_loss(torch.tensor([9.0]),
-                                                                                   torch.tensor([7.0]), 1.0)
+def test_symba_training_raises_the_gap_and_only_the_layers_learn():
     net = FFNet(cfg(), FFConfig(epochs=5, lr=1e-2, loss="symba", sharpness=4.0), torch.Generator().manual_seed(0))
+    head = [p.detach().clone() for p in net.head.parameters()]
     hist = train_layers(net, toy_batches(), torch.Generator().manual_seed(1))
     for layer in (1, 2):
         assert hist[-1][f"layer{layer}/loss"] < hist[0][f"layer{layer}/loss"]
         assert hist[-1][f"layer{layer}/goodness_gap"] > 0.1
+    assert all(torch.equal(p, q) for p, q in zip(head, net.head.parameters()))  # the head is fitted afterwards
 
 
 @pytest.mark.parametrize("predict", ["goodness", "head"])
@@ -123,27 +109,28 @@ def test_label_at_every_layer_and_fully_connected_layers_on_top():
     net = FFNet(c, FFConfig(label_layers="all", hidden=[5], label_scale=2.0), torch.Generator().manual_seed(0))
     assert net.ff.hidden == (5,)  # a JSON list becomes a tuple
     assert len(net.layers) == 3 and isinstance(net.layers[-1].synapse, torch.nn.Linear)
-    assert net.head.in_features == 5 and [tuple(m.shape) for m in net.label_maps] == [(3, 6), (3, 5)]
+    # every layer has K = 3 label inputs more: channels of the first, inputs of the fully connected ones
+    assert [layer.synapse.weight.shape[1] for layer in net.layers] == [2 + 3, 64 + 3, 6 + 3]
+    assert net.head.in_features == 5
     x, _ = toy_batches(1)[0]
-    below = net.layer_spikes(x, None)[0]
+    below = net.layer_spikes(x, torch.full((8,), -1))[0]
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    with torch.no_grad():  # layer 2 adds E^T v: the one-hot label times label_scale, or the neutral 2/3 each
-        diff = net.upper_currents(1, below, y) - net.upper_currents(1, below, None)
-        want = (torch.nn.functional.one_hot(y, 3).float() * 2.0 - 2.0 / 3) @ net.label_maps[0]
-        assert torch.allclose(diff, want.expand_as(diff), atol=1e-5)
+    fed = net.feed(1, below, y)  # the normalised spikes, flattened for the linear layer, then the label inputs
+    assert torch.equal(fed[..., :64], normalise(below).flatten(2))
+    assert torch.equal(fed[0, :, 64:], torch.nn.functional.one_hot(y, 3).float() * 2.0)
+    net.init_from_batch(x, y)  # active layers
+    with torch.no_grad():
         net.layers[0].synapse.weight[:, 2:] = 0  # no label in the first layer: it still reaches layers 2 and 3
-        zero, one = torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long)
-        a, b = net.layer_spikes(x, zero), net.layer_spikes(x, one)
+    zero, one = torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long)
+    a, b = net.layer_spikes(x, zero), net.layer_spikes(x, one)
     assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
-    # layer-local: each label map is stepped by its own layer's optimizer only
-    assert any(p is net.label_maps[1] for p in net.layer_parameters(2))
-    assert not any(p is net.label_maps[1] for p in net.layer_parameters(1))
     first = FFNet(c, FFConfig(), torch.Generator().manual_seed(0))
-    assert len(first.label_maps) == 0 and len(first.layers) == 2
+    assert [layer.synapse.weight.shape[1] for layer in first.layers] == [2 + 3, 64] and len(first.layers) == 2
+    # layer-local: each layer's label weights are its own parameters and learn
     net = FFNet(c, FFConfig(label_layers="all", epochs=2, lr=1e-2), torch.Generator().manual_seed(0))
-    before = [m.detach().clone() for m in net.label_maps]
+    before = [layer.synapse.weight[:, -3:].detach().clone() for layer in net.layers[1:]]
     train_layers(net, toy_batches(2), torch.Generator().manual_seed(1))
-    assert all(not torch.equal(b, m) for b, m in zip(before, net.label_maps))
+    assert all(not torch.equal(w, layer.synapse.weight[:, -3:]) for w, layer in zip(before, net.layers[1:]))
     # op counts: one label add per neuron of every layer, bin and pass
     res = train_ff(c, FFConfig(label_layers="all", hidden=(5,), epochs=1, lr=1e-2, predict="goodness"),
                    toy_batches(1), toy_batches(1), generator=torch.Generator().manual_seed(0))

@@ -251,6 +251,26 @@ def test_fit_readout_trains_only_the_head(readout):
     assert not torch.equal(before["head.fc.weight"], after["head.fc.weight"])
 
 
+def test_fit_linear_head_fits_cached_features_and_is_seeded():
+    from spikeff.readout_fit import fit_linear_head
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    features = (torch.nn.functional.one_hot(y, 3).float() * 3 + 0.3 * torch.randn(60, 3, generator=g)).unsqueeze(0)
+
+    def fit() -> tuple[torch.nn.Linear, list[float]]:
+        fc = torch.nn.Linear(3, 3)
+        for prm in fc.parameters():  # a head at chance
+            torch.nn.init.zeros_(prm)
+        return fc, fit_linear_head(fc, features, y, lr=0.1, epochs=5, batch_size=16,
+                                   generator=torch.Generator().manual_seed(1))
+
+    (fc, losses), (again, same) = fit(), fit()
+    assert len(losses) == 5 and losses[-1] < losses[0] < math.log(3) + 1e-3  # from chance down
+    assert (fc(features[0]).argmax(1) == y).float().mean() > 0.9
+    assert losses == same and torch.equal(fc.weight, again.weight)
+
+
 def test_cosine_schedule_decays_to_zero():
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = cosine_schedule(opt, 4)

@@ -1,5 +1,6 @@
 """Local objectives (spikeff.objectives) and trial noise (spikeff.noise) on the one training loop."""
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -101,8 +102,12 @@ def test_goodness_objective_prefers_the_positive_pass():
     good, _ = GoodnessObjective()(torch.cat([pos, neg]))
     bad, stats = GoodnessObjective()(torch.cat([neg, pos]))
     assert good < bad and stats["g_pos"] == 1.0
+    assert stats["goodness_gap"] == stats["g_pos"] - stats["g_neg"] == -3.0
     thr, _ = GoodnessObjective(kind="threshold", threshold=2.0)(torch.cat([pos, neg]))
     assert thr > 0
+    # symba compares each positive with its own negative: the same gap at any goodness level, the same loss
+    low, high = torch.tensor([[[3.0]], [[1.0]]]), torch.tensor([[[17.0**0.5]], [[3.0]]])  # goodness 9 - 1, 17 - 9
+    assert torch.allclose(GoodnessObjective(sharpness=0.1)(low)[0], GoodnessObjective(sharpness=0.1)(high)[0])
     with pytest.raises(ValueError, match="2 trials"):
         GoodnessObjective()(torch.ones(3, 4, 3))
 
@@ -127,3 +132,24 @@ def test_input_dropout_reaches_the_trainer():
                            torch.Generator().manual_seed(0), progress=False, diagnostics=())
     assert trainer.noise.perturbations == (InputDropout(0.3),)
     assert trainer.fit(tiny_batches(1))[0].layers[0].rate > 0
+
+
+def test_the_loop_takes_a_feed_one_objective_per_layer_and_can_leave_the_head_out():
+    net, seen = tiny_net(), []
+
+    def feed(k: int, h: Tensor, y: Tensor) -> Tensor:  # builds the first layer's two trials itself
+        seen.append((k, h.shape[1]))
+        return torch.cat([h, h.flip(1)], 1) if k == 0 else h
+
+    head = [p.detach().clone() for p in net.head.parameters()]
+    objectives = [GoodnessObjective(), MeanRateObjective()]
+    trainer = LayerTrainer(net, TrainConfig(epochs=1, trials=2, lr=3e-2), torch.Generator().manual_seed(0),
+                           progress=False, diagnostics=(), objective=objectives, feed=feed, head=False)
+    record = trainer.fit(tiny_batches(1))[0]
+    assert seen == [(0, 6), (1, 12)]  # the batch, then layer 1's 2 x 6 trials: the feed's trials are not expanded
+    assert set(record.layers[0].objective) == {"g_pos", "g_neg", "goodness_gap"}
+    assert set(record.layers[1].objective) == {"mean_count"}
+    assert all(torch.equal(p, q) for p, q in zip(head, net.head.parameters()))
+    assert math.isnan(record.head_loss)  # no head step, no head loss
+    with pytest.raises(ValueError, match="one objective per layer"):
+        LayerTrainer(net, TrainConfig(), torch.Generator(), objective=objectives[:1])

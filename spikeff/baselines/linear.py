@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,10 +19,11 @@ from torch import Tensor
 
 from ..energy import OpCounts
 from ..evaluation import Inference, evaluate_batches
+from ..label_efficiency import DRAWS, LABELS_PER_CLASS, describe, labelled_draws, linear_curve, view_batches
 from ..probe import fit_probe
 from .bptt import BaselineResult
 
-__all__ = ["event_counts", "train_linear"]
+__all__ = ["event_counts", "train_linear", "counts_label_efficiency"]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -90,5 +92,29 @@ def train_linear(
 
     ev = evaluate_batches(test_batches, torch.device("cpu"), infer)
     acc, ops = ev.accuracy["deterministic"], ev.ops
-    c = float(clf[-1].C_[0])
+    c = float(clf[-1].C_[0]) if hasattr(clf[-1], "C_") else float(clf[-1].C)  # fixed C: too few to cross-validate
     return BaselineResult(clf, acc, ops, [{"C": c}], train_seconds, 1)
+
+
+def counts_label_efficiency(
+    train_batches: Iterable[Batch], test_batches: Iterable[Batch], *, seed: int = 0,
+    ks: tuple[int | None, ...] = LABELS_PER_CLASS, draws: int = DRAWS,
+) -> dict[str, Any]:
+    """The label-efficient accuracy of the logistic regression on the raw event counts
+    (:func:`spikeff.label_efficiency.label_efficiency`'s raw-count row, for the same ``seed``).
+
+    Parameters
+    ----------
+    train_batches, test_batches : re-iterable time-first inputs and labels, on the CPU.
+    seed : seeds the labelled draws, the perturbations and the solver.
+    ks, draws : labels per class (``None``: all) and labelled sets per ``k``.
+
+    Returns
+    -------
+    dict, as :func:`~spikeff.label_efficiency.label_efficiency`'s with ``results["raw counts"]`` only.
+    """
+    train, y_train = event_counts(train_batches)
+    tests = {v: event_counts(batches) for v, batches in view_batches(test_batches, seed).items()}
+    sets = labelled_draws(y_train, ks, draws, torch.Generator().manual_seed(seed))
+    curve = linear_curve(train, y_train, {v: f for v, (f, _) in tests.items()}, tests["clean"][1], sets, seed)
+    return {**describe(ks, draws, "event counts summed over time"), "results": {"raw counts": {"input": curve}}}

@@ -192,6 +192,60 @@ def _probes(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _label_row(method: str, rep: str, curves: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of the label-efficiency table from per-seed curves: per ``k`` and view, the statistics
+    over every draw of every seed, with each seed's mean."""
+    out: dict[str, Any] = {"method": method, "representation": rep, "k": {}}
+    for k in curves[0]:
+        out["k"][k] = {}
+        for view in (v for v in curves[0][k] if v != "n_labelled"):
+            pooled = [a for c in curves for a in c[k][view]["per_draw"]]
+            out["k"][k][view] = {**_stats(pooled), "per_seed": [c[k][view]["mean"] for c in curves]}
+    return out
+
+
+def _label_efficiency(raw: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The label-efficiency table: spikeff's and the control's readouts per representation, the raw
+    counts (``linear``'s own, else from spikeff's pass), BPTT and FF with all labels, and the paired
+    difference trained - control per seed."""
+    sf = [r["label_efficiency"] for r in raw.get("spikeff", {}).get("seeds", [])
+          if r.get("label_efficiency", {}).get("results")]
+    lin = raw.get("linear", {}).get("label_efficiency")
+    first = sf[0] if sf else lin
+    if first is None:
+        return None
+    rows = []
+    for net, method in (("trained", "spikeff"), ("control", "random")):
+        runs = [r["results"][net] for r in sf if net in r["results"]]
+        rows += [_label_row(method, rep, [r[rep] for r in runs]) for rep in (runs[0] if runs else {})]
+    if lin is not None:
+        rows.append(_label_row("linear", "raw counts", [lin["results"]["raw counts"]["input"]]))
+    elif sf:
+        rows.append(_label_row("linear", "raw counts (spikeff's pass)", [r["results"]["raw counts"]["input"]
+                                                                        for r in sf]))
+    for method in ("bptt", "ff"):
+        if method in raw:
+            seeds = raw[method]["seeds"]
+            few = [r["few_labels"] for r in seeds if "few_labels" in r]
+            by_k = ({str(few[0]["k"]): [f["accuracy"] for f in few]} if few else {}) | {
+                "all": [r["accuracy"] for r in seeds]}
+            rows.append({"method": method, "representation": "end to end" + ("" if few else ", all labels"),
+                         "k": {k: {"clean": {**_stats(a), "per_seed": a}} for k, a in by_k.items()}})
+    paired = []
+    both = [r["results"] for r in sf if "control" in r["results"]]
+    for rep in (both[0]["trained"] if both else {}):
+        diff = lambda k, rep=rep: [b["trained"][rep][k]["clean"]["mean"] - b["control"][rep][k]["clean"]["mean"]  # noqa: E731
+                                   for b in both]
+        paired.append({"representation": rep, "k": {k: _stats(diff(k)) for k in both[0]["trained"][rep]}})
+    return {key: first[key] for key in ("labels_per_class", "draws", "views", "features")} | {
+        "rows": rows, "paired": paired,
+        "note": "readouts fitted on k labelled training inputs per class (seeded draws, the same for every method "
+                "of a seed), scored on the whole test split; mean, std, min and max over all draws of all seeds, "
+                "per_seed the mean of each seed's draws. energy: spikeff's own head refitted on the k labels. bptt "
+                "is trained end to end on every label and on the first draw of 10 per class (as many optimiser steps "
+                "as with all), ff on every label only. paired: trained - control per seed on the same labels."}
+
+
 def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, command: str) -> dict[str, Any]:
     """The report dict from the raw per-method results of :func:`~spikeff.bench.runner.run_method`.
 
@@ -230,6 +284,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
         "noise_curve": None,
         "ed_history": None,
         "probes": None,
+        "label_efficiency": None,
     }
     if "spikeff" in raw:
         sf = raw["spikeff"]
@@ -244,6 +299,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
                                            f"{sf.get('eval_trials', sf['trials'])} trials"}
         report["ed_history"] = _ed_history(sf["seeds"])
         report["probes"] = _probes(sf["seeds"])
+    report["label_efficiency"] = _label_efficiency(raw)
     report["frontier"] = _frontier(report["trials_curve"], methods, models)
     report["notes"] = NOTES
     return report

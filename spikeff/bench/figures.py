@@ -10,6 +10,12 @@ import torch
 __all__ = ["write_figures"]
 
 
+def _top_layer(le: dict[str, Any]) -> int:
+    """The number of the top layer among a label-efficiency table's rows (0 if none)."""
+    return max((int(r["representation"].split()[1]) for r in le["rows"] if r["representation"].startswith("layer ")),
+               default=0)
+
+
 def write_figures(report: dict[str, Any], raster: dict[str, Any] | None, out: Path) -> dict[str, str]:
     """Plot the frontier, BPTT's learning-rate choice, the spikeff curves, ED per layer, the probes
     and a spike raster, each where the report has it.
@@ -120,6 +126,38 @@ def write_figures(report: dict[str, Any], raster: dict[str, Any] | None, out: Pa
         ax.grid(alpha=0.3)
         ax.legend()
         save(fig, "probes_per_layer.png")
+
+    le = report.get("label_efficiency")
+    if le:
+        ks = le["labels_per_class"]
+        fig, (ax, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for i, r in enumerate(le["rows"]):
+            if r["representation"].startswith("layer ") and r["representation"] != f"layer {_top_layer(le)}":
+                continue  # the lower layers are on the right
+            xs = [j for j, k in enumerate(ks) if k in r["k"]]
+            mean = [r["k"][ks[j]]["clean"]["mean"] for j in xs]
+            std = [r["k"][ks[j]]["clean"]["std"] for j in xs]
+            ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, color=f"C{i % 10}",
+                        linestyle="--" if r["method"] == "random" else "-",
+                        label=f"{r['method']} {r['representation']}")
+        ax.set_xticks(range(len(ks)), ks)
+        ax.set(xlabel="labelled training inputs per class", ylabel="test accuracy (mean ± std over draws, seeds)",
+               title=f"{report['dataset']}: accuracy against labels")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+        for method, style in (("spikeff", "-"), ("random", "--")):
+            per_layer = [r for r in le["rows"] if r["method"] == method and r["representation"].startswith("layer ")]
+            for j, k in enumerate(ks):
+                if per_layer:
+                    ax_l.plot(range(1, len(per_layer) + 1), [r["k"][k]["clean"]["mean"] for r in per_layer], style,
+                              marker="o", color=f"C{j}", label=f"{'trained' if method == 'spikeff' else 'control'} "
+                                                               f"{'all' if k == 'all' else 'k=' + k}")
+        ax_l.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_l.set(xlabel="layer", ylabel="linear readout accuracy (test, clean)", title="per layer and labels per class")
+        ax_l.grid(alpha=0.3)
+        if ax_l.lines:  # a bench without spikeff has no layers
+            ax_l.legend(fontsize=6)
+        save(fig, "label_efficiency.png")
 
     if raster:
         fig, axes = plt.subplots(len(raster), 1, figsize=(7, 1.8 * len(raster)), sharex=True)

@@ -13,8 +13,8 @@ from ..fileio import atomic_write, write_json
 from .figures import write_figures
 from .settings import BENCH_MODES
 
-__all__ = ["summary_table", "frontier_table", "matched_lines", "layer_table", "readme_block", "update_readme",
-           "write_outputs"]
+__all__ = ["summary_table", "frontier_table", "matched_lines", "layer_table", "label_efficiency_table",
+           "readme_block", "update_readme", "write_outputs"]
 
 
 def _fmt_e(pj: float) -> str:
@@ -29,6 +29,10 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         else:
             rows.append((name, e))
     return rows
+
+
+def _signed(x: float) -> str:
+    return f"{round(x, 3) + 0.0:+.3f}"  # no "-0.000"
 
 
 def _fmt_acc(a: dict[str, Any]) -> str:
@@ -147,6 +151,36 @@ def layer_table(report: dict[str, Any], markdown: bool = False) -> str:
 
 
 
+def label_efficiency_table(le: dict[str, Any], markdown: bool = False) -> str:
+    """Per method and representation: the clean accuracy at every ``k`` (mean ± std over draws and
+    seeds), then the shifted and thinned accuracy at 10 labels per class and with all.
+
+    Parameters
+    ----------
+    le : dict
+        A bench report's ``label_efficiency``.
+    markdown : bool
+        A markdown table instead of aligned plain text.
+
+    Returns
+    -------
+    str
+        The table, one row per entry of ``le["rows"]``.
+    """
+    ks = le["labels_per_class"]
+    robust = [(k, v) for k in ("10", "all") if k in ks for v in ("shifted", "thinned")]
+    name = lambda k: "all" if k == "all" else f"k={k}"  # noqa: E731
+
+    def cell(row: dict[str, Any], k: str, view: str) -> str:
+        a = row["k"].get(k, {}).get(view)
+        return "-" if a is None else f"{a['mean']:.3f}" + (f" ± {a['std']:.3f}" if a["std"] else "")
+
+    head = ["method", "representation", *map(name, ks), *[f"{v} {name(k)}" for k, v in robust]]
+    rows = [[r["method"], r["representation"], *[cell(r, k, "clean") for k in ks],
+             *[cell(r, k, v) for k, v in robust]] for r in le["rows"]]
+    return _table(head, rows, markdown)
+
+
 def _markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     d = report["data"]
@@ -213,6 +247,16 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += [f"| {net} | " + " | ".join(f"{m:.3f} ± {sd:.3f}" for m, sd in zip(pr[net]["mean"], pr[net]["std"]))
                   + " |" for net in ("trained", "control") if net in pr]
         lines.append("")
+    le = report.get("label_efficiency")
+    if le:
+        lines += ["## Label-efficient readouts", "", le["note"], "", f"Features: {le['features']}. Views: "
+                  + "; ".join(f"{v}: {d}" for v, d in le["views"].items()) + ".", "", label_efficiency_table(le, True),
+                  ""]
+        if le["paired"]:
+            lines += ["Paired, trained - control on the same labels (clean; mean over seeds [min, max]):", ""]
+            lines += [f"- {p['representation']}: " + ", ".join(
+                f"{'all' if k == 'all' else 'k=' + k} {_signed(d['mean'])} [{_signed(d['min'])}, {_signed(d['max'])}]"
+                for k, d in p["k"].items()) for p in le["paired"]] + [""]
     if report.get("figures"):
         lines += ["## Figures", ""] + [f"- [{k}]({v})" for k, v in report["figures"].items()] + [""]
     lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]

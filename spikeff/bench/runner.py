@@ -14,7 +14,9 @@ Every method sees the same data, split, time bins and layer shapes, in the same 
 
 :func:`run_method` runs one method for all seeds and returns its raw per-seed results: test
 accuracy, op counts per inference, training wall time and peak memory, and for spikeff also the
-trials and noise curves, ED history, linear probes and a spike raster. :func:`run_bench` runs
+trials and noise curves, ED history, linear probes, the label-efficient readouts
+(:mod:`spikeff.label_efficiency`: k labels per class, per layer, trained, control and raw counts)
+and a spike raster; ``linear`` also its raw-count label-efficient readout. :func:`run_bench` runs
 each method in a fresh (spawned) process by default, saves its raw results as
 ``raw_<method>.json`` when it finishes, reuses matching ones with ``resume``, and hands them to
 :func:`~spikeff.bench.aggregate.build_report` and :func:`~spikeff.bench.report.write_outputs`.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import inspect
 import json
+import math
 import multiprocessing as mp
 import resource
 import sys
@@ -33,19 +36,23 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from ..baselines import BPTTConfig, FFConfig, select_bptt, train_bptt, train_ff, train_linear
+from ..baselines.linear import counts_label_efficiency
 from ..config import flags, from_dict, resolve_device
 from ..data import Splits, make_loader
 from ..energy import CostModel, get_cost_model
 from ..evaluation import evaluate
 from ..experiment import EVAL_BATCH_SIZE, seeded_generators, train_and_evaluate, untrained_control
 from ..fileio import write_json
+from ..label_efficiency import DRAWS, LABELS_PER_CLASS, energy_fit, label_efficiency, labelled_draws
 from ..lock import folder_lock
-from ..network import SpikingNet
+from ..network import NetworkConfig, SpikingNet
 from ..probe import fit_probe, layer_probes
 from ..provenance import git_commit
 from ..trainer import TrainConfig
@@ -53,7 +60,9 @@ from .aggregate import build_report
 from .report import write_outputs
 from .settings import BENCH_MODES, METHODS, BenchSettings, legacy_settings, settings_key
 
-__all__ = ["run_method", "run_bench"]
+__all__ = ["FEW_LABELS", "run_method", "run_bench"]
+
+FEW_LABELS = 10  # labels per class that BPTT is also trained on, for the label-efficiency table
 
 def _gen(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
@@ -87,12 +96,14 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
     test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     trials = train_cfg.test_trials  # the trials of the reported accuracy; every measurement here uses them
+    draws = train_cfg.label_draws or DRAWS
     curve = sorted(set(s.trials_curve) | {trials})
     lif0 = net_cfg.lif
     levels = sorted(set(s.noise_levels) | {lif0.delta})
     seeds_out = []
     for seed in tqdm(range(s.seeds), desc="spikeff seeds", dynamic_ncols=True):
-        run = train_and_evaluate(splits, net_cfg, s.train_config(seed), device=device)
+        # The full label-efficiency table is computed below; the run's compact one would repeat part of it.
+        run = train_and_evaluate(splits, net_cfg, replace(s.train_config(seed), label_draws=0), device=device)
         net, m = run.net, run.metrics
         g = lambda j, seed=seed: _gen(device, seed * 1000 + 100 + j)  # noqa: E731 -- measurement noise, apart from training's
         acc = m["test_accuracy"]
@@ -118,14 +129,17 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
             x, _ = next(iter(test))
             rec["raster"] = _raster(net, x.to(device), g(300))
         rec["probes"] = {"trained": layer_probes(net, train, test, trials, g(500))}
+        nets = {"trained": net}
         if "random" in s.methods:
-            ctrl = untrained_control(net_cfg, seed, device, train, g(402))
+            ctrl = nets["control"] = untrained_control(net_cfg, seed, device, train, g(402))
             rec["probes"]["control"] = layer_probes(ctrl, train, test, trials, g(501))
             c_acc = m["control_accuracy"]
             rec["control"] = {"accuracy": {mode: c_acc[mode] for mode in BENCH_MODES},
                               "layer_rates": m["control_layer_rates"],
                               "ops": {"energy": measure(ctrl, trials, g(400))[1],
                                       "deterministic": measure(ctrl, 1, g(401), True)[1]}}
+        rec["label_efficiency"] = label_efficiency(nets, train, test, trials, seed=seed, draws=draws,
+                                                   energy=energy_fit(train_cfg))
         seeds_out.append(rec)
     return {"seeds": seeds_out, "network": net_cfg.to_dict(), "train_config": asdict(train_cfg),
             "passes": _network_passes(train_cfg, net), "trials": train_cfg.trials, "eval_trials": trials}
@@ -164,15 +178,37 @@ def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.d
         gen = seeded_generators(seed, device)["init"]
         if method == "bptt":
             res = train_bptt(net_cfg, config, train, test, generator=gen, device=device, input_ops=s.input_ops)
+            few = _bptt_few_labels(net_cfg, config, s, splits, test, seed, device)
         elif method == "ff":
             res = train_ff(net_cfg, ff, train, test, generator=gen, device=device, input_ops=s.input_ops)
         else:  # deterministic given the data: one fit stands for every seed
             res = train_linear(train, test, net_cfg.n_classes)
+            out["label_efficiency"] = counts_label_efficiency(train, test, draws=s.run.train.label_draws or DRAWS)
         seeds_out.append({"seed": seed, "accuracy": res.accuracy, "train_seconds": res.train_seconds,
-                          "ops": res.ops.to_dict(models), "history": res.history})
+                          "ops": res.ops.to_dict(models), "history": res.history,
+                          **({"few_labels": few} if method == "bptt" else {})})
     out.update(seeds=seeds_out, passes=res.passes)
     return out
 
+
+
+def _bptt_few_labels(net_cfg: NetworkConfig, config: BPTTConfig, s: BenchSettings, splits: Splits, test: Any,
+                     seed: int, device: torch.device) -> dict[str, Any]:
+    """BPTT trained end to end on :data:`FEW_LABELS` labelled training inputs per class: the first
+    draw of that ``k`` that spikeff's label-efficient readouts of ``seed`` use, at the full run's
+    learning rate for as many optimiser steps as the full run (its epochs scaled up)."""
+    labels = getattr(splits.train, "labels", None)
+    labels = np.asarray([y for _, y in splits.train] if labels is None else labels)
+    draws = s.run.train.label_draws or DRAWS
+    idx = labelled_draws(labels, LABELS_PER_CLASS, draws, torch.Generator().manual_seed(seed))[str(FEW_LABELS)][0]
+    bs = s.run.train.batch_size
+    few = make_loader(Subset(splits.train, idx.tolist()), bs, shuffle=True, seed=seed)
+    epochs = max(1, round(config.epochs * math.ceil(len(labels) / bs) / len(few)))
+    gen = seeded_generators(seed, device)["init"]
+    res = train_bptt(net_cfg, replace(config, epochs=epochs), few, test, generator=gen, device=device,
+                     input_ops=s.input_ops)
+    return {"k": FEW_LABELS, "n_labelled": len(idx), "epochs": epochs, "lr": config.lr, "accuracy": res.accuracy,
+            "train_seconds": res.train_seconds}
 
 
 def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:

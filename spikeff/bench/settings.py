@@ -34,7 +34,7 @@ NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.4)
 BPTT_LRS = (3e-4, 1e-3, 3e-3)
 BENCH_MODES = ("energy", "deterministic")  # the energy-trained head scored on the mean output is not reported
 # --quick: overrides of the settings (dotted paths) that the command line does not give.
-QUICK = {"run.data.limit": 128, "run.train.epochs": 1, "run.train.readout_epochs": 1,
+QUICK = {"run.data.limit": (128,), "run.train.epochs": 1, "run.train.readout_epochs": 1,
          "run.network.conv_channels": (8, 16), "seeds": 2, "trials_curve": (1, 4, 16),
          "noise_levels": (0.0, 0.1, 0.4), "baseline_epochs": 2}
 # Settings of the spikeff run that the bench sets itself: one run per seed, the control by --methods.

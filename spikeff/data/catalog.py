@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 from types import MappingProxyType
 
-from . import digits, dvsgesture, nmnist
+from . import digits, dvsgesture, fashion, nmnist
 from .errors import DataError
 from .model import DatasetSpec
 
 DATASETS: MappingProxyType[str, DatasetSpec] = MappingProxyType(
-    {spec.name: spec for spec in (digits.SPEC, nmnist.SPEC, dvsgesture.SPEC)}
+    {spec.name: spec for spec in (digits.SPEC, nmnist.SPEC, dvsgesture.SPEC, fashion.SPEC)}
 )
 
 
@@ -21,7 +21,7 @@ def get_spec(name: str) -> DatasetSpec:
     Parameters
     ----------
     name : str
-        ``"digits"``, ``"nmnist"`` or ``"dvsgesture"`` (any case).
+        ``"digits"``, ``"nmnist"``, ``"dvsgesture"`` or ``"fashion"`` (any case).
 
     Returns
     -------

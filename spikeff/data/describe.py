@@ -21,7 +21,7 @@ def describe(
     n_time_bins: int | None = None,
     seed: int = 0,
     val_fraction: float = 0.2,
-    limit: int | None = None,
+    limit: int | Sequence[int] | None = None,
     resolution: int | None = None,
     download: bool = False,
     tune: bool = False,

@@ -18,7 +18,7 @@ a fixed seed, into a stratified 80% train and 20% test set; nothing is read from
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import tonic
 
-from .model import BadSample, DatasetSpec, Sample, Source
-from .saccade import SaccadeDVS
+from .model import DatasetSpec, Sample
+from .saccade import CHUNK, SaccadeDVS, SaccadeSource
 from .selection import stratified_split
 
 CITATION = (
@@ -59,14 +59,16 @@ class DigitsEvents:
         d = load_digits()
         return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
 
+    def inputs(self, indices: Sequence[int]) -> tuple[np.ndarray, list[np.random.SeedSequence]]:
+        """The images of the given sample indices and their seeds ``(seed, index)``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return self._bunch[0][idx], [np.random.SeedSequence([self.seed, int(i)]) for i in idx]
+
     def generate(self, indices: Sequence[int]) -> list[np.ndarray]:
         """Event streams for the given sample indices (deterministic per (seed, index))."""
-        idx = np.asarray(indices, dtype=np.int64)
-        images = self._bunch[0][idx]
-        seeds = [np.random.SeedSequence([self.seed, int(i)]) for i in idx]
         out: list[np.ndarray] = []
-        for lo in range(0, len(idx), 128):  # bounds peak memory
-            out += self.simulator.simulate(images[lo : lo + 128], seeds[lo : lo + 128])
+        for lo in range(0, len(indices), CHUNK):
+            out += self.simulator.simulate(*self.inputs(indices[lo : lo + CHUNK]))
         return out
 
 
@@ -93,11 +95,12 @@ def make_digit_events(
     return d.generate(idx), d.labels[idx]
 
 
-class DigitsSource(Source):
+class DigitsSource(SaccadeSource):
     """sklearn's digits rendered to events; a fixed, seeded, stratified 80/20 train/test split."""
 
     def __init__(self, spec: DatasetSpec, root: Path, download: bool) -> None:
         self.events = DigitsEvents(seed=EVENT_SEED, simulator=SaccadeDVS())
+        self.simulator = self.events.simulator
         labels = self.events.labels
         train, test = stratified_split(labels, TEST_FRACTION, np.random.default_rng(SPLIT_SEED))
         sim = repr(self.events.simulator)
@@ -116,12 +119,8 @@ class DigitsSource(Source):
             f"(seed {SPLIT_SEED})"
         )
 
-    def read(self, sample: Sample) -> np.ndarray:
-        return self.events.generate([sample.index])[0]
-
-    def read_chunks(self, samples: Sequence[Sample]) -> Iterator[list[np.ndarray | BadSample]]:
-        for lo in range(0, len(samples), 128):
-            yield list(self.events.generate([s.index for s in samples[lo : lo + 128]]))
+    def inputs(self, samples: Sequence[Sample]) -> tuple[np.ndarray, list[np.random.SeedSequence]]:
+        return self.events.inputs([s.index for s in samples])
 
 
 SPEC = DatasetSpec(

@@ -28,7 +28,7 @@ from .errors import DataError
 from .frames import AugmentedEventDataset, Counts, Decode, FrameDataset, check_frame_memory
 from .manifest import fingerprint, make_manifest, sample_digest
 from .model import BadSample, DatasetSpec, labels_of
-from .plan import Plan, cache_entry, make_plan, open_source, time_bins, where
+from .plan import Plan, cache_entry, limit_rule, make_plan, open_source, split_limits, time_bins, where
 
 MAX_BAD_FRACTION = 0.05
 
@@ -50,7 +50,7 @@ class Splits:
     cache: Mapping[str, str] = field(default_factory=dict)
     augment: bool = False
     seed: int = 0
-    limit: int | None = None
+    limit: int | list[int] | None = None  # as recorded: one size for both splits, or [train, test]
     manifest: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -71,7 +71,9 @@ class Splits:
             f"test set  {self.test_name}: {len(self.test)} samples",
         ]
         if self.limit is not None:
-            lines.append(f"limit     at most {self.limit} samples per split (seeded, class-balanced)")
+            train, test = split_limits(self.limit)
+            per = f"{train} samples per split" if train == test else f"{train} train and {test} test samples"
+            lines.append(f"limit     at most {per} (seeded, class-balanced)")
         lines.append(
             f"skipped   {len(self.skipped)} unreadable files"
             + "".join(f"\n            {f}: {why}" for f, why in self.skipped[:10])
@@ -214,7 +216,7 @@ def load_splits(
     augment: bool = False,
     cache_dir: str | Path | None = None,
     download: bool = False,
-    limit: int | None = None,
+    limit: int | Sequence[int] | None = None,
     resolution: int | None = None,
     num_workers: int = 0,
     tune: bool = False,
@@ -240,8 +242,9 @@ def load_splits(
         Frame cache; default ``$SPIKEFF_CACHE`` or ``~/.cache/spikeff``.
     download : bool
         Let tonic download a dataset that is missing entirely.
-    limit : int, optional
-        At most this many samples per split (seeded, class-balanced).
+    limit : int or (int, int), optional
+        At most this many samples per split, or ``(train, test)`` for each its own (seeded,
+        class-balanced).
     resolution : int, optional
         Output size for ``dvsgesture`` (32 or 64).
     num_workers : int
@@ -292,7 +295,7 @@ def load_splits(
                 stacklevel=2,
             )
     rule = {"test": plan.test_name, "train": plan.train_name, "split_seed": seed,
-            "val_fraction": val_fraction, "limit": limit, "tune": tune}
+            "val_fraction": val_fraction, "limit": limit_rule(limit), "tune": tune}
     return Splits(
         spec=spec,
         train=datasets["train"],
@@ -307,7 +310,7 @@ def load_splits(
         cache=cache,
         augment=augment,
         seed=seed,
-        limit=limit,
+        limit=limit_rule(limit),
         manifest=make_manifest(spec.name, rule, plan.samples["train"], plan.samples["test"]),
     )
 

@@ -3,13 +3,14 @@
 The test set is the dataset's own Test split when there is one on disk, else a seeded stratified
 share of the one split that exists. ``tune`` then splits the *training* set the same way and makes
 its held-out share the test set, so that settings can be chosen without reading the reported split.
-``limit`` then keeps a seeded, class-balanced subset of each.
+``limit`` then keeps a seeded, class-balanced subset of each (one size for both, or one per split).
 Nothing is decoded here: :mod:`spikeff.data.pipeline` builds the frames, :mod:`spikeff.data.describe`
 reports on the plan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def make_plan(
     val_fraction: float,
     cache_dir: str | Path | None,
     download: bool,
-    limit: int | None,
+    limit: int | Sequence[int] | None,
     resolution: int | None,
     tune: bool = False,
 ) -> Plan:
@@ -76,8 +77,7 @@ def make_plan(
     T = time_bins(spec, n_time_bins)
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    if limit is not None and limit < 1:
-        raise DataError(f"limit must be >= 1, got {limit}")
+    limits = split_limits(limit)
     res = spec.resolution(resolution)
     source = open_source(spec, data_dir, download)
     found = source.splits
@@ -104,10 +104,10 @@ def make_plan(
                 f"{where(spec, source)}: the {split} split is empty; found only "
                 f"{sum(len(v) for v in found.values())} samples, need at least 2"
             )
-    if limit is not None:
-        for k, split in enumerate(("train", "test")):
+    for k, (split, n) in enumerate(zip(("train", "test"), limits)):
+        if n is not None:
             pool = samples[split]
-            pick = balanced_subset(labels_of(pool), limit, np.random.default_rng([seed, _LIMIT_STREAM, k]))
+            pick = balanced_subset(labels_of(pool), n, np.random.default_rng([seed, _LIMIT_STREAM, k]))
             samples[split] = [pool[i] for i in pick]
     return Plan(
         spec=spec,
@@ -119,6 +119,36 @@ def make_plan(
         resolution=res,
         cache_root=default_cache_dir(cache_dir),
     )
+
+
+def split_limits(limit: int | Sequence[int] | None) -> tuple[int | None, int | None]:
+    """The most samples of the train and of the test set: one number for both, or ``(train, test)``.
+
+    Parameters
+    ----------
+    limit : ``None`` (all), an int, or a sequence of one or two ints.
+
+    Returns
+    -------
+    tuple
+        ``(train, test)``, each ``None`` or at least 1.
+
+    Raises
+    ------
+    DataError : more than two numbers, or a number below 1.
+    """
+    if limit is None:
+        return None, None
+    sizes = (int(limit),) if isinstance(limit, (int, np.integer)) else tuple(int(n) for n in limit)
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        raise DataError(f"limit must be one number >= 1 for both splits or two (train, test), got {limit}")
+    return (sizes[0], sizes[-1])
+
+
+def limit_rule(limit: int | Sequence[int] | None) -> int | list[int] | None:
+    """``limit`` as a run records it: one int when both splits share it (the form older runs recorded)."""
+    train, test = split_limits(limit)
+    return train if train == test else [train, test]
 
 
 def _hold_out(pool: list[Sample], fraction: float, rng: np.random.Generator) -> dict[str, list[Sample]]:

@@ -10,16 +10,19 @@ perfect. Events use tonic's N-MNIST dtype (x, y, t, p int64; t in µs; p in {0, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tonic
 import torch
 
-__all__ = ["EVENT_DTYPE", "SaccadeDVS"]
+from .model import BadSample, Sample, Source
+
+__all__ = ["CHUNK", "EVENT_DTYPE", "SaccadeDVS", "SaccadeSource"]
 
 EVENT_DTYPE = tonic.datasets.NMNIST.dtype
+CHUNK = 128  # images simulated together: bounds peak memory
 
 
 @dataclass(frozen=True)
@@ -140,3 +143,24 @@ class SaccadeDVS:
             rng.integers(0, self.duration_us, k),
             rng.integers(0, 2, k),
         )
+
+
+class SaccadeSource(Source):
+    """Samples that are static images seen by :attr:`simulator`: the reader the image datasets share.
+
+    A subclass sets ``simulator`` and says which image and seed each sample has (:meth:`inputs`);
+    a sample's events then depend only on that image and seed, whatever else is read with it.
+    """
+
+    simulator: SaccadeDVS
+
+    def inputs(self, samples: Sequence[Sample]) -> tuple[np.ndarray, list[np.random.SeedSequence]]:
+        """The samples' ``(N, h, w)`` images in [0, 1] and one seed each (a subclass's part)."""
+        raise NotImplementedError
+
+    def read(self, sample: Sample) -> np.ndarray:
+        return self.simulator.simulate(*self.inputs([sample]))[0]
+
+    def read_chunks(self, samples: Sequence[Sample]) -> Iterator[list[np.ndarray | BadSample]]:
+        for lo in range(0, len(samples), CHUNK):
+            yield list(self.simulator.simulate(*self.inputs(samples[lo : lo + CHUNK])))
