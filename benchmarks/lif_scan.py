@@ -9,7 +9,7 @@ Per shape ``(T, N, C, H, W)`` and per case (scan backend x currents dtype) it ti
   ``eager`` is :func:`spikeff.neurons.lif_scan` (the reference, autograd over a Python loop),
   ``compiled`` is :class:`spikeff.neurons.CompiledLIFScan`;
 * ``kernel fwd`` / ``kernel bwd`` (compiled only): the compiled forward and backward
-  kernels alone (:func:`fused_forward` / :func:`fused_backward` under ``torch.compile``,
+  kernels alone (:func:`spikeff.scan.fused_forward` / :func:`~spikeff.scan.fused_backward` under ``torch.compile``,
   the noise already drawn): the LIF scan kernels whose bandwidth is reported.
 
 Bytes moved (the minimum a fused kernel must move; ``E = T * N * C * H * W`` elements, ``b``
@@ -17,8 +17,8 @@ bytes per current, 2 for bf16 and 4 for fp32; the membrane, noise, spikes and gr
 of the spikes are float32; the initial and final membranes, ``2 * 4 * E / T``, are added):
 
 * forward kernel: read currents ``b*E`` + read uniform noise ``4E`` + write spikes ``4E``;
-* backward kernel: read currents ``b*E`` + read spikes ``4E`` + read the spikes' gradient
-  ``4E`` + write the currents' gradient ``b*E`` (the membrane is recomputed, not stored);
+* backward kernel: read currents ``b*E`` + read uniform noise ``4E`` + read the spikes' gradient
+  ``4E`` + write the currents' gradient ``b*E`` (the membrane and spikes are recomputed, not stored);
 * scan: both kernels plus the noise draw's write ``4E``.
 
 Achieved bandwidth = bytes / median time. For the eager reference the same byte count
@@ -46,8 +46,9 @@ from pathlib import Path
 import torch
 
 from spikeff.fileio import atomic_write
-from spikeff.neurons import CompiledLIFScan, LIFParams, draw_noise, fused_backward, fused_forward, lif_scan
+from spikeff.neurons import CompiledLIFScan, LIFParams, LIFState, draw_noise, lif_scan
 from spikeff.provenance import device_name, git_commit
+from spikeff.scan import fused_backward, fused_forward
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -113,19 +114,16 @@ def bench_shape(shape, precision, backends, device, warmup, repeats, seed=0):
                      "times": t, "bytes": fwd_b + bwd_b + noise_b})
         if backend == "compiled":
             noise = draw_noise(shape, p, g, device)
-            v0 = torch.zeros(shape[1:], device=device)
-            args = (p.beta, p.threshold, p.delta, p.sigma)
+            v0 = LIFState(torch.zeros(shape[1:], device=device))
             fwd = torch.compile(fused_forward, dynamic=True)
             bwd = torch.compile(fused_backward, dynamic=True)
             x = currents.detach()
-            spikes, _ = fwd(x, noise.uniform, None, v0, *args, True)
             rows.append({"shape": shape, "precision": precision, "backend": backend, "what": "kernel fwd",
-                         "times": timed(lambda fwd=fwd, x=x, noise=noise, v0=v0, args=args:
-                                        fwd(x, noise.uniform, None, v0, *args, True), device, warmup, repeats),
+                         "times": timed(lambda fwd=fwd, x=x, noise=noise, v0=v0: fwd(x, noise, v0, p),
+                                        device, warmup, repeats),
                          "bytes": fwd_b})
             rows.append({"shape": shape, "precision": precision, "backend": backend, "what": "kernel bwd",
-                         "times": timed(lambda bwd=bwd, x=x, spikes=spikes, v0=v0, args=args:
-                                        bwd(grad, None, x, None, spikes, v0, *args, p.surrogate_slope, True),
+                         "times": timed(lambda bwd=bwd, x=x, noise=noise, v0=v0: bwd(grad, (None,), x, noise, v0, p),
                                         device, warmup, repeats),
                          "bytes": bwd_b})
     return rows

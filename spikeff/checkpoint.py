@@ -24,7 +24,7 @@ import torch
 from .config import from_dict, to_dict
 from .fileio import atomic_write
 from .network import NetworkConfig, SpikingNet
-from .neurons import LIFParams
+from .neurons import neuron_from_dict, neuron_to_dict
 
 __all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "first_nonfinite", "net_nonfinite"]
 
@@ -104,8 +104,8 @@ def save_checkpoint(path: str | Path, net: SpikingNet, meta: dict[str, Any] | No
         "format": FORMAT,
         "version": VERSION,
         "network": to_dict(net.config),
-        "layer_lif": [asdict(layer.lif) for layer in net.layers],
-        "head_lif": asdict(net.head.lif),
+        "layer_lif": [neuron_to_dict(layer.lif) for layer in net.layers],
+        "head_lif": neuron_to_dict(net.head.lif),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "meta": meta or {},
     }
@@ -205,9 +205,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             if len(layer_lif) != len(net.layers):
                 raise ValueError(f"{len(layer_lif)} layer_lif entries for {len(net.layers)} layers")
             for layer, d in zip(net.layers, layer_lif):
-                layer.lif = LIFParams(**d)
+                layer.lif = neuron_from_dict(d)
         if payload.get("head_lif") is not None:
-            net.head.lif = LIFParams(**payload["head_lif"])
+            net.head.lif = neuron_from_dict(payload["head_lif"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its architecture: {e}") from e
     return net.to(map_location).eval(), dict(payload.get("meta", {}))

@@ -27,7 +27,7 @@ import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import Field, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import torch
@@ -398,11 +398,18 @@ def to_dict(config: Any) -> dict[str, Any]:
     ----------
     config : a dataclass instance, e.g. a :class:`RunConfig`.
 
+    A field whose metadata has ``"dict": (write, resolve)`` is written by ``write(value)`` (e.g. a
+    neuron model with its name, :func:`spikeff.neurons.neuron_to_dict`).
+
     Returns
     -------
     dict, one nested dict per dataclass.
     """
-    return asdict(config)
+    out = {}
+    for f in fields(config):
+        v = getattr(config, f.name)
+        out[f.name] = f.metadata["dict"][0](v) if "dict" in f.metadata else to_dict(v) if is_dataclass(v) else v
+    return out
 
 
 def _check_value(value: Any, t: Any, where: str) -> Any:
@@ -458,9 +465,10 @@ def from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> T:
     kw = {}
     for f in fields(cls):
         if f.name in d:
-            t, here = hints[f.name], where + f.name
-            kw[f.name] = (from_dict(t, d[f.name], here + ".") if is_dataclass(t)
-                          else _check_value(d[f.name], t, here))
+            t, value, here = hints[f.name], d[f.name], where + f.name
+            if "dict" in f.metadata:  # the class to build is named in the dict itself
+                t, value = f.metadata["dict"][1](value)
+            kw[f.name] = from_dict(t, value, here + ".") if is_dataclass(t) else _check_value(value, t, here)
     try:
         return cls(**kw)
     except ValueError as e:

@@ -16,9 +16,11 @@ statistics; evaluation uses fixed ones (:func:`spikeff.readout_fit.calibrate_nor
 ``i`` of input ``b`` sits at ``i * B + b``). The first layer's input is shared by all
 trials, so its synaptic op runs once on ``B`` and is then expanded.
 
-How it runs (not what it computes) is set by two config fields: ``scan`` picks the LIF
-scan (``"eager"``: the reference :func:`~spikeff.neurons.lif_scan`; ``"compiled"``: one
-:class:`~spikeff.neurons.CompiledLIFScan` shared by the net, same noise and spikes), and
+How it runs (not what it computes) is set by two config fields: ``scan`` picks the neuron
+scan (:mod:`spikeff.scan`; ``"eager"``: the reference; ``"compiled"``: one
+:class:`~spikeff.scan.CompiledScan` shared by the net, same noise and spikes; ``"auto"``:
+compiled where a C++ compiler is found, else eager with one notice; ``"eager"`` is the default, see
+``docs/performance.md``), and
 ``precision="bf16"`` runs the layers' synaptic ops (conv, linear) under bfloat16 autocast
 while the membrane, the noise comparison, the spikes and the loss stay float32. The
 readout head always runs in float32. A conv and its avg-pool always run as one strided conv
@@ -39,9 +41,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .choices import check_choices
-from .neurons import LIFParams, ScanBackend, ScanFn, lif_scan, make_scan
+from .neurons import LIFParams, neuron_class, neuron_to_dict
 from .noise import expand_trials
 from .readout import HeadKind, Readout
+from .scan import NeuronModel, ScanBackend, ScanFn, eager_scan, make_scan
 
 __all__ = [
     "NetworkConfig", "Precision", "Norm", "device_of", "fold_norm", "init_fan_in_", "SpikingLayer",
@@ -68,10 +71,12 @@ class NetworkConfig:
     kernel_size: int = field(default=3, metadata={"help": "conv kernel size (odd)"})
     pool: tuple[int, ...] = field(default=(2,), metadata={
         "help": "average-pool size after the convs: one size for every conv, or one per conv, e.g. 2,2,1 (1: none)"})
-    lif: LIFParams = field(default_factory=LIFParams)  # what every layer and the head are built with
+    # What every layer and the head are built with; saved with its model's name (any model of NEURON_MODELS).
+    lif: LIFParams = field(default_factory=LIFParams, metadata={"dict": (neuron_to_dict, neuron_class)})
     readout: HeadKind = field(default="linear", metadata={"help": "readout head: linear or spiking LIF"})
     scan: ScanBackend = field(default="eager", metadata={
-        "help": "LIF scan: eager (reference) or compiled (torch.compile, same spikes; see docs/performance.md)"})
+        "help": "neuron scan: eager (reference), compiled (torch.compile, same spikes; see docs/performance.md) "
+                "or auto (compiled where a C++ compiler is found, else eager)"})
     precision: Precision = field(default="fp32", metadata={
         "help": "bf16: conv/linear under bfloat16 autocast; membrane, noise and loss stay float32"})
     norm: Norm = field(default="batch", metadata={
@@ -185,16 +190,16 @@ def fused_conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: Any
 class SpikingLayer(nn.Module):
     """``synapse -> pool -> stochastic LIF`` on time-first input ``(T, N, ...)``.
 
-    ``scan`` integrates the currents (:func:`~spikeff.neurons.lif_scan` or a
-    :class:`~spikeff.neurons.CompiledLIFScan`); with ``precision="bf16"`` the synapse runs
+    ``scan`` integrates the currents (a scan of :mod:`spikeff.scan` over the neuron model
+    ``lif``, by default :class:`~spikeff.neurons.LIFParams`); with ``precision="bf16"`` the synapse runs
     under bfloat16 autocast and the currents stay bfloat16 until the scan reads them.
 
     Parameters
     ----------
     synapse : a Conv2d or Linear.
     pool : pooling of the currents, or ``None``.
-    lif : the neurons' parameters.
-    scan : the LIF scan.
+    lif : the neurons' parameters (any :class:`~spikeff.scan.NeuronModel`).
+    scan : the neuron scan.
     precision : ``"fp32"`` or ``"bf16"``.
     norm : normalisation of the currents (a BatchNorm without affine), or ``None``.
 
@@ -204,7 +209,7 @@ class SpikingLayer(nn.Module):
     """
 
     def __init__(
-        self, synapse: nn.Module, pool: nn.Module | None, lif: LIFParams, scan: ScanFn = lif_scan,
+        self, synapse: nn.Module, pool: nn.Module | None, lif: NeuronModel, scan: ScanFn = eager_scan,
         precision: Precision = "fp32", norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -318,7 +323,7 @@ class SpikingNet(nn.Module):
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Uniform fan-in init (PyTorch's default scale) drawn from ``generator``.
 
-        A spiking head's bias starts at ``theta * (1 - beta)``, whose steady-state potential
+        A spiking LIF head's bias starts at ``theta * (1 - beta)``, whose steady-state potential
         is the threshold: sparse top-layer spikes alone would leave it silent, with no
         energy and no gradient.
 
@@ -329,7 +334,7 @@ class SpikingNet(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 init_fan_in_(m, generator)
-        if self.config.readout == "lif":
+        if self.config.readout == "lif" and isinstance(self.head.lif, LIFParams):  # other models: fan-in init
             with torch.no_grad():
                 self.head.fc.bias.fill_(self.head.lif.threshold * (1.0 - self.head.lif.beta))
 
@@ -386,7 +391,7 @@ class SpikingNet(nn.Module):
         top = self.layer_outputs(x, generator, trials, deterministic)[-1]
         return self.head(top, generator, deterministic).unflatten(0, (trials, x.shape[1]))
 
-    def with_lif(self, lif: LIFParams) -> SpikingNet:
+    def with_lif(self, lif: NeuronModel) -> SpikingNet:
         """Give every layer and the head the neuron parameters ``lif``, in place; returns self.
 
         The neurons read their parameters from their own module (``layer.lif``, ``head.lif``);

@@ -29,7 +29,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .neurons import LIFParams, ScanFn, lif_scan
+from .neurons import LIFParams
+from .scan import NeuronModel, ScanFn, eager_scan
 
 __all__ = ["MODES", "Mode", "HeadKind", "Readout", "scores"]
 
@@ -74,7 +75,7 @@ class Readout(nn.Module):
     n_classes : number of outputs ``K``.
     kind : ``"linear"`` or ``"lif"``.
     lif : the spiking head's neuron parameters (unused by the linear head).
-    scan : the spiking head's LIF scan.
+    scan : the spiking head's neuron scan (:mod:`spikeff.scan`).
 
     Raises
     ------
@@ -82,8 +83,8 @@ class Readout(nn.Module):
     """
 
     def __init__(
-        self, in_features: int, n_classes: int, kind: HeadKind = "linear", lif: LIFParams | None = None,
-        scan: ScanFn = lif_scan,
+        self, in_features: int, n_classes: int, kind: HeadKind = "linear", lif: NeuronModel | None = None,
+        scan: ScanFn = eager_scan,
     ) -> None:
         super().__init__()
         if kind not in ("linear", "lif"):

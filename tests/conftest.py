@@ -8,6 +8,16 @@ import pytest
 import tonic
 from helpers import write_nmnist
 
+import spikeff.scan
+
+
+@pytest.fixture(autouse=True)
+def auto_scan_is_eager(monkeypatch):
+    """``scan="auto"`` runs the eager scan in tests, without a notice: compiling in every test that
+    builds such a net would slow the suite down. Tests of ``auto`` itself undo this
+    with ``monkeypatch.undo()`` or patch :func:`spikeff.scan.auto_backend` themselves."""
+    monkeypatch.setattr(spikeff.scan, "auto_backend", lambda: ("eager", None))
+
 
 @pytest.fixture
 def fake_nmnist(tmp_path: Path) -> Path:

@@ -454,7 +454,7 @@ def test_10_ctrl_c_is_one_line_and_resumable(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "spikeff", "train", "--dataset", "digits", "--cache-dir", str(tmp_path / "cache"),
-         "--out", str(out), "--limit", "40", *TINY, "--epochs", "200"],
+         "--out", str(out), "--limit", "40", *TINY, "--epochs", "200", "--scan", "eager"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for_first_epoch(proc, out / "train_state.pt")
     proc.send_signal(signal.SIGINT)

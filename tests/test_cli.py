@@ -109,7 +109,7 @@ def _train_cmd(out, cache, epochs):
     return [sys.executable, "-m", "spikeff", "train", "--dataset", "digits", "--cache-dir", str(cache),
             "--out", str(out), "--limit", "60", "--epochs", str(epochs), "--readout-epochs", "1",
             "--channels", "4,4", "--trials", "2", "--time-bins", "4", "--batch-size", "4",
-            "--schedule", "greedy", "--no-control"]
+            "--schedule", "greedy", "--no-control", "--scan", "eager"]
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):

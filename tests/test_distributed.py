@@ -181,7 +181,7 @@ def test_torchrun_cli_only_rank0_writes(tmp_path):
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "spikeff", "train",
            "--dataset", "digits", "--cache-dir", str(cache), "--out", str(out), "--limit", "40", "--epochs", "2",
            "--readout-epochs", "1", "--channels", "4", "--trials", "2", "--time-bins", "4", "--batch-size", "16",
-           "--schedule", "greedy", "--hidden", "6"]
+           "--schedule", "greedy", "--hidden", "6", "--scan", "eager"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -211,7 +211,8 @@ def test_torchrun_resume_after_sigkill_matches_uninterrupted_run(tmp_path, where
     def cmd(out, *extra):
         return _torchrun("--dataset", "digits", "--cache-dir", str(cache), "--out", str(out), "--limit", "60",
                          "--epochs", "4", "--readout-epochs", "1", "--channels", "4,4", "--trials", "2",
-                         "--time-bins", "4", "--batch-size", "4", "--schedule", "greedy", "--no-control", *extra)
+                         "--time-bins", "4", "--batch-size", "4", "--schedule", "greedy", "--no-control",
+                         "--scan", "eager", *extra)
 
     ref, run = tmp_path / "ref", tmp_path / "run"
     subprocess.run(cmd(ref), check=True, env=env, capture_output=True, timeout=300)

@@ -120,7 +120,7 @@ def _train_cmd(out, cache, *extra):
     return [sys.executable, "-m", "spikeff", "train", "--dataset", "digits", "--cache-dir", str(cache),
             "--out", str(out), "--limit", "60", "--epochs", "3", "--readout-epochs", "1",
             "--channels", "4,4", "--trials", "2", "--time-bins", "4", "--batch-size", "4",
-            "--schedule", "greedy", "--no-control", *extra]
+            "--schedule", "greedy", "--no-control", "--scan", "eager", *extra]
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
