@@ -35,6 +35,7 @@ from .config import (
     flags,
     from_args,
     from_dict,
+    overrides,
     resolve_device,
     to_dict,
 )
@@ -79,6 +80,11 @@ def _data_flags() -> list:
     return [f for f in flags() if f.path[0] == "data" or f.path[-1] in ("data_dir", "cache_dir")]
 
 
+# --quickstart: a network, budget and readout chosen so that the README's first command trains in about two
+# minutes on two CPU cores (benchmarks/results/quickstart.md), as dotted-path overrides of the defaults.
+QUICKSTART = {"network.conv_channels": (16, 32), "train.epochs": 2, "train.readout_epochs": 10}
+
+
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     """The ``spikeff`` parser; with ``defaults=False`` an option left out is absent from the result.
 
@@ -100,6 +106,10 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
                    help="run folder for metrics.json and model.pt")
     t.add_argument("--overwrite", action="store_true", default=False if defaults else unset,
                    help="replace a finished run in --out (an interrupted run's state is never replaced)")
+    t.add_argument("--quickstart", action="store_true", default=False if defaults else unset,
+                   help="a small run that shows the method in about two minutes on two CPU cores: "
+                        + ", ".join(f"{k}={v}" for k, v in QUICKSTART.items())
+                        + " (options given beside it win); the results tables use the full size, without it")
     t.add_argument("--resume", type=Path, default=None if defaults else unset, metavar="DIR",
                    help="continue the interrupted run in DIR with its saved settings (only the runtime "
                         "options --device, --num-workers, --checkpoint-minutes, --data-dir and --cache-dir "
@@ -253,6 +263,23 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             signal.signal(signal.SIGTERM, old)
 
 
+def new_run_config(args: argparse.Namespace, argv: Sequence[str]) -> RunConfig:
+    """A new run's settings: the options given, over :data:`QUICKSTART`'s with ``--quickstart``.
+
+    Parameters
+    ----------
+    args : the parsed ``spikeff train`` options.
+    argv : the command line after ``spikeff``.
+
+    Returns
+    -------
+    RunConfig
+    """
+    if not args.quickstart:
+        return from_args(args)
+    return from_args(build_parser(defaults=False).parse_args(argv), base=overrides(RunConfig(), QUICKSTART))
+
+
 def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path) -> int:
     """``spikeff train`` once the run folder is this process's: the checks, then the run."""
     resume = None
@@ -260,7 +287,7 @@ def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path) -> i
         config, resume = _resume_config(args, argv)
     else:
         _check_out(out, args.overwrite)
-        config = from_args(args)
+        config = new_run_config(args, argv)
         if config.train.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {config.train.epochs}: with no layer epoch the network "
                              "stays untrained (its untrained accuracy is the control row, reported by default)")

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .data import DataError
 from .energy import InputOps, OpCounts, count_ops
@@ -73,7 +74,7 @@ def evaluate_batches(
     DataError : the split yields no inputs.
     """
     labels, preds, ops, rates, head_rates, sizes = [], {}, [], [], [], []
-    for x, y in batches:
+    for x, y in tqdm(batches, desc="evaluation", leave=False, dynamic_ncols=True):
         x, y = x.to(device), y.to(device)
         out = infer(x)
         labels.append(y.cpu())

@@ -173,7 +173,7 @@ class _LinearHeadFit:
         opt = torch.optim.Adam(self.fc.parameters(), lr=lr)
         sched = cosine_schedule(opt, self.epochs * math.ceil(idx.numel() / self.batch_size))
         losses = []
-        for _ in range(self.epochs):
+        for _ in tqdm(range(self.epochs), desc=f"readout fit (lr {lr:g})", leave=False, dynamic_ncols=True):
             total, n = 0.0, 0
             for part in idx[torch.randperm(idx.numel(), generator=self.order_gen)].split(self.batch_size):
                 z = self.fc(self.features[:, part].to(self.device, torch.float32))
