@@ -51,7 +51,7 @@ from .data import (
     manifest_summary,
 )
 from .distributed import init_from_env, shutdown
-from .evaluation import evaluate
+from .evaluation import evaluate, wilson_interval
 from .experiment import EVAL_BATCH_SIZE, load_state, run_splits, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, staged, write_json
 from .label_efficiency import label_table
@@ -148,6 +148,14 @@ def _accuracy_table(rows: dict[str, dict[str, float]]) -> str:
     for name, acc in rows.items():
         lines.append(f"{name:<12}" + "".join(f"{acc[m]:>15.4f}" for m in MODES))
     return "\n".join(lines)
+
+
+def _how_to_read(rows: dict[str, dict[str, float]], n: int) -> str:
+    intervals = ", ".join(f"{name} [{lo:.3f}, {hi:.3f}]" for name, acc in rows.items()
+                          for lo, hi in [wilson_interval(acc["energy"], n)])
+    return (f"how to read: energy is the method's readout; the control is the same network untrained, read out "
+            f"alike. 95 % intervals of the energy accuracy on {n} samples: {intervals}; where they overlap, "
+            "the difference is within noise.")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -339,6 +347,7 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
         rows["control"] = run.metrics["control_accuracy"]
     print(f"\n{splits.test_name} accuracy ({len(splits.test)} samples, {run.metrics['eval_trials']} trials):")
     print(_accuracy_table(rows))
+    print(_how_to_read(rows, len(splits.test)))
     if "label_efficiency" in run.metrics:
         le = run.metrics["label_efficiency"]
         print(f"\nreadouts fitted on k labelled training inputs per class (test accuracy, mean ± std over "
