@@ -81,12 +81,12 @@ def op_profile(train_args: list[str], n_batches: int) -> str:
     config = from_args(args)
     splits = run_splits(config)
     net_config = config.network.for_data(splits.frame_shape, splits.n_classes)
-    gens = seeded_generators(config.train.seed, torch.device("cpu"))
+    gens = seeded_generators(config.seed, torch.device("cpu"))
     net = SpikingNet(net_config, gens["init"])
     trainer = LayerTrainer(net, config.train, gens["train"], progress=False)
     from spikeff.data.loader import make_loader
 
-    loader = make_loader(splits.train, config.train.batch_size, shuffle=True, seed=0)
+    loader = make_loader(splits.train, config.train.batch_size, shuffle=True, seed=config.seed)
     batches = [b for _, b in zip(range(n_batches + 1), loader)]
     trainer._pass(batches[:1], list(range(len(net.layers))), head=True, desc="warm-up")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:

@@ -82,7 +82,7 @@ def _data_flags() -> list:
 
 # --quickstart: a network, budget and readout chosen so that the README's first command trains in about two
 # minutes on two CPU cores (benchmarks/results/quickstart.md), as dotted-path overrides of the defaults.
-QUICKSTART = {"network.conv_channels": (16, 32), "train.epochs": 2, "train.readout_epochs": 10}
+QUICKSTART = {"network.conv_channels": (16, 32), "train.epochs": 2, "eval.readout_epochs": 10}
 
 
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
