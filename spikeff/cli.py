@@ -35,6 +35,7 @@ from .config import (
     flags,
     from_args,
     from_dict,
+    overrides,
     resolve_device,
     to_dict,
 )
@@ -50,7 +51,7 @@ from .data import (
     manifest_summary,
 )
 from .distributed import init_from_env, shutdown
-from .evaluation import evaluate
+from .evaluation import evaluate, wilson_interval
 from .experiment import EVAL_BATCH_SIZE, load_state, run_splits, seeded_generators, train_and_evaluate
 from .fileio import remove_stale_temps, staged, write_json
 from .label_efficiency import label_table
@@ -79,6 +80,11 @@ def _data_flags() -> list:
     return [f for f in flags() if f.path[0] == "data" or f.path[-1] in ("data_dir", "cache_dir")]
 
 
+# --quickstart: a network, budget and readout chosen so that the README's first command trains in about two
+# minutes on two CPU cores (benchmarks/results/quickstart.md), as dotted-path overrides of the defaults.
+QUICKSTART = {"network.conv_channels": (16, 32), "train.epochs": 2, "eval.readout_epochs": 10}
+
+
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     """The ``spikeff`` parser; with ``defaults=False`` an option left out is absent from the result.
 
@@ -100,6 +106,10 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
                    help="run folder for metrics.json and model.pt")
     t.add_argument("--overwrite", action="store_true", default=False if defaults else unset,
                    help="replace a finished run in --out (an interrupted run's state is never replaced)")
+    t.add_argument("--quickstart", action="store_true", default=False if defaults else unset,
+                   help="a small run that shows the method in about two minutes on two CPU cores: "
+                        + ", ".join(f"{k}={v}" for k, v in QUICKSTART.items())
+                        + " (options given beside it win); the results tables use the full size, without it")
     t.add_argument("--resume", type=Path, default=None if defaults else unset, metavar="DIR",
                    help="continue the interrupted run in DIR with its saved settings (only the runtime "
                         "options --device, --num-workers, --checkpoint-minutes, --data-dir and --cache-dir "
@@ -138,6 +148,14 @@ def _accuracy_table(rows: dict[str, dict[str, float]]) -> str:
     for name, acc in rows.items():
         lines.append(f"{name:<12}" + "".join(f"{acc[m]:>15.4f}" for m in MODES))
     return "\n".join(lines)
+
+
+def _how_to_read(rows: dict[str, dict[str, float]], n: int) -> str:
+    intervals = ", ".join(f"{name} [{lo:.3f}, {hi:.3f}]" for name, acc in rows.items()
+                          for lo, hi in [wilson_interval(acc["energy"], n)])
+    return (f"how to read: energy is the method's readout; the control is the same network untrained, read out "
+            f"alike. 95 % intervals of the energy accuracy on {n} samples: {intervals}; where they overlap, "
+            "the difference is within noise.")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -253,6 +271,23 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             signal.signal(signal.SIGTERM, old)
 
 
+def new_run_config(args: argparse.Namespace, argv: Sequence[str]) -> RunConfig:
+    """A new run's settings: the options given, over :data:`QUICKSTART`'s with ``--quickstart``.
+
+    Parameters
+    ----------
+    args : the parsed ``spikeff train`` options.
+    argv : the command line after ``spikeff``.
+
+    Returns
+    -------
+    RunConfig
+    """
+    if not args.quickstart:
+        return from_args(args)
+    return from_args(build_parser(defaults=False).parse_args(argv), base=overrides(RunConfig(), QUICKSTART))
+
+
 def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path) -> int:
     """``spikeff train`` once the run folder is this process's: the checks, then the run."""
     resume = None
@@ -260,7 +295,7 @@ def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path) -> i
         config, resume = _resume_config(args, argv)
     else:
         _check_out(out, args.overwrite)
-        config = from_args(args)
+        config = new_run_config(args, argv)
         if config.train.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {config.train.epochs}: with no layer epoch the network "
                              "stays untrained (its untrained accuracy is the control row, reported by default)")
@@ -312,6 +347,7 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
         rows["control"] = run.metrics["control_accuracy"]
     print(f"\n{splits.test_name} accuracy ({len(splits.test)} samples, {run.metrics['eval_trials']} trials):")
     print(_accuracy_table(rows))
+    print(_how_to_read(rows, len(splits.test)))
     if "label_efficiency" in run.metrics:
         le = run.metrics["label_efficiency"]
         print(f"\nreadouts fitted on k labelled training inputs per class (test accuracy, mean ± std over "

@@ -8,19 +8,21 @@ batch and the mean spike rate per layer. spikeff's own networks go through
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .data import DataError
 from .energy import InputOps, OpCounts, count_ops
 from .network import SpikingNet, device_of
 from .readout import MODES, Mode, scores
 
-__all__ = ["Inference", "Evaluation", "evaluate_batches", "evaluate", "spikeff_infer"]
+__all__ = ["Inference", "Evaluation", "evaluate_batches", "evaluate", "spikeff_infer", "wilson_interval"]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -73,7 +75,7 @@ def evaluate_batches(
     DataError : the split yields no inputs.
     """
     labels, preds, ops, rates, head_rates, sizes = [], {}, [], [], [], []
-    for x, y in batches:
+    for x, y in tqdm(batches, desc="evaluation", leave=False, dynamic_ncols=True):
         x, y = x.to(device), y.to(device)
         out = infer(x)
         labels.append(y.cpu())
@@ -187,3 +189,32 @@ def evaluate(
     infer = spikeff_infer(net, trials, generator, modes, count=count, input_ops=input_ops,
                           input_per_trial=input_per_trial)
     return evaluate_batches(batches, device, infer)
+
+
+def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``p`` observed on ``n`` samples.
+
+    Parameters
+    ----------
+    p : float
+        The observed proportion, in [0, 1].
+    n : int
+        Number of samples (>= 1).
+    z : float
+        Normal quantile (1.96 for 95 %).
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)``, clipped to [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``n < 1``.
+    """
+    if n < 1:
+        raise ValueError(f"a Wilson interval needs n >= 1, got {n}")
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

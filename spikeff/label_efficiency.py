@@ -35,21 +35,23 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import make_loader
 from .network import SpikingNet, device_of, init_fan_in_
 from .noise import EventThinning, Perturbation, Shift
-from .probe import FrozenFeatures, fit_probe, frozen_features
+from .probe import PROBE_CS, FrozenFeatures, fit_probe, frozen_features
 from .readout import Mode
 from .readout_fit import _LinearHeadFit
 
-__all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
+__all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "COMPACT_C", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
            "perturbed", "view_batches", "describe", "energy_fit", "linear_curve", "energy_curve", "label_efficiency",
            "compact_label_efficiency", "label_table"]
 
 LABELS_PER_CLASS: tuple[int | None, ...] = (1, 10, 100, None)
 COMPACT_LABELS: tuple[int | None, ...] = (10, None)  # what `spikeff train` reports
+COMPACT_C = PROBE_CS[len(PROBE_CS) // 2]  # its linear readouts' fixed C
 DRAWS = 5
 SHIFT_PX, THIN_KEEP = 3, 0.5
 VIEWS: dict[str, Perturbation | None] = {"clean": None, "shifted": Shift(SHIFT_PX), "thinned": EventThinning(THIN_KEEP)}
@@ -137,7 +139,7 @@ def _curve(scores: Mapping[str, list[dict[str, float]]], draws: Draws) -> dict[s
 
 
 def linear_curve(train: np.ndarray, y_train: np.ndarray, tests: Mapping[str, np.ndarray], y_test: np.ndarray,
-                 draws: Draws, seed: int = 0) -> dict[str, Any]:
+                 draws: Draws, seed: int = 0, cs: Sequence[float] = PROBE_CS) -> dict[str, Any]:
     """The linear readout fitted on every labelled set of ``draws``, scored on every test view.
 
     Parameters
@@ -147,6 +149,7 @@ def linear_curve(train: np.ndarray, y_train: np.ndarray, tests: Mapping[str, np.
     y_test : test labels ``(M,)``.
     draws : from :func:`labelled_draws`.
     seed : the solver's random state.
+    cs : the candidate values of the inverse regularisation (:func:`~spikeff.probe.fit_probe`; one: fixed).
 
     Returns
     -------
@@ -154,7 +157,8 @@ def linear_curve(train: np.ndarray, y_train: np.ndarray, tests: Mapping[str, np.
     """
     scores = {}
     for k, sets in draws.items():
-        fits = [fit_probe(train[i], y_train[i], seed=seed) for i in sets]
+        fits = [fit_probe(train[i], y_train[i], cs, seed=seed)
+                for i in tqdm(sets, desc=f"linear readouts, k={k}", leave=False, dynamic_ncols=True)]
         scores[k] = [{v: float(clf.score(f, y_test)) for v, f in tests.items()} for clf in fits]
     return _curve(scores, draws)
 
@@ -186,7 +190,7 @@ def energy_curve(train: Tensor, y_train: np.ndarray, tests: Mapping[str, Tensor]
     scores = {}
     for k, sets in draws.items():
         scores[k] = []
-        for i in sets:
+        for i in tqdm(sets, desc=f"energy readouts, k={k}", leave=False, dynamic_ncols=True):
             fc = torch.nn.Linear(train.shape[-1], n_classes).to(device)
             init_fan_in_(fc, generator)
             epochs = max(1, round(steps / math.ceil(len(i) / fit.batch_size)))
@@ -242,7 +246,7 @@ def _representations(f: FrozenFeatures, per_layer: bool) -> dict[str, np.ndarray
 def label_efficiency(
     nets: Mapping[str, SpikingNet], train: Iterable[Batch], test: Iterable[Batch], trials: int, *, seed: int = 0,
     ks: Sequence[int | None] = LABELS_PER_CLASS, draws: int = DRAWS, per_layer: bool = True,
-    energy: EnergyFit | None = None, views: Sequence[str] = tuple(VIEWS),
+    energy: EnergyFit | None = None, views: Sequence[str] = tuple(VIEWS), cs: Sequence[float] = PROBE_CS,
 ) -> dict[str, Any]:
     """Label-efficient accuracy of every net in ``nets``, and of the raw event counts.
 
@@ -260,6 +264,8 @@ def label_efficiency(
     per_layer : every layer (else only the top one), and all layers together (with two or more).
     energy : fit the energy readout too (a linear head only), as :class:`EnergyFit` says.
     views : the test views scored, some of :data:`VIEWS` with ``"clean"`` (one test pass each).
+    cs : the linear readouts' candidate inverse regularisations, cross-validated on the labelled
+        inputs (one: fixed).
 
     Returns
     -------
@@ -291,11 +297,11 @@ def label_efficiency(
         if labels is None:
             labels = labelled_draws(f_train.labels, ks, draws, torch.Generator().manual_seed(seed))
             raw = {"input": linear_curve(f_train.layers[0], f_train.labels, {v: f.layers[0] for v, f in f_test.items()},
-                                         f_test["clean"].labels, labels, seed)}
+                                         f_test["clean"].labels, labels, seed, cs)}
         reps = _representations(f_train, per_layer)
         tests = {v: _representations(f, per_layer) for v, f in f_test.items()}
         results[name] = {r: linear_curve(a, f_train.labels, {v: t[r] for v, t in tests.items()}, f_test["clean"].labels,
-                                     labels, seed) for r, a in reps.items()}
+                                     labels, seed, cs) for r, a in reps.items()}
         if keep:
             results[name]["energy"] = energy_curve(
                 f_train.top_trials, f_train.labels, {v: f.top_trials for v, f in f_test.items()},
@@ -315,8 +321,9 @@ def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset,
     The features come from the evaluation trials (``config.test_trials``), the noise the reported
     accuracy is measured with and the trials the energy head needs, in one pass per split; the
     labelled draws and noise are seeded by ``config.seed``. The energy head is fitted at
-    ``config.eval.readout_lrs[0]``
-    (fixed: too few labels to choose it on).
+    ``config.eval.readout_lrs[0]`` (fixed: too few labels to choose it on), and the linear readouts
+    at one fixed ``C`` (:data:`COMPACT_C`), not cross-validated as in the bench: cross-validation
+    costs ten fits a readout, which would take longer than a small run's training.
 
     Parameters
     ----------
@@ -332,7 +339,8 @@ def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset,
     """
     train = make_loader(train_set, batch_size, shuffle=False, seed=config.seed)
     return label_efficiency(nets, train, test, config.test_trials, seed=config.seed, ks=COMPACT_LABELS,
-                            draws=config.eval.label_draws, per_layer=False, energy=energy_fit(config), views=("clean",))
+                            draws=config.eval.label_draws, per_layer=False, energy=energy_fit(config), views=("clean",),
+                            cs=(COMPACT_C,))
 
 
 def label_table(result: Mapping[str, Any]) -> str:

@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Perturbation", "EventThinning", "Shift", "InputDropout", "TrialNoise", "trial_noise", "expand_trials",
-           "perturbed_trials"]
+__all__ = ["Perturbation", "EventThinning", "Shift", "InputDropout", "TrialNoise", "trial_noise", "expand_trials"]
 
 
 class Perturbation(Protocol):
@@ -146,23 +145,3 @@ def trial_noise(keep: float = 1.0, shift: int = 0, dropout: float = 0.0) -> Tria
         EventThinning(keep) if keep < 1.0 else None, Shift(shift) if shift > 0 else None,
         InputDropout(dropout) if dropout > 0.0 else None)
     return TrialNoise(tuple(p for p in chosen if p is not None))
-
-
-def perturbed_trials(x: Tensor, trials: int, keep: float, shift: int, generator: torch.Generator | None) -> Tensor:
-    """``trials`` copies of event frames ``(T, B, C, H, W)``, thinned (``keep``) and shifted (``shift``).
-
-    ``trial_noise(keep, shift).apply(x, trials, generator)``.
-
-    Parameters
-    ----------
-    x : time-first frames of event counts ``(T, B, C, H, W)``.
-    trials : copies per input, trial-major in the output batch.
-    keep : probability that an event is kept, in (0, 1].
-    shift : largest translation in pixels (0: none).
-    generator : source of the draws.
-
-    Returns
-    -------
-    Tensor ``(T, trials * B, C, H, W)``.
-    """
-    return trial_noise(keep, shift).apply(x, trials, generator)

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .network import SpikingNet, device_of
 
@@ -67,7 +68,7 @@ def frozen_features(
     device = device_of(net)
     feats: list[list[np.ndarray]] = []
     labels, tops = [], []
-    for x, y in batches:
+    for x, y in tqdm(batches, desc="frozen features", leave=False, dynamic_ncols=True):
         x = x.to(device)
         outs = net.layer_outputs(x, generator, trials)
         per_trial = [s.flatten(2).mean(0).unflatten(0, (trials, x.shape[1])) for s in outs]
@@ -99,8 +100,9 @@ def fit_probe(
 ) -> Pipeline:
     """Standardise, then a logistic regression whose ``C`` is cross-validated on ``train`` alone.
 
-    When some class has fewer than ``folds`` training inputs (a few labels per class), ``C`` is
-    fixed at the middle candidate instead: nothing is chosen on inputs that were not labelled.
+    With one candidate, or when some class has fewer than ``folds`` training inputs (a few labels per
+    class), ``C`` is fixed at the middle candidate instead: nothing is chosen on inputs that were not
+    labelled.
 
     Parameters
     ----------
@@ -113,7 +115,7 @@ def fit_probe(
     -------
     Pipeline, fitted.
     """
-    if np.unique(y_train, return_counts=True)[1].min() < folds:  # too few of some class to cross-validate
+    if len(cs) == 1 or np.unique(y_train, return_counts=True)[1].min() < folds:  # one C, or too few to cross-validate
         model = LogisticRegression(C=cs[len(cs) // 2], max_iter=500, random_state=seed)
     else:
         model = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=500, random_state=seed, scoring="accuracy")

@@ -173,10 +173,10 @@ class _LinearHeadFit:
         opt = torch.optim.Adam(self.fc.parameters(), lr=lr)
         sched = cosine_schedule(opt, self.epochs * math.ceil(idx.numel() / self.batch_size))
         losses = []
-        for _ in range(self.epochs):
+        for _ in tqdm(range(self.epochs), desc=f"readout fit (lr {lr:g})", leave=False, dynamic_ncols=True):
             total, n = 0.0, 0
             for part in idx[torch.randperm(idx.numel(), generator=self.order_gen)].split(self.batch_size):
-                z = self.fc(self.features[:, part].to(self.device, torch.float32))
+                z = self.fc(self.features.index_select(1, part).to(self.device, torch.float32))
                 loss = F.cross_entropy(scores(z, self.mode), self.targets[part].to(self.device))
                 optimizer_step(opt, loss)
                 sched.step()
@@ -186,5 +186,5 @@ class _LinearHeadFit:
 
     @torch.no_grad()
     def accuracy(self, idx: Tensor) -> float:
-        z = self.fc(self.features[:, idx].to(self.device, torch.float32))
+        z = self.fc(self.features.index_select(1, idx).to(self.device, torch.float32))
         return float((scores(z, self.mode).argmax(1).cpu() == self.targets[idx]).float().mean())

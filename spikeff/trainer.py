@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .choices import check_choices
 from .ed import EDLossConfig, random_projection
 from .network import SpikingNet, device_of, spike_counts
-from .noise import trial_noise
+from .noise import TrialNoise, trial_noise
 from .objectives import Objective, ObjectiveName, make_objective, project
 from .readout import Mode, scores
 from .records import Diagnostic, EpochRecord, LayerStats, PassCursor, warn_if_silent
@@ -174,6 +174,8 @@ class LayerTrainer:
         default: the one ``config.objective`` names, built from ``config.loss``.
     feed : maps each layer's input before it runs (:data:`Feed`); default: none.
     head : train the head beside the layers (in the pass of the top layer).
+    noise : the sensor-level trial noise (:class:`spikeff.noise.TrialNoise`); default: the one the
+        ``config.input_*`` settings select.
 
     Raises
     ------
@@ -184,6 +186,7 @@ class LayerTrainer:
         self, net: SpikingNet, config: TrainConfig, generator: torch.Generator, sync: DataParallel | None = None,
         *, progress: bool = True, diagnostics: Sequence[Diagnostic] = (warn_if_silent,),
         objective: Objective | Sequence[Objective] | None = None, feed: Feed | None = None, head: bool = True,
+        noise: TrialNoise | None = None,
     ) -> None:
         self.net, self.config, self.generator, self.sync = net, config, generator, sync
         self.progress, self.diagnostics, self.feed, self.train_head = progress, tuple(diagnostics), feed, head
@@ -201,7 +204,8 @@ class LayerTrainer:
             for layer, d in zip(net.layers, dims or [0] * len(net.layers))
         ]
         self.objective = make_objective(config.objective, config.loss) if objective is None else objective
-        self.noise = trial_noise(config.input_keep, config.input_shift, config.input_dropout)
+        self.noise = noise if noise is not None else trial_noise(config.input_keep, config.input_shift,
+                                                                 config.input_dropout)
         self.cursor = PassCursor()
         self.history: list[EpochRecord] = []
 

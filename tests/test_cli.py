@@ -136,3 +136,15 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 def test_resume_without_state_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no run state to resume" in capsys.readouterr().err
+
+
+def test_quickstart_sets_its_sizes_and_given_options_win():
+    from spikeff.cli import QUICKSTART, build_parser, new_run_config
+    from spikeff.config import overrides
+
+    argv = ["train", "--quickstart", "--epochs", "1", "--out", "x"]
+    config = new_run_config(build_parser().parse_args(argv), argv)
+    expected = overrides(RunConfig(), {**QUICKSTART, "train.epochs": 1})
+    assert config == expected and config != RunConfig()
+    plain = ["train", "--epochs", "1", "--out", "x"]
+    assert new_run_config(build_parser().parse_args(plain), plain) == overrides(RunConfig(), {"train.epochs": 1})

@@ -18,7 +18,7 @@ from spikeff.network import (
     synapse_pool,
 )
 from spikeff.neurons import LIFParams
-from spikeff.noise import perturbed_trials
+from spikeff.noise import trial_noise
 from spikeff.objectives import EDObjective
 from spikeff.readout import scores
 from spikeff.readout_fit import calibrate_norm
@@ -46,19 +46,19 @@ def test_trials_share_input_and_are_trial_major():
     assert counts.shape == (4, 3, 2) and torch.all(counts == 5)
 
 
-def test_perturbed_trials_thin_and_shift_each_copy_of_its_own_input():
+def test_trial_noise_thins_and_shifts_each_copy_of_its_own_input():
     x = torch.poisson(torch.full((4, 3, 2, 9, 9), 3.0), generator=torch.Generator().manual_seed(0))
-    thin = perturbed_trials(x, 50, 0.25, 0, torch.Generator().manual_seed(1))
+    thin = trial_noise(0.25, 0).apply(x, 50, torch.Generator().manual_seed(1))
     assert thin.shape == (4, 150, 2, 9, 9) and torch.all(thin <= expand_trials(x, 50))
     assert thin.sum() / (50 * x.sum()) == pytest.approx(0.25, abs=0.01)  # binomial thinning keeps a quarter
-    moved = perturbed_trials(x, 6, 1.0, 2, torch.Generator().manual_seed(2))
+    moved = trial_noise(1.0, 2).apply(x, 6, torch.Generator().manual_seed(2))
     for i in range(18):  # trial-major: copy i is input i % 3, shifted by some (dy, dx) in [-2, 2]^2
         src = torch.nn.functional.pad(x[:, i % 3], (2, 2, 2, 2))
         assert any(torch.equal(moved[:, i], src[..., 2 - dy:11 - dy, 2 - dx:11 - dx])
                    for dy in range(-2, 3) for dx in range(-2, 3)), i
     assert not all(torch.equal(moved[:, i], moved[:, i % 3]) for i in range(3, 18))
-    again = perturbed_trials(x, 6, 0.5, 2, torch.Generator().manual_seed(2))
-    assert torch.equal(again, perturbed_trials(x, 6, 0.5, 2, torch.Generator().manual_seed(2)))
+    again = trial_noise(0.5, 2).apply(x, 6, torch.Generator().manual_seed(2))
+    assert torch.equal(again, trial_noise(0.5, 2).apply(x, 6, torch.Generator().manual_seed(2)))
 
 
 def test_training_with_input_noise_learns_and_is_seeded():

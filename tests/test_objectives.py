@@ -153,3 +153,26 @@ def test_the_loop_takes_a_feed_one_objective_per_layer_and_can_leave_the_head_ou
     assert math.isnan(record.head_loss)  # no head step, no head loss
     with pytest.raises(ValueError, match="one objective per layer"):
         LayerTrainer(net, TrainConfig(), torch.Generator(), objective=objectives[:1])
+
+
+@dataclass(frozen=True)
+class TimeJitter:
+    """A new noise source defined here, outside the package: each copy's frames move by up to ``bins`` time bins."""
+
+    bins: int = 1
+
+    def apply(self, frames: Tensor, generator: torch.Generator | None) -> Tensor:
+        d = torch.randint(-self.bins, self.bins + 1, (frames.shape[1],), generator=generator).tolist()
+        return torch.stack([torch.roll(frames[:, i], d[i], 0) for i in range(frames.shape[1])], 1)
+
+
+def test_a_new_noise_source_perturbs_each_trial_through_the_normal_loop():
+    x = tiny_batches(1)[0][0]
+    noise = TrialNoise((TimeJitter(2),))
+    copies = noise.apply(x, 4, torch.Generator().manual_seed(0))
+    assert copies.shape == (x.shape[0], 4 * x.shape[1], *x.shape[2:])
+    assert copies.sum() == 4 * x.sum() and not torch.equal(copies, expand_trials(x, 4))  # moved, none lost
+    runs = [LayerTrainer(tiny_net(), TrainConfig(epochs=1, trials=2), torch.Generator().manual_seed(0), progress=False,
+                         diagnostics=(), noise=n).fit(tiny_batches(2))[0] for n in (noise, noise, None)]
+    assert runs[0].to_dict() | {"seconds": 0} == runs[1].to_dict() | {"seconds": 0}  # seeded
+    assert runs[0].layers[0].loss != runs[2].layers[0].loss  # the jitter reached the layers

@@ -11,7 +11,7 @@ Modules:
   the settings key that ``--resume`` compares;
 * :mod:`.runner`: one method for all seeds
   (:func:`run_method`), process isolation, raw-result files and ``--resume``, :func:`run_bench`;
-* :mod:`.aggregate`: raw results to the report dict (:func:`wilson_interval`,
+* :mod:`.aggregate`: raw results to the report dict (:func:`~spikeff.evaluation.wilson_interval`,
   :func:`build_report`, the frontier, ``NOTES``);
 * :mod:`.report`: tables, ``report.md``, README blocks (:func:`update_readme`),
   :func:`write_outputs`;

@@ -22,40 +22,12 @@ import torch
 
 from ..config import to_dict
 from ..energy import get_cost_model
+from ..evaluation import wilson_interval
 from ..provenance import device_name, git_commit
 from ..records import EpochRecord
 from .settings import BENCH_MODES, FRONTIER_TRIALS, METHODS, TRAIN_TRIALS, BenchSettings
 
 __all__ = ["wilson_interval", "build_report", "NOTES"]
-
-
-def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion ``p`` observed on ``n`` samples.
-
-    Parameters
-    ----------
-    p : float
-        The observed proportion, in [0, 1].
-    n : int
-        Number of samples (>= 1).
-    z : float
-        Normal quantile (1.96 for 95 %).
-
-    Returns
-    -------
-    tuple of float
-        ``(low, high)``, clipped to [0, 1].
-
-    Raises
-    ------
-    ValueError
-        If ``n < 1``.
-    """
-    if n < 1:
-        raise ValueError(f"a Wilson interval needs n >= 1, got {n}")
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:
