@@ -1,9 +1,8 @@
 """The dataset model: what a dataset is (:class:`DatasetSpec`), where its samples come from
-(:class:`Source`, one per dataset file: ``digits.py``, ``nmnist.py``, ``dvsgesture.py``), and the
-checks and file helpers the sources share: :class:`FileSource` finds, downloads and reads files
-in tonic's ``save_to`` layout (a :class:`FolderLayout`), and the file datasets subclass it with
-their layout and decoding. These are one contract between the pipeline and the dataset files,
-so they stay in this one module (just over 400 lines).
+(:class:`Source`, one per dataset file: ``digits.py``, ``fashion.py``, ``nmnist.py``,
+``dvsgesture.py``), and the checks and file helpers the sources share: :class:`FileSource` finds,
+downloads and reads files in tonic's ``save_to`` layout (a :class:`FolderLayout`), and the file
+datasets subclass it with their layout and decoding.
 
 A spec describes a dataset (sensor, classes, default time bins, default transforms); its
 ``open_source`` finds the samples (files in tonic's ``save_to`` layout, or generated digits) and
