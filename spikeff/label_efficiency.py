@@ -43,7 +43,7 @@ from .network import SpikingNet, device_of, init_fan_in_
 from .noise import EventThinning, Perturbation, Shift
 from .probe import PROBE_CS, FrozenFeatures, fit_probe, frozen_features
 from .readout import Mode
-from .readout_fit import _LinearHeadFit
+from .readout_fit import fit_linear_head, linear_head_accuracy
 
 __all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "COMPACT_C", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
            "perturbed", "view_batches", "describe", "energy_fit", "linear_curve", "energy_curve", "label_efficiency",
@@ -194,9 +194,9 @@ def energy_curve(train: Tensor, y_train: np.ndarray, tests: Mapping[str, Tensor]
             fc = torch.nn.Linear(train.shape[-1], n_classes).to(device)
             init_fan_in_(fc, generator)
             epochs = max(1, round(steps / math.ceil(len(i) / fit.batch_size)))
-            _LinearHeadFit(fc, train, y_tr, fit.mode, fit.batch_size, epochs, generator).run(torch.as_tensor(i), fit.lr)
-            scores[k].append({v: _LinearHeadFit(fc, f, y_te, fit.mode, fit.batch_size, 1, generator).accuracy(
-                torch.arange(len(y_te))) for v, f in tests.items()})
+            fit_linear_head(fc, train, y_tr, lr=fit.lr, epochs=epochs, batch_size=fit.batch_size, generator=generator,
+                            mode=fit.mode, inputs=torch.as_tensor(i))
+            scores[k].append({v: linear_head_accuracy(fc, f, y_te, fit.mode) for v, f in tests.items()})
     return _curve(scores, draws)
 
 

@@ -21,7 +21,7 @@ from .network import SpikingNet, device_of, init_fan_in_
 from .readout import Mode, scores
 from .trainer import TrainConfig, cosine_schedule, head_step, optimizer_step
 
-__all__ = ["READOUT_HOLDOUT", "calibrate_norm", "fit_readout", "fit_linear_head"]
+__all__ = ["READOUT_HOLDOUT", "calibrate_norm", "fit_readout", "fit_linear_head", "linear_head_accuracy"]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -138,7 +138,8 @@ def fit_readout(
 
 
 def fit_linear_head(fc: torch.nn.Linear, features: Tensor, targets: Tensor, *, lr: float, epochs: int,
-                    batch_size: int, generator: torch.Generator, mode: Mode = "average") -> list[float]:
+                    batch_size: int, generator: torch.Generator, mode: Mode = "average",
+                    inputs: Tensor | None = None) -> list[float]:
     """Fit ``fc`` in place by cross-entropy on cached features: Adam with a cosine decay from ``lr``
     over ``epochs`` passes over the inputs, each in a new order; returns the epoch losses.
 
@@ -150,13 +151,31 @@ def fit_linear_head(fc: torch.nn.Linear, features: Tensor, targets: Tensor, *, l
     lr, epochs, batch_size : the optimisation.
     generator : a CPU generator for the orders.
     mode : how the ``n`` trials' outputs are scored (:func:`spikeff.readout.scores`).
+    inputs : the indices of the inputs fitted on (default: all ``N``).
 
     Returns
     -------
     list of float, one mean loss per epoch.
     """
     fit = _LinearHeadFit(fc, features, targets, mode, batch_size, epochs, generator)
-    return fit.run(torch.arange(targets.shape[0]), lr)
+    return fit.run(torch.arange(targets.shape[0]) if inputs is None else inputs, lr)
+
+
+@torch.no_grad()
+def linear_head_accuracy(fc: torch.nn.Linear, features: Tensor, targets: Tensor, mode: Mode = "average") -> float:
+    """The accuracy of ``fc`` on cached features ``(n, N, D)`` (CPU) against ``targets`` ``(N,)``, the
+    ``n`` trials scored in ``mode``.
+
+    Parameters
+    ----------
+    fc, features, targets, mode : as in :func:`fit_linear_head`.
+
+    Returns
+    -------
+    float
+    """
+    z = fc(features.to(fc.weight.device, torch.float32))
+    return float((scores(z, mode).argmax(1).cpu() == targets).float().mean())
 
 
 class _LinearHeadFit:
@@ -184,7 +203,5 @@ class _LinearHeadFit:
             losses.append(float(total) / n)
         return losses
 
-    @torch.no_grad()
     def accuracy(self, idx: Tensor) -> float:
-        z = self.fc(self.features.index_select(1, idx).to(self.device, torch.float32))
-        return float((scores(z, self.mode).argmax(1).cpu() == self.targets[idx]).float().mean())
+        return linear_head_accuracy(self.fc, self.features.index_select(1, idx), self.targets[idx], self.mode)
