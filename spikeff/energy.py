@@ -451,7 +451,8 @@ def count_ops(
     ----------
     inputs : event counts ``(T, B, C, H, W)`` fed to the first synapse.
     spikes : each layer's spikes ``(T, trials * B, ...)`` (trial-major; the layer's output
-        after pooling, i.e. one entry per neuron).
+        after pooling, i.e. one entry per neuron). A layer with graded outputs (not all 0 or 1,
+        e.g. ReLU units) counts its nonzero outputs as its events, and each drives MACs, not ACs.
     synapses : each layer's ``Conv2d`` / ``Linear`` (the first one sees ``inputs``).
     trials : trials per input (``n`` noisy trials, or FF's label passes).
     head : a linear readout on the top layer's spike counts, if any.
@@ -497,19 +498,24 @@ def count_ops(
         synops.append(0.0)
         unfused.append(0.0)
         macs.append(first_repeat * dense_macs(in_shapes[0], synapses[0], t, pools[0]))
-    for prev, syn, pool in zip(spikes[:-1], synapses[1:], pools[1:]):
+    # Graded (non-binary) outputs, e.g. ReLU units: each nonzero one drives a MAC per connection, not an AC.
+    graded = [bool(((s != 0) & (s != 1)).any()) for s in spikes]
+    events = [(s != 0).to(torch.float32) if g else s for s, g in zip(spikes, graded)]
+    for prev, syn, pool, g in zip(events[:-1], synapses[1:], pools[1:], graded):
         counts = prev.sum((0, 1)) / b
         counts = counts.flatten() if isinstance(syn, nn.Linear) else counts
-        synops.append(synaptic_ops(counts, syn, pool))
-        unfused.append(synaptic_ops(counts, syn))
-        macs.append(0.0)
+        ops = (synaptic_ops(counts, syn, pool), synaptic_ops(counts, syn))
+        synops.append(0.0 if g else ops[0])
+        unfused.append(0.0 if g else ops[1])
+        macs.append(ops[0] if g else 0.0)
     connections = [n_connections(shape, syn, pool) for shape, syn, pool in zip(in_shapes, synapses, pools)]
-    n_spikes = [float(s.sum()) / b for s in spikes]
+    n_spikes = [float(s.sum()) / b for s in events]
     updates = [s.numel() / b for s in spikes]
     if head is not None:
-        synops.append(n_spikes[-1] * head.out_features)
+        head_ops = n_spikes[-1] * head.out_features
+        synops.append(0.0 if graded[-1] else head_ops)
         unfused.append(synops[-1])
-        macs.append(float(trials * head.out_features))
+        macs.append(float(trials * head.out_features) + (head_ops if graded[-1] else 0.0))
         connections.append(float(math.prod(spikes[-1].shape[2:]) * head.out_features))
         if head_spikes is not None:
             n_spikes.append(float(head_spikes.sum()) / b)

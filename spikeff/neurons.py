@@ -70,7 +70,7 @@ from .scan import (
 __all__ = [
     "LIFParams", "LIFState", "Gradient", "LIFNoise", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "lif_step",
     "lif_scan", "escape_surrogate", "draw_noise", "lif_scan_fused", "CompiledLIFScan", "make_scan", "state_dtype",
-    "StochasticLIF", "NEURON_MODELS", "neuron_to_dict", "neuron_class", "neuron_from_dict",
+    "StochasticLIF", "ReLUParams", "NEURON_MODELS", "neuron_to_dict", "neuron_class", "neuron_from_dict",
 ]
 
 Gradient = Literal["pathwise", "expected"]
@@ -216,8 +216,46 @@ lif_scan = eager_scan
 lif_scan_fused = fused_scan
 CompiledLIFScan = CompiledScan
 
+class ReLUState(NamedTuple):
+    """No state: a 0-d placeholder that carries the dtype the scans read."""
+
+    v: Tensor
+
+
+class ReLUNoise(NamedTuple):
+    """No noise."""
+
+
+@dataclass(frozen=True)
+class ReLUParams:
+    """A non-spiking rate unit, ``s[t] = max(I[t], 0)``: the seed method's ReLU, for the learning study.
+
+    Its "spike counts" are the summed rectified currents. Deterministic and stateless, so its trials
+    differ only by the input's trial noise (``--input-dropout``); no NIR form.
+    """
+
+    name: ClassVar[str] = "relu"
+
+    @property
+    def stochastic(self) -> bool:
+        return False
+
+    def deterministic(self) -> ReLUParams:
+        return self
+
+    def init_state(self, like: Tensor) -> ReLUState:
+        return ReLUState(torch.zeros((), dtype=state_dtype(like.dtype), device=like.device))
+
+    def draw(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+             device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> ReLUNoise:
+        return ReLUNoise()
+
+    def step(self, current: Tensor, state: ReLUState, noise: ReLUNoise) -> tuple[Tensor, ReLUState]:
+        return torch.relu(current), state
+
+
 # name -> parameter class of every neuron model (a saved config names its model by this key).
-NEURON_MODELS: dict[str, type] = {"lif": LIFParams}
+NEURON_MODELS: dict[str, type] = {"lif": LIFParams, "relu": ReLUParams}
 
 
 def neuron_to_dict(p: NeuronModel) -> dict[str, Any]:

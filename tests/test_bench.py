@@ -31,7 +31,7 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
     s = tiny(tmp_path, baseline_epochs=1)
     report = run_bench(s, out, command="test")
     on_disk = json.loads((out / "report.json").read_text())
-    assert on_disk["methods"].keys() == {"spikeff", "bptt", "ff", "random", "linear"}
+    assert on_disk["methods"].keys() == {"spikeff", "bptt", "ff", "seed", "random", "linear"}
     for key in ("dataset", "device", "device_name", "commit", "date", "command", "settings", "data",
                 "cost_models", "methods", "trials_curve", "noise_curve", "ed_history", "figures", "frontier"):
         assert key in on_disk, key
@@ -74,9 +74,9 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
     rows = {(r["method"], r["representation"]): r for r in le["rows"]}
     assert {("spikeff", "layer 1"), ("spikeff", "layer 2"), ("spikeff", "all layers"), ("spikeff", "energy"),
             ("random", "layer 2"), ("linear", "raw counts"), ("bptt", "end to end"),
-            ("ff", "end to end, all labels")} <= rows.keys()
+            ("ff", "end to end, all labels"), ("seed", "layer 2"), ("seed control", "layer 2")} <= rows.keys()
     assert len(rows["spikeff", "layer 2"]["k"]["1"]["clean"]["per_seed"]) == 2
-    assert [p["representation"] for p in le["paired"]][-1] == "energy"
+    assert [(p["method"], p["representation"]) for p in le["paired"]][-1] == ("seed", "energy")
     names = {p["name"] for p in on_disk["frontier"]["points"]}
     assert {"spikeff n=1", "spikeff n=2", "spikeff deterministic", "bptt", "ff", "linear", "random n=2"} <= names
     assert set(on_disk["frontier"]["matched_bptt"]) == {"cmos45", "cmos45-synaptic", "loihi"}
@@ -88,8 +88,11 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
                  "Label-efficient readouts",
                  "| linear | head |"):
         assert text in md, text
-    for m in ("spikeff", "bptt", "ff", "linear"):
+    for m in ("spikeff", "bptt", "ff", "seed", "linear"):
         assert (out / f"raw_{m}.json").exists()
+    seed = json.loads((out / "raw_seed.json").read_text())
+    assert seed["config"]["objective"] == "seed" and seed["network"]["lif"] == {"neuron": "relu"}
+    assert on_disk["methods"]["seed"]["macs_per_inference"] > 0  # its graded outputs drive MACs
 
 
 def test_results_are_kept_and_resumed_only_with_matching_settings(tmp_path: Path, monkeypatch):

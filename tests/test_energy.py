@@ -54,6 +54,20 @@ def test_linear_net_hand_counted():
     assert loihi.breakdown(ops)["active_updates"] == pytest.approx(3 * 81)
 
 
+def test_graded_outputs_drive_macs_not_synops():
+    """ReLU units: each nonzero output drives one MAC per connection (the next layer's and the head's)."""
+    x = torch.zeros(2, 1, 1, 1, 3)
+    x[0, 0, 0, 0, 0] = 2
+    out1 = torch.zeros(2, 1, 4)
+    out1[0, 0, 1], out1[1, 0, 3] = 0.5, 2.0  # two nonzero graded outputs
+    out2 = torch.zeros(2, 1, 2)
+    out2[1, 0, 0] = 1.5
+    ops = count_ops(x, [out1, out2], [nn.Linear(3, 4), nn.Linear(4, 2)], head=nn.Linear(2, 3))
+    assert ops.synops == (2 * 4, 0.0, 0.0)  # only the input events are ACs
+    assert ops.macs == (0.0, 2 * 2, 3.0 + 1 * 3)
+    assert ops.spikes == (2.0, 1.0)
+
+
 def test_conv_net_hand_counted_with_pool():
     """Conv(1 -> 2, 3x3, pad 1) -> AvgPool(3) -> LIF.
 

@@ -18,7 +18,7 @@ import spikeff.scan
 from spikeff.checkpoint import load_checkpoint, save_checkpoint
 from spikeff.config import from_dict, to_dict
 from spikeff.network import NetworkConfig, SpikingNet
-from spikeff.neurons import NEURON_MODELS, LIFParams
+from spikeff.neurons import NEURON_MODELS, LIFParams, ReLUParams
 from spikeff.scan import CompiledScan, eager_scan, find_cxx_compiler, fused_scan, make_scan, state_dtype
 from spikeff.trainer import LayerTrainer, TrainConfig
 
@@ -68,8 +68,8 @@ class IFParams:
         return spikes, IFState(v - self.threshold * spikes.detach())
 
 
-MODELS = [LIFParams(delta=0.3), LIFParams(delta=0.0, sigma=0.3, reset="subtract"), IFParams()]
-MODEL_IDS = ["lif-escape", "lif-membrane-subtract", "if"]
+MODELS = [LIFParams(delta=0.3), LIFParams(delta=0.0, sigma=0.3, reset="subtract"), IFParams(), ReLUParams()]
+MODEL_IDS = ["lif-escape", "lif-membrane-subtract", "if", "relu"]
 
 
 def scan_with_grads(scan, p, seed: int = 3):
@@ -132,6 +132,25 @@ def test_a_new_neuron_model_trains_saves_and_loads(monkeypatch, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(*spikes))
     with pytest.raises(ValueError, match="unknown neuron model 'lif2'"):
         from_dict(NetworkConfig, {**to_dict(cfg), "lif": {"neuron": "lif2"}})
+
+
+def test_relu_units_train_on_input_noise_and_have_no_nir_form(tmp_path):
+    """The seed method's ReLU: trials differ only by the input dropout, and the layers still learn."""
+    from spikeff.nir import NIRExportError, to_nir_graph
+
+    cfg = NetworkConfig((2, 8, 8), 3, conv_channels=(4,), hidden=(6,), lif=ReLUParams(), scan="eager")
+    assert from_dict(NetworkConfig, to_dict(cfg)) == cfg and to_dict(cfg)["lif"] == {"neuron": "relu"}
+    net = SpikingNet(cfg, torch.Generator().manual_seed(0))
+    x, _ = tiny_batches(1)[0]
+    counts = net.layers[0](x, torch.Generator(), trials=3).sum(0).unflatten(0, (3, -1))
+    assert torch.equal(counts[0], counts[1]) and counts.min() >= 0  # no noise of its own
+    before = [p.detach().clone() for p in net.layers[0].parameters()]
+    record = LayerTrainer(net, TrainConfig(epochs=1, trials=3, input_dropout=0.2, objective="seed"),
+                          torch.Generator().manual_seed(3)).fit(tiny_batches())[0]
+    assert all(st.rate > 0 and torch.isfinite(torch.tensor(st.loss)) for st in record.layers)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.layers[0].parameters()))
+    with pytest.raises(NIRExportError, match="LIF neurons only; this network has relu neurons"):
+        to_nir_graph(net.eval())
 
 
 # ----------------------------------------------------------------------------- scan="auto"

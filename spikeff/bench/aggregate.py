@@ -75,7 +75,7 @@ def _method_entry(raw: dict[str, Any], models: list[str], control: bool = False)
                                  "trials": raw.get("eval_trials", raw["trials"])}  # raws before eval_trials
     else:
         entry = {**_mode_entry([r["accuracy"] for r in seeds], [r["ops"] for r in seeds], models, n_test),
-                 "trials": raw["trials"]}
+                 "trials": raw.get("eval_trials", raw["trials"])}
         entry.update({k: raw[k] for k in ("selection", "config") if k in raw})
     if control:
         entry.update(train_seconds=None, samples_per_second=None, trial_samples_per_second=None,
@@ -180,16 +180,27 @@ def _label_efficiency(raw: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The label-efficiency table: spikeff's and the control's readouts per representation, the raw
     counts (``linear``'s own, else from spikeff's pass), BPTT and FF with all labels, and the paired
     difference trained - control per seed."""
-    sf = [r["label_efficiency"] for r in raw.get("spikeff", {}).get("seeds", [])
-          if r.get("label_efficiency", {}).get("results")]
+    def curves(method: str) -> list[dict[str, Any]]:
+        return [r["label_efficiency"] for r in raw.get(method, {}).get("seeds", [])
+                if r.get("label_efficiency", {}).get("results")]
+
+    sf, own = curves("spikeff"), {"spikeff": "random", "seed": "seed control"}  # each trained net's own control
     lin = raw.get("linear", {}).get("label_efficiency")
-    first = sf[0] if sf else lin
+    first = next((c[0] for c in map(curves, own) if c), lin)
     if first is None:
         return None
-    rows = []
-    for net, method in (("trained", "spikeff"), ("control", "random")):
-        runs = [r["results"][net] for r in sf if net in r["results"]]
-        rows += [_label_row(method, rep, [r[rep] for r in runs]) for rep in (runs[0] if runs else {})]
+    rows, paired = [], []
+    for method, control in own.items():
+        mc = curves(method)
+        for net, name in (("trained", method), ("control", control)):
+            runs = [r["results"][net] for r in mc if net in r["results"]]
+            rows += [_label_row(name, rep, [r[rep] for r in runs]) for rep in (runs[0] if runs else {})]
+        both = [r["results"] for r in mc if "control" in r["results"]]
+        for rep in (both[0]["trained"] if both else {}):
+            diff = lambda k, rep=rep, both=both: [  # noqa: E731
+                b["trained"][rep][k]["clean"]["mean"] - b["control"][rep][k]["clean"]["mean"] for b in both]
+            paired.append({"method": method, "representation": rep,
+                           "k": {k: _stats(diff(k)) for k in both[0]["trained"][rep]}})
     if lin is not None:
         rows.append(_label_row("linear", "raw counts", [lin["results"]["raw counts"]["input"]]))
     elif sf:
@@ -203,19 +214,15 @@ def _label_efficiency(raw: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
                 "all": [r["accuracy"] for r in seeds]}
             rows.append({"method": method, "representation": "end to end" + ("" if few else ", all labels"),
                          "k": {k: {"clean": {**_stats(a), "per_seed": a}} for k, a in by_k.items()}})
-    paired = []
-    both = [r["results"] for r in sf if "control" in r["results"]]
-    for rep in (both[0]["trained"] if both else {}):
-        diff = lambda k, rep=rep: [b["trained"][rep][k]["clean"]["mean"] - b["control"][rep][k]["clean"]["mean"]  # noqa: E731
-                                   for b in both]
-        paired.append({"representation": rep, "k": {k: _stats(diff(k)) for k in both[0]["trained"][rep]}})
     return {key: first[key] for key in ("labels_per_class", "draws", "views", "features")} | {
         "rows": rows, "paired": paired,
         "note": "readouts fitted on k labelled training inputs per class (seeded draws, the same for every method "
                 "of a seed), scored on the whole test split; mean, std, min and max over all draws of all seeds, "
                 "per_seed the mean of each seed's draws. energy: spikeff's own head refitted on the k labels. bptt "
                 "is trained end to end on every label and on the first draw of 10 per class (as many optimiser steps "
-                "as with all), ff on every label only. paired: trained - control per seed on the same labels."}
+                "as with all), ff on every label only. seed: the seed's method, its control the same ReLU net "
+                "untrained. "
+                "paired: trained - control per seed on the same labels."}
 
 
 def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, command: str) -> dict[str, Any]:

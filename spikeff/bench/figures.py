@@ -138,7 +138,7 @@ def write_figures(report: dict[str, Any], raster: dict[str, Any] | None, out: Pa
             mean = [r["k"][ks[j]]["clean"]["mean"] for j in xs]
             std = [r["k"][ks[j]]["clean"]["std"] for j in xs]
             ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, color=f"C{i % 10}",
-                        linestyle="--" if r["method"] == "random" else "-",
+                        linestyle="--" if r["method"] in ("random", "seed control") else "-",
                         label=f"{r['method']} {r['representation']}")
         ax.set_xticks(range(len(ks)), ks)
         ax.set(xlabel="labelled training inputs per class", ylabel="test accuracy (mean ± std over draws, seeds)",

@@ -254,7 +254,7 @@ def _markdown(report: dict[str, Any]) -> str:
                   ""]
         if le["paired"]:
             lines += ["Paired, trained - control on the same labels (clean; mean over seeds [min, max]):", ""]
-            lines += [f"- {p['representation']}: " + ", ".join(
+            lines += [f"- {p.get('method', 'spikeff')} {p['representation']}: " + ", ".join(
                 f"{'all' if k == 'all' else 'k=' + k} {_signed(d['mean'])} [{_signed(d['min'])}, {_signed(d['max'])}]"
                 for k, d in p["k"].items()) for p in le["paired"]] + [""]
     if report.get("figures"):

@@ -10,7 +10,9 @@ Every method sees the same data, split, time bins and layer shapes, in the same 
   chosen on a held-out share of the *training* split (:func:`~spikeff.baselines.bptt.select_bptt`)
   over a fixed cosine budget whose curve the report shows;
 * ``ff``: :mod:`spikeff.baselines.ff`, layer-local Forward-Forward;
-* ``linear``: :mod:`spikeff.baselines.linear`, logistic regression on the raw event counts.
+* ``linear``: :mod:`spikeff.baselines.linear`, logistic regression on the raw event counts;
+* ``seed``: the seed's published method (:func:`~spikeff.bench.settings.seed_run`: ReLU units, input
+  dropout, uncentred moments, projections, greedy) in spikeff's loop, with its own untrained control.
 
 :func:`run_method` runs one method for all seeds and returns its raw per-seed results: test
 accuracy, op counts per inference, training wall time and peak memory, and for spikeff also the
@@ -57,7 +59,7 @@ from ..probe import fit_probe, layer_probes
 from ..provenance import git_commit
 from .aggregate import build_report
 from .report import write_outputs
-from .settings import BENCH_MODES, METHODS, BenchSettings, settings_key
+from .settings import BENCH_MODES, METHODS, BenchSettings, seed_run, settings_key
 
 __all__ = ["FEW_LABELS", "run_method", "run_bench"]
 
@@ -146,6 +148,28 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
             "passes": _network_passes(s.run, net), "trials": train_cfg.trials, "eval_trials": trials}
 
 
+def _run_seed(s: BenchSettings, splits: Splits, device: torch.device, models: list[CostModel]) -> dict[str, Any]:
+    run = seed_run(s.run)
+    net_cfg = run.network.for_data(splits.frame_shape, splits.n_classes)
+    test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+    train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+    trials, draws = run.test_trials, run.eval.label_draws or DRAWS
+    seeds_out = []
+    for seed in tqdm(range(s.seeds), desc="seed seeds", dynamic_ncols=True):
+        cfg = replace(run, seed=seed, eval=replace(run.eval, control=False, label_draws=0))
+        res = train_and_evaluate(splits, cfg)
+        ev = evaluate(res.net, test, trials, _gen(device, seed * 1000 + 100), ("energy",), count=True,
+                      input_ops=s.input_ops, input_per_trial=s.input_per_trial)
+        nets = {"trained": res.net, "control": untrained_control(net_cfg, seed, device, train, _gen(device, seed))}
+        seeds_out.append({"seed": seed, "accuracy": res.metrics["test_accuracy"]["energy"],
+                          "train_seconds": res.metrics["train_seconds"], "ops": ev.ops.to_dict(models),
+                          "layer_rates": res.metrics["layer_rates"], "history": [r.to_dict() for r in res.history],
+                          "label_efficiency": label_efficiency(nets, train, test, trials, seed=seed, draws=draws,
+                                                               energy=energy_fit(cfg))})
+    return {"seeds": seeds_out, "network": to_dict(net_cfg), "config": to_dict(run.train),
+            "passes": _network_passes(run, res.net), "trials": run.train.trials, "eval_trials": trials}
+
+
 def _network_passes(run: RunConfig, net: SpikingNet) -> int:
     """Passes of the training set through the network: one per layer epoch (per layer in greedy
     mode), plus the readout's: one to cache a linear head's features, or one per epoch for a
@@ -218,7 +242,7 @@ def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
     Parameters
     ----------
     method : str
-        ``spikeff``, ``bptt``, ``ff`` or ``linear``.
+        ``spikeff``, ``bptt``, ``ff``, ``seed`` or ``linear``.
     settings : BenchSettings
         What to run.
 
@@ -246,6 +270,8 @@ def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
     t0 = time.perf_counter()
     if method == "spikeff":
         out = _run_spikeff(s, splits, device, models)
+    elif method == "seed":
+        out = _run_seed(s, splits, device, models)
     elif method in ("bptt", "ff", "linear"):
         out = _run_baseline(method, s, splits, device, models)
     else:

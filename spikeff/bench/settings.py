@@ -22,12 +22,18 @@ from ..data import Splits
 from ..energy import COST_MODELS, InputOps, get_cost_model
 from ..experiment import run_splits
 from ..network import NetworkConfig
+from ..neurons import ReLUParams, neuron_to_dict
 
-__all__ = ["METHODS", "TRIALS_CURVE", "NOISE_LEVELS", "BPTT_LRS", "BENCH_MODES", "QUICK", "FRONTIER_TRIALS",
-           "TRAIN_TRIALS", "BenchSettings", "bench_flags", "with_quick", "settings_key"]
+__all__ = ["METHODS", "SEED_METHOD", "seed_run", "TRIALS_CURVE", "NOISE_LEVELS", "BPTT_LRS", "BENCH_MODES", "QUICK",
+           "FRONTIER_TRIALS", "TRAIN_TRIALS", "BenchSettings", "bench_flags", "with_quick", "settings_key"]
 
-Method = Literal["spikeff", "bptt", "ff", "random", "linear"]
+Method = Literal["spikeff", "bptt", "ff", "seed", "random", "linear"]
 METHODS: tuple[Method, ...] = typing.get_args(Method)
+# The seed's published method (Zhu et al., arXiv 2505.16649) in spikeff's loop: ReLU units, dropout 0.2 on the
+# input as the only trial noise, uncentred second moments pooled over copies and positions, a random projection
+# of each layer's channels (seed_run), 0.5 * ED_cons - 0.5 * ED_div raw, trained greedily.
+SEED_METHOD = {"network.lif": neuron_to_dict(ReLUParams()), "train.input_dropout": 0.2, "train.objective": "seed",
+               "train.schedule": "greedy"}
 TRIALS_CURVE = (1, 2, 4, 8, 16)
 NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.4)
 BPTT_LRS = (3e-4, 1e-3, 3e-3)
@@ -126,6 +132,23 @@ class BenchSettings:
 
     def splits(self) -> Splits:
         return run_splits(self.run)
+
+
+def seed_run(run: RunConfig) -> RunConfig:
+    """``run`` at :data:`SEED_METHOD`'s settings, each layer's channels projected to a half (first layer)
+    or a quarter (above) of their number, at least 1; the seed projects 96 -> 30, 384 -> 20, 1536 -> 10.
+
+    Parameters
+    ----------
+    run : the spikeff run (data, layer sizes, epochs, trials, readout are kept).
+
+    Returns
+    -------
+    RunConfig
+    """
+    sizes = run.network.conv_channels + run.network.hidden
+    dims = tuple(max(1, c // (2 if k == 0 else 4)) for k, c in enumerate(sizes))
+    return overrides(run, {**SEED_METHOD, "train.projection_dims": dims})
 
 
 def bench_flags() -> list:

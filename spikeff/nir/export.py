@@ -127,6 +127,9 @@ def to_nir_graph(
     """
     if not isinstance(net, SpikingNet):
         raise NIRExportError(f"expected a spikeff SpikingNet, got {type(net).__name__}")
+    other = sorted({m.lif.name for m in net.neurons() if not isinstance(m.lif, LIFParams)})
+    if other:
+        raise NIRExportError(f"NIR export writes LIF neurons only; this network has {', '.join(other)} neurons")
     net = fold_norm(net)
     dt = check_dt(dt)
     if pooling not in ("sum", "avg"):

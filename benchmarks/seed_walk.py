@@ -1,0 +1,156 @@
+"""The walk from the seed's published method to spikeff, one change at a time (learning issue, item 0).
+
+Each step is the previous one with one setting changed; every step trains the quickstart-size net
+(``spikeff train --quickstart``'s layers, epochs and readout) on the same data and is scored on a
+held-out share of the *training* split (``--tune``), never on the test split, by the compact
+label-efficient readouts of ``spikeff train`` (k = 10 labels per class and all) for the trained net
+and its untrained control. One JSON per step and seed is written as it finishes (a rerun skips those
+already there); ``--table`` prints the Markdown table of what is there.
+
+    python benchmarks/seed_walk.py --dataset fashion --limit 3000 --seeds 0 --out /tmp/walk
+    python benchmarks/seed_walk.py --out /tmp/walk --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spikeff.bench.settings import seed_run
+from spikeff.cli import QUICKSTART
+from spikeff.config import DataConfig, RunConfig, RuntimeConfig, overrides, to_dict
+from spikeff.ed import EDLossConfig
+from spikeff.experiment import run_splits, train_and_evaluate
+from spikeff.fileio import atomic_write
+from spikeff.neurons import LIFParams, neuron_to_dict
+
+CENTRED = to_dict(EDLossConfig(alpha=0.5, covariance="trial", diversity="covariance", form="difference"))
+STEPS: list[tuple[str, dict[str, Any]]] = [
+    ("seed (ReLU, input dropout 0.2, uncentred, projection, raw ED, greedy)", {}),
+    ("+ LIF neurons without noise", {"network.lif": neuron_to_dict(LIFParams(delta=0.0))}),
+    ("+ escape noise (delta 0.2) and input dropout", {"network.lif": neuron_to_dict(LIFParams())}),
+    ("- input dropout (escape noise only)", {"train.input_dropout": 0.0}),
+    ("+ centred covariances", {"train.objective": "ed", "train.loss": CENTRED}),
+    ("+ noise-corrected signal covariance for diversity", {"train.loss": {**CENTRED, "diversity": "signal"}}),
+    ("- projection", {"train.projection_dims": ()}),
+    ("+ log ratio", {"train.loss": to_dict(EDLossConfig())}),
+    ("+ simultaneous schedule (= spikeff's default)", {"train.schedule": "simultaneous"}),
+]
+
+
+# Runs off the walk, over spikeff's quickstart run ("spikeff") or the seed's ("seed"): noise, guards, budget.
+EXTRA: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "dropout": ("spikeff + input dropout 0.2", "spikeff", {"train.input_dropout": 0.2}),
+    "thin_shift": ("spikeff + thinning 0.8, shift 2", "spikeff", {"train.input_keep": 0.8, "train.input_shift": 2}),
+    "guarded_thin_shift": ("ed_guarded + thinning 0.8, shift 2", "spikeff",
+                           {"train.objective": "ed_guarded", "train.input_keep": 0.8, "train.input_shift": 2}),
+    "seed_long": ("seed, 8 epochs per layer", "seed", {"train.epochs": 8}),
+    "spikeff_long": ("spikeff, 8 epochs", "spikeff", {"train.epochs": 8}),
+}
+
+
+def run_configs(base: RunConfig) -> dict[str, tuple[str, RunConfig]]:
+    """Every run's description and settings: the walk's steps ``step0`` (the seed's,
+    :func:`spikeff.bench.settings.seed_run`, over ``base``), ``step1``, ... (each the one before with one
+    change), then :data:`EXTRA`."""
+    out, cfg = {}, seed_run(base)
+    for i, (name, change) in enumerate(STEPS):
+        cfg = overrides(cfg, change)
+        out[f"step{i}"] = (f"{i}. {name}", cfg)
+    for key, (name, start, change) in EXTRA.items():
+        out[key] = (name, overrides(seed_run(base) if start == "seed" else base, change))
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    base = overrides(RunConfig(), QUICKSTART)
+    base = replace(base, data=DataConfig(dataset=args.dataset, limit=(args.limit,), tune=True),
+                   runtime=RuntimeConfig(data_dir=args.data_dir), eval=replace(base.eval, label_draws=args.draws))
+    if args.channels:
+        base = overrides(base, {"network.conv_channels": tuple(args.channels)})
+    splits = run_splits(base)
+    runs = run_configs(base)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for key in args.runs or runs:
+        name, cfg = runs[key]
+        for seed in args.seeds:
+            path = args.out / f"{key}_seed{seed}.json"
+            if path.exists():
+                continue
+            t0 = time.perf_counter()
+            result = train_and_evaluate(splits, replace(cfg, seed=seed))
+            record = {"key": key, "name": name, "seed": seed, "seconds": time.perf_counter() - t0,
+                      "n_train": len(splits.train), "n_scored": len(splits.test), "scored_on": splits.test_name,
+                      "metrics": result.metrics, "history": [r.to_dict() for r in result.history]}
+            text = json.dumps(record, indent=1, default=str).encode()
+            atomic_write(path, lambda f, text=text: f.write(text))
+            print(f"{key} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def table(out: Path) -> str:
+    """The Markdown table of the finished steps: k = 10 top layer and all layers, trained minus control."""
+    rows = ["| step | trained top k=10 | control top k=10 | trained all-layers k=10 | control all-layers k=10 "
+            "| trained top all labels | control top all labels | layer losses (first → last epoch) |",
+            "|---|---|---|---|---|---|---|---|"]
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("*_seed*.json"))]
+    order = [*(f"step{i}" for i in range(len(STEPS))), *EXTRA]
+    for key in sorted({r["key"] for r in records}, key=order.index):
+        rs = [r for r in records if r["key"] == key]
+        le = [r["metrics"]["label_efficiency"] for r in rs]
+
+        def get(net: str, rep: str, k: str, le: list[dict[str, Any]] = le) -> list[float]:
+            return [x["results"][net][rep][k]["clean"]["mean"] for x in le if net in x["results"]]
+
+        top = f"layer {len(rs[0]['metrics']['layer_rates'])}"
+        losses = []
+        for k in range(1, len(rs[0]["metrics"]["layer_rates"]) + 1):
+            a, b = rs[0]["history"][0][f"layer{k}/loss"], rs[0]["history"][-1][f"layer{k}/loss"]
+            losses.append(f"{a:.2f} → {b:.2f}")
+        rows.append(f"| {rs[0]['name']} | " + " | ".join(_cell(v) for v in (
+            get("trained", top, "10"), get("control", top, "10"), get("trained", "all layers", "10"),
+            get("control", "all layers", "10"), get("trained", top, "all"), get("control", top, "all")))
+            + f" | {'; '.join(losses)} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="fashion")
+    p.add_argument("--limit", type=int, default=3000,
+                   help="samples of each split: the training share and the tuning share that is scored")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--channels", type=int, nargs="*", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--runs", nargs="*", default=None, help="run keys: step0 ... step8, then EXTRA's (default: all)")
+    p.add_argument("--draws", type=int, default=5, help="labelled draws per k")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--table", action="store_true", help="print the table of the finished steps and exit")
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(args.out))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
