@@ -2,7 +2,8 @@
 
 Each step is the previous one with one setting changed; every step trains the quickstart-size net
 (``spikeff train --quickstart``'s layers, epochs and readout) on the same data and is scored on a
-held-out share of the *training* split (``--tune``), never on the test split, by the compact
+held-out share of the *training* split (``--tune``; ``--test`` scores the test split, for reporting
+settings chosen before), by the compact
 label-efficient readouts of ``spikeff train`` (k = 10 labels per class and all) for the trained net
 and its untrained control. One JSON per step and seed is written as it finishes (a rerun skips those
 already there); ``--table`` prints the Markdown table of what is there.
@@ -26,7 +27,7 @@ import torch
 
 from spikeff.bench.settings import seed_run
 from spikeff.cli import QUICKSTART
-from spikeff.config import DataConfig, RunConfig, RuntimeConfig, overrides, to_dict
+from spikeff.config import DataConfig, RunConfig, RuntimeConfig, overrides, parse_ints, to_dict
 from spikeff.ed import EDLossConfig
 from spikeff.experiment import run_splits, train_and_evaluate
 from spikeff.fileio import atomic_write
@@ -48,6 +49,8 @@ STEPS: list[tuple[str, dict[str, Any]]] = [
 
 # Runs off the walk, over spikeff's quickstart run ("spikeff") or the seed's ("seed"): noise, guards, budget.
 EXTRA: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "spikeff": ("spikeff (quickstart size)", "spikeff", {}),
+    "seed": ("seed (quickstart size)", "seed", {}),
     "dropout": ("spikeff + input dropout 0.2", "spikeff", {"train.input_dropout": 0.2}),
     "thin_shift": ("spikeff + thinning 0.8, shift 2", "spikeff", {"train.input_keep": 0.8, "train.input_shift": 2}),
     "guarded_thin_shift": ("ed_guarded + thinning 0.8, shift 2", "spikeff",
@@ -72,7 +75,7 @@ def run_configs(base: RunConfig) -> dict[str, tuple[str, RunConfig]]:
 
 def run(args: argparse.Namespace) -> None:
     base = overrides(RunConfig(), QUICKSTART)
-    base = replace(base, data=DataConfig(dataset=args.dataset, limit=(args.limit,), tune=True),
+    base = replace(base, data=DataConfig(dataset=args.dataset, limit=tuple(args.limit), tune=not args.test),
                    runtime=RuntimeConfig(data_dir=args.data_dir), eval=replace(base.eval, label_draws=args.draws))
     if args.channels:
         base = overrides(base, {"network.conv_channels": tuple(args.channels)})
@@ -132,8 +135,10 @@ def table(out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="fashion")
-    p.add_argument("--limit", type=int, default=3000,
-                   help="samples of each split: the training share and the tuning share that is scored")
+    p.add_argument("--limit", type=parse_ints, default=(3000,),
+                   help="samples of each split (TRAIN or TRAIN,SCORED): the training share and the tuning share")
+    p.add_argument("--test", action="store_true",
+                   help="score on the test split instead of the tuning share: for reporting settings chosen before")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--channels", type=int, nargs="*", default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -74,7 +74,7 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
     rows = {(r["method"], r["representation"]): r for r in le["rows"]}
     assert {("spikeff", "layer 1"), ("spikeff", "layer 2"), ("spikeff", "all layers"), ("spikeff", "energy"),
             ("random", "layer 2"), ("linear", "raw counts"), ("bptt", "end to end"),
-            ("ff", "end to end, all labels"), ("seed", "layer 2"), ("seed control", "layer 2")} <= rows.keys()
+            ("ff", "end to end"), ("seed", "layer 2"), ("seed control", "layer 2")} <= rows.keys()
     assert len(rows["spikeff", "layer 2"]["k"]["1"]["clean"]["per_seed"]) == 2
     assert [(p["method"], p["representation"]) for p in le["paired"]][-1] == ("seed", "energy")
     names = {p["name"] for p in on_disk["frontier"]["points"]}

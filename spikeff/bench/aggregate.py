@@ -219,8 +219,8 @@ def _label_efficiency(raw: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         "note": "readouts fitted on k labelled training inputs per class (seeded draws, the same for every method "
                 "of a seed), scored on the whole test split; mean, std, min and max over all draws of all seeds, "
                 "per_seed the mean of each seed's draws. energy: spikeff's own head refitted on the k labels. bptt "
-                "is trained end to end on every label and on the first draw of 10 per class (as many optimiser steps "
-                "as with all), ff on every label only. seed: the seed's method, its control the same ReLU net "
+                "and ff are trained on every label and on the first draw of 10 per class (as many optimiser steps "
+                "as with all). seed: the seed's method, its control the same ReLU net "
                 "untrained. "
                 "paired: trained - control per seed on the same labels."}
 

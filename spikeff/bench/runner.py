@@ -63,7 +63,7 @@ from .settings import BENCH_MODES, METHODS, BenchSettings, seed_run, settings_ke
 
 __all__ = ["FEW_LABELS", "run_method", "run_bench"]
 
-FEW_LABELS = 10  # labels per class that BPTT is also trained on, for the label-efficiency table
+FEW_LABELS = 10  # labels per class that BPTT and FF are also trained on, for the label-efficiency table
 
 def _gen(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
@@ -203,37 +203,43 @@ def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.d
         gen = seeded_generators(seed, device)["init"]
         if method == "bptt":
             res = train_bptt(net_cfg, config, train, test, generator=gen, device=device, input_ops=s.input_ops)
-            few = _bptt_few_labels(net_cfg, config, s, splits, test, seed, device)
+            few = _few_labels(method, config, net_cfg, s, splits, test, seed, device)
         elif method == "ff":
             res = train_ff(net_cfg, ff, train, test, generator=gen, device=device, input_ops=s.input_ops)
+            few = _few_labels(method, ff, net_cfg, s, splits, test, seed, device)
         else:  # deterministic given the data: one fit stands for every seed
             res = train_linear(train, test, net_cfg.n_classes)
             out["label_efficiency"] = counts_label_efficiency(train, test, draws=s.run.eval.label_draws or DRAWS)
         seeds_out.append({"seed": seed, "accuracy": res.accuracy, "train_seconds": res.train_seconds,
                           "ops": res.ops.to_dict(models), "history": res.history,
-                          **({"few_labels": few} if method == "bptt" else {})})
+                          **({"few_labels": few} if method in ("bptt", "ff") else {})})
     out.update(seeds=seeds_out, passes=res.passes)
     return out
 
 
 
-def _bptt_few_labels(net_cfg: NetworkConfig, config: BPTTConfig, s: BenchSettings, splits: Splits, test: Any,
-                     seed: int, device: torch.device) -> dict[str, Any]:
-    """BPTT trained end to end on :data:`FEW_LABELS` labelled training inputs per class: the first
-    draw of that ``k`` that spikeff's label-efficient readouts of ``seed`` use, at the full run's
-    learning rate for as many optimiser steps as the full run (its epochs scaled up)."""
+def _few_labels(method: str, config: BPTTConfig | FFConfig, net_cfg: NetworkConfig, s: BenchSettings,
+                splits: Splits, test: Any, seed: int, device: torch.device) -> dict[str, Any]:
+    """BPTT or FF trained on :data:`FEW_LABELS` labelled training inputs per class: the first draw of
+    that ``k`` that spikeff's label-efficient readouts of ``seed`` use, at the full run's settings for as
+    many optimiser steps as the full run (its epochs scaled up; FF's head epochs too)."""
     labels = getattr(splits.train, "labels", None)
     labels = np.asarray([y for _, y in splits.train] if labels is None else labels)
     draws = s.run.eval.label_draws or DRAWS
     idx = labelled_draws(labels, LABELS_PER_CLASS, draws, torch.Generator().manual_seed(seed))[str(FEW_LABELS)][0]
     bs = s.run.train.batch_size
     few = make_loader(Subset(splits.train, idx.tolist()), bs, shuffle=True, seed=seed)
-    epochs = max(1, round(config.epochs * math.ceil(len(labels) / bs) / len(few)))
+    scale = math.ceil(len(labels) / bs) / len(few)
     gen = seeded_generators(seed, device)["init"]
-    res = train_bptt(net_cfg, replace(config, epochs=epochs), few, test, generator=gen, device=device,
-                     input_ops=s.input_ops)
-    return {"k": FEW_LABELS, "n_labelled": len(idx), "epochs": epochs, "lr": config.lr, "accuracy": res.accuracy,
-            "train_seconds": res.train_seconds}
+    if method == "bptt":
+        config = replace(config, epochs=max(1, round(config.epochs * scale)))
+        res = train_bptt(net_cfg, config, few, test, generator=gen, device=device, input_ops=s.input_ops)
+    else:
+        config = replace(config, epochs=max(1, round(config.epochs * scale)),
+                         head_epochs=max(1, round(config.head_epochs * scale)))
+        res = train_ff(net_cfg, config, few, test, generator=gen, device=device, input_ops=s.input_ops)
+    return {"k": FEW_LABELS, "n_labelled": len(idx), "epochs": config.epochs, "lr": config.lr,
+            "accuracy": res.accuracy, "train_seconds": res.train_seconds}
 
 
 def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
