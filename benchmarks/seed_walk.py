@@ -31,7 +31,7 @@ from spikeff.config import DataConfig, RunConfig, RuntimeConfig, overrides, pars
 from spikeff.ed import EDLossConfig
 from spikeff.experiment import run_splits, train_and_evaluate
 from spikeff.fileio import atomic_write
-from spikeff.neurons import LIFParams, neuron_to_dict
+from spikeff.neurons import LIFParams, ReLUParams, neuron_to_dict
 
 CENTRED = to_dict(EDLossConfig(alpha=0.5, covariance="trial", diversity="covariance", form="difference"))
 STEPS: list[tuple[str, dict[str, Any]]] = [
@@ -57,6 +57,13 @@ EXTRA: dict[str, tuple[str, str, dict[str, Any]]] = {
                            {"train.objective": "ed_guarded", "train.input_keep": 0.8, "train.input_shift": 2}),
     "seed_long": ("seed, 8 epochs per layer", "seed", {"train.epochs": 8}),
     "spikeff_long": ("spikeff, 8 epochs", "spikeff", {"train.epochs": 8}),
+    "spikeff_lr": ("spikeff, layer lr 1e-2", "spikeff", {"train.lr": 1e-2}),
+    "seed_lr": ("seed, layer lr 1e-2", "seed", {"train.lr": 1e-2}),
+    "seed_noproj": ("seed without the projection", "seed", {"train.projection_dims": ()}),
+    "relu_spikeff": ("spikeff's objective and schedule on ReLU units with input dropout 0.2", "spikeff",
+                     {"network.lif": neuron_to_dict(ReLUParams()), "train.input_dropout": 0.2}),
+    "spikeff_depth3": ("spikeff, conv 16/32/64, pools 2,2,1", "spikeff",
+                       {"network.conv_channels": (16, 32, 64), "network.pool": (2, 2, 1)}),
 }
 
 
