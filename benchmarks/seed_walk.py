@@ -29,6 +29,7 @@ from spikeff.bench.settings import seed_run
 from spikeff.cli import QUICKSTART
 from spikeff.config import DataConfig, RunConfig, RuntimeConfig, overrides, parse_ints, to_dict
 from spikeff.ed import EDLossConfig
+from spikeff.evaluation import wilson_interval
 from spikeff.experiment import run_splits, train_and_evaluate
 from spikeff.fileio import atomic_write
 from spikeff.neurons import LIFParams, ReLUParams, neuron_to_dict
@@ -139,6 +140,39 @@ def table(out: Path) -> str:
     return "\n".join(rows)
 
 
+def seed_table(out: Path, key: str) -> str:
+    """Per seed: the energy accuracy with its 95 % Wilson interval, and trained / control (paired difference)
+    of the top layer, all layers and the energy head at k = 10 and of the linear readouts with every label."""
+    rs = sorted((json.loads(p.read_text()) for p in out.glob(f"{key}_seed*.json")), key=lambda r: r["seed"])
+    cols = [("top layer", "10"), ("all layers", "10"), ("energy", "10"), ("top layer", "all"), ("all layers", "all")]
+    rows = ["| seed | energy, trained [95 % CI] | energy, control [95 % CI] | "
+            + " | ".join(f"{rep} {'k=10' if k == '10' else 'all labels'}: trained / control (paired)"
+                         for rep, k in cols)
+            + " |", "|---" * (3 + len(cols)) + "|"]
+    diffs: dict[str, list[float]] = {}
+    for r in rs:
+        m, le = r["metrics"], r["metrics"]["label_efficiency"]["results"]
+        n, cells = m["n_test"], []
+        for name in ("test_accuracy", "control_accuracy"):
+            a = m[name]["energy"]
+            lo, hi = wilson_interval(a, n)
+            cells.append(f"{a:.3f} [{lo:.3f}, {hi:.3f}]")
+        diffs.setdefault("energy", []).append(m["test_accuracy"]["energy"] - m["control_accuracy"]["energy"])
+        for rep, k in cols:
+            rep_key = f"layer {len(m['layer_rates'])}" if rep == "top layer" else rep
+            t, c = (le[net][rep_key][k]["clean"]["mean"] for net in ("trained", "control"))
+            diffs.setdefault(f"{rep} {k}", []).append(t - c)
+            cells.append(f"{t:.3f} / {c:.3f} ({t - c:+.3f})")
+        rows.append(f"| {r['seed']} | " + " | ".join(cells) + " |")
+    raw = rs[0]["metrics"]["label_efficiency"]["results"]["raw counts"]["input"]
+    rows += ["", "Median of the per-seed differences trained - control: " + ", ".join(
+        f"{name.replace(' 10', ' k=10').replace(' all', ' all labels')} {statistics.median(d):+.3f}"
+        for name, d in diffs.items()) + ".",
+             f"Raw event counts on the same draws: {raw['10']['clean']['mean']:.3f} at k = 10, "
+             f"{raw['all']['clean']['mean']:.3f} with every label."]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="fashion")
@@ -154,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--table", action="store_true", help="print the table of the finished steps and exit")
+    p.add_argument("--seed-table", metavar="KEY", help="print the per-seed table of run KEY and exit")
     args = p.parse_args(argv)
-    if args.table:
-        print(table(args.out))
+    if args.table or args.seed_table:
+        print(table(args.out) if args.table else seed_table(args.out, args.seed_table))
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
