@@ -170,8 +170,21 @@ class Terminated(Interrupted):
     status = 143
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated("terminated")
+class _StopSignals:
+    """SIGINT and SIGTERM during ``train``: raised at once as ``KeyboardInterrupt`` / :class:`Terminated`,
+    and remembered, because one that lands inside a finalizer is printed and dropped by Python; the
+    epoch callback then raises it again (:meth:`check`) once that epoch's run state is saved."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        self.check()
+
+    def check(self) -> None:
+        if self.received:
+            raise Terminated("terminated") if self.received[-1] == signal.SIGTERM else KeyboardInterrupt
 
 
 def _with_dirs(config: RunConfig) -> RunConfig:
@@ -254,11 +267,14 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     # One writer per run folder: rank 0 holds the lock under torchrun (every rank reads the same RANK).
     main_rank = os.environ.get("RANK", "0") == "0"
     lock = folder_lock(out, "--out" if args.resume is None else "--resume") if main_rank else None
+    stops = _StopSignals()
     in_main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    # A SIGINT ignored by whoever started us (a background job, nohup) stays ignored.
+    sigs = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    old = {sig: signal.signal(sig, stops) for sig in sigs} if in_main else {}
     try:
         with lock or contextlib.nullcontext():
-            return _train_locked(args, argv, out)
+            return _train_locked(args, argv, out, stops.check)
     except KeyboardInterrupt as e:
         kind = Terminated if isinstance(e, Terminated) else Interrupted
         what = "terminated (SIGTERM)" if kind is Terminated else "interrupted"
@@ -267,8 +283,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise kind(f"{what}{kept}; resume with: spikeff train --resume {out}") from None
         raise kind(f"{what} before the first run state was saved; nothing to resume") from None
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def new_run_config(args: argparse.Namespace, argv: Sequence[str]) -> RunConfig:
@@ -288,8 +304,9 @@ def new_run_config(args: argparse.Namespace, argv: Sequence[str]) -> RunConfig:
     return from_args(build_parser(defaults=False).parse_args(argv), base=overrides(RunConfig(), QUICKSTART))
 
 
-def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path) -> int:
-    """``spikeff train`` once the run folder is this process's: the checks, then the run."""
+def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path, check_stop: Callable[[], None]) -> int:
+    """``spikeff train`` once the run folder is this process's: the checks, then the run (``check_stop``
+    runs after each epoch)."""
     resume = None
     if args.resume is not None:
         config, resume = _resume_config(args, argv)
@@ -299,7 +316,7 @@ def _train_locked(args: argparse.Namespace, argv: Sequence[str], out: Path) -> i
         if config.train.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {config.train.epochs}: with no layer epoch the network "
                              "stays untrained (its untrained accuracy is the control row, reported by default)")
-    return _train(_with_dirs(config), out, resume)
+    return _train(_with_dirs(config), out, resume, check_stop)
 
 
 def _print_epoch(rec: EpochRecord) -> None:
@@ -308,7 +325,8 @@ def _print_epoch(rec: EpochRecord) -> None:
     print(f"epoch {rec.epoch} ({rec.seconds:.1f}s) | " + " | ".join(parts), flush=True)
 
 
-def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
+def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None,
+           check_stop: Callable[[], None] = lambda: None) -> int:
     # Under torchrun (WORLD_SIZE > 1): join the group; only rank 0 prints and writes files.
     ctx = init_from_env(resolve_device(config.runtime.device))
     if resume is not None and ctx.is_main:
@@ -326,7 +344,8 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None) -> int:
         _check_same_data(resume["meta"].get("data"), splits, out)
     saved = to_dict(config)
     run = train_and_evaluate(
-        splits, config, on_epoch=_print_epoch if ctx.is_main else None, state_path=out / STATE_FILE, resume=resume,
+        splits, config, on_epoch=(lambda rec: (_print_epoch(rec), check_stop())) if ctx.is_main else None,
+        state_path=out / STATE_FILE, resume=resume,
         state_meta={"config": saved, "out": str(out), "data": dict(splits.manifest)}, parallel=ctx,
     )
     if not ctx.is_main:

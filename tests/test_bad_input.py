@@ -455,13 +455,34 @@ def test_10_ctrl_c_is_one_line_and_resumable(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "spikeff", "train", "--dataset", "digits", "--cache-dir", str(tmp_path / "cache"),
          "--out", str(out), "--limit", "40", *TINY, "--epochs", "200", "--scan", "eager"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # a terminal's Ctrl-C, even where the suite runs as a background job (which starts with SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_first_epoch(proc, out / "train_state.pt")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert error_line(err) == f"spikeff: error: interrupted; resume with: spikeff train --resume {out}"
     assert (out / "train_state.pt").exists()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop this test makes
+def test_10_a_stop_signal_dropped_by_a_finalizer_is_raised_after_the_epoch():
+    """Python prints and drops an exception raised inside ``__del__``: a Ctrl-C landing there must not be lost."""
+    for sig, kind in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, cli.Terminated)):
+        stops = cli._StopSignals()
+
+        class Finalized:
+            def __init__(self, stops: cli._StopSignals, sig: int) -> None:
+                self.stops, self.sig = stops, sig
+
+            def __del__(self):
+                self.stops(self.sig, None)
+
+        Finalized(stops, sig)  # the handler's exception is dropped here
+        with pytest.raises(kind):
+            stops.check()
+    cli._StopSignals().check()  # nothing received: no exception
 
 
 # ----------------------------------------------------------------------------- 11, 12: cache and files
