@@ -177,9 +177,9 @@ def _label_row(method: str, rep: str, curves: list[dict[str, Any]]) -> dict[str,
 
 
 def _label_efficiency(raw: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The label-efficiency table: spikeff's and the control's readouts per representation, the raw
-    counts (``linear``'s own, else from spikeff's pass), BPTT and FF with all labels, and the paired
-    difference trained - control per seed."""
+    """The label-efficiency table: spikeff's and the seed method's readouts per representation, each
+    with its own control's, the raw counts (``linear``'s own, else from spikeff's pass), BPTT and FF end
+    to end, and the paired difference trained - control per seed."""
     def curves(method: str) -> list[dict[str, Any]]:
         return [r["label_efficiency"] for r in raw.get(method, {}).get("seeds", [])
                 if r.get("label_efficiency", {}).get("results")]
@@ -220,9 +220,8 @@ def _label_efficiency(raw: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
                 "of a seed), scored on the whole test split; mean, std, min and max over all draws of all seeds, "
                 "per_seed the mean of each seed's draws. energy: spikeff's own head refitted on the k labels. bptt "
                 "and ff are trained on every label and on the first draw of 10 per class (as many optimiser steps "
-                "as with all). seed: the seed's method, its control the same ReLU net "
-                "untrained. "
-                "paired: trained - control per seed on the same labels."}
+                "as with all). seed: the seed's method, its control the same ReLU net untrained. paired: "
+                "trained - control per seed on the same labels."}
 
 
 def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, command: str) -> dict[str, Any]:
