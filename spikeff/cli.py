@@ -325,8 +325,7 @@ def _print_epoch(rec: EpochRecord) -> None:
     print(f"epoch {rec.epoch} ({rec.seconds:.1f}s) | " + " | ".join(parts), flush=True)
 
 
-def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None,
-           check_stop: Callable[[], None] = lambda: None) -> int:
+def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None, check_stop: Callable[[], None]) -> int:
     # Under torchrun (WORLD_SIZE > 1): join the group; only rank 0 prints and writes files.
     ctx = init_from_env(resolve_device(config.runtime.device))
     if resume is not None and ctx.is_main:
@@ -343,9 +342,13 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None,
     if resume is not None:
         _check_same_data(resume["meta"].get("data"), splits, out)
     saved = to_dict(config)
+
+    def epoch_done(rec: EpochRecord) -> None:  # after the epoch's run state is saved
+        _print_epoch(rec)
+        check_stop()
+
     run = train_and_evaluate(
-        splits, config, on_epoch=(lambda rec: (_print_epoch(rec), check_stop())) if ctx.is_main else None,
-        state_path=out / STATE_FILE, resume=resume,
+        splits, config, on_epoch=epoch_done if ctx.is_main else None, state_path=out / STATE_FILE, resume=resume,
         state_meta={"config": saved, "out": str(out), "data": dict(splits.manifest)}, parallel=ctx,
     )
     if not ctx.is_main:
