@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .data import DataError
 from .energy import InputOps, OpCounts, count_ops
 from .network import SpikingNet, device_of
+from .probe import FeatureCollector
 from .readout import MODES, Mode, scores
 
 __all__ = ["Inference", "Evaluation", "evaluate_batches", "evaluate", "spikeff_infer", "wilson_interval"]
@@ -105,6 +106,7 @@ def evaluate_batches(
 def spikeff_infer(
     net: SpikingNet, trials: int, generator: torch.Generator, modes: tuple[Mode, ...] = MODES, *,
     count: bool = False, input_ops: InputOps = "events", input_per_trial: bool = False,
+    collect: FeatureCollector | None = None,
 ) -> Callable[[Tensor], Inference]:
     """``infer`` for a :class:`SpikingNet`: ``trials`` noisy trials score the energy and average
     modes, one noise-free trial the deterministic mode.
@@ -122,6 +124,7 @@ def spikeff_infer(
     count : count the batch's ops.
     input_ops : how the input is counted (see :func:`spikeff.energy.count_ops`).
     input_per_trial : charge the first layer's input once per trial.
+    collect : gathers the features of the noisy pass (``trials`` trials), batch by batch.
 
     Returns
     -------
@@ -158,6 +161,8 @@ def spikeff_infer(
             ops = c if ops is None else ops
             if not deterministic:
                 rates = tuple(s.mean().item() for s in spikes)
+                if collect is not None:
+                    collect.add(x, spikes)
                 if net.head.kind == "lif":  # z: spike counts over the T steps
                     head_rate = z.float().mean().item() / x.shape[0]
         return Inference(preds, ops, rates, head_rate)
@@ -168,7 +173,7 @@ def spikeff_infer(
 def evaluate(
     net: SpikingNet, batches: Iterable[Batch], trials: int, generator: torch.Generator,
     modes: tuple[Mode, ...] = MODES, *, count: bool = False, input_ops: InputOps = "events",
-    input_per_trial: bool = False,
+    input_per_trial: bool = False, collect: FeatureCollector | None = None,
 ) -> Evaluation:
     """A :class:`SpikingNet` in ``modes`` on ``batches`` (see :func:`spikeff_infer` for the op counts).
 
@@ -179,6 +184,7 @@ def evaluate(
     trials : noisy trials per input for the energy and average modes.
     generator : the noise.
     modes : readout modes to score.
+    count, input_ops, input_per_trial, collect : as in :func:`spikeff_infer`.
 
     Returns
     -------
@@ -187,7 +193,7 @@ def evaluate(
     net.eval()
     device = device_of(net)
     infer = spikeff_infer(net, trials, generator, modes, count=count, input_ops=input_ops,
-                          input_per_trial=input_per_trial)
+                          input_per_trial=input_per_trial, collect=collect)
     return evaluate_batches(batches, device, infer)
 
 

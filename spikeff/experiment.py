@@ -36,6 +36,7 @@ from .evaluation import Evaluation, evaluate
 from .fileio import atomic_write
 from .label_efficiency import compact_label_efficiency
 from .network import NetworkConfig, SpikingNet
+from .probe import FeatureCollector, FrozenFeatures, frozen_features
 from .readout_fit import calibrate_norm, fit_readout
 from .records import EpochRecord, warn_if_head_silent
 from .trainer import LayerTrainer
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 STATE_FORMAT = "spikeff-train-state"
-STATE_VERSION = 3  # 2: mid-pass positions; 3: the whole RunConfig in meta["config"]
+STATE_VERSION = 4  # 2: mid-pass positions; 3: the whole RunConfig in meta["config"]; 4: the features in "result"
 
 # Fixed so that `spikeff eval` draws the same noise as the run that wrote the checkpoint.
 EVAL_BATCH_SIZE = 64
@@ -136,6 +137,26 @@ class _PassStart:
 def _summary(ev: Evaluation) -> dict[str, Any]:
     """The plain-typed part of an evaluation that a run records (and its state file holds)."""
     return {**ev.accuracy, "n": ev.n, "layer_rates": ev.layer_rates, "head_rate": ev.head_rate}
+
+
+def _collector(config: RunConfig) -> FeatureCollector | None:
+    """What gathers the evaluation pass's features for the label-efficient readouts (``None`` without them)."""
+    return FeatureCollector(config.test_trials, keep_trials=True) if config.eval.label_draws else None
+
+
+def _net_features(
+    net: SpikingNet, readout: dict[str, Any], train_batches: Any, trials: int, generator: torch.Generator,
+    collect: FeatureCollector | None, ev: Evaluation,
+) -> tuple[FrozenFeatures, FrozenFeatures] | None:
+    """A net's training and test features for the label-efficient readouts, from the passes the run makes
+    anyway: the readout fit's and the evaluation's (``collect``). Only where the fit kept none (a spiking
+    head streams its readout; no readout epochs) does the training split get a pass of its own."""
+    if collect is None:
+        return None
+    train = readout["features"]
+    if train is None:
+        train = frozen_features(net, train_batches, trials, generator)
+    return train, collect.result(ev.labels)
 
 
 def run_splits(config: RunConfig) -> Splits:
@@ -303,8 +324,13 @@ def train_and_evaluate(
         readout = fit_readout(net, train_loader, train_config, gens["train"], config.eval.readout_epochs,
                               config.eval.readout_lrs)
         train_seconds += time.perf_counter() - t0
-        result = _summary(evaluate(net, test_loader, trials, gens["eval"]))
+        collect = _collector(config)
+        ev = evaluate(net, test_loader, trials, gens["eval"], collect=collect)
+        result = _summary(ev)
         result["readout"] = {k: readout[k] for k in ("lr", "selection")}
+        # In the state file too, so that a resumed run's label-efficient readouts read the same features.
+        features = _net_features(net, readout, train_loader, train_config.trials, gens["train"], collect, ev)
+        result["features"] = None if features is None else [f.to_tensors() for f in features]
         save("control")
     history = trainer.history
 
@@ -329,16 +355,26 @@ def train_and_evaluate(
         "network": to_dict(net_config),
     }
     nets = {"trained": net}
+    stored = result.get("features")  # None without label draws
+    if "features" not in result and config.eval.label_draws:  # a version-3 state: passes of their own
+        stored = [frozen_features(net, batches, n, gens[g], keep_trials=True).to_tensors()
+                  for batches, n, g in ((train_loader, train_config.trials, "train"), (test_loader, trials, "eval"))]
+    features = {"trained": stored and tuple(map(FrozenFeatures.from_tensors, stored))}
     if config.eval.control:
         ctrl = nets["control"] = untrained_control(net_config, seed, device, train_loader, gens["control"])
         ctrl_readout = fit_readout(ctrl, train_loader, train_config, gens["control"],
                                    train_config.epochs + config.eval.readout_epochs, config.eval.readout_lrs)
-        c = _summary(evaluate(ctrl, test_loader, trials, gens["eval"]))
+        collect = _collector(config)
+        ev = evaluate(ctrl, test_loader, trials, gens["eval"], collect=collect)
+        features["control"] = _net_features(ctrl, ctrl_readout, train_loader, train_config.trials, gens["control"],
+                                            collect, ev)
+        c = _summary(ev)
         metrics["control_accuracy"] = {m: c[m] for m in ("energy", "average", "deterministic")}
         metrics["control_layer_rates"] = c["layer_rates"]
         metrics["control_head_rate"] = c["head_rate"]
         metrics["control_readout"] = {k: ctrl_readout[k] for k in ("lr", "selection")}
     if config.eval.label_draws:
-        metrics["label_efficiency"] = compact_label_efficiency(nets, splits.train, test_loader, config)
+        metrics["label_efficiency"] = compact_label_efficiency(
+            nets, {name: (train, {"clean": test}) for name, (train, test) in features.items()}, config)
     warn_if_head_silent(metrics)
     return RunResult(net, metrics, history)

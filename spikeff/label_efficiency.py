@@ -18,9 +18,12 @@ thinned (each event kept with probability 0.5, :class:`~spikeff.noise.EventThinn
 readout always sees clean training inputs, so the views show the invariances the features carry.
 The perturbation draws are seeded alike for every extractor. Nothing is chosen on the test split.
 
-Features come from :func:`spikeff.probe.frozen_features`: one pass per net and split with the
-evaluation trials (the noise the reported accuracy is measured with), spike counts averaged over
-them; the input's own event counts are the raw-count representation.
+The readouts (:func:`label_readouts`) read :class:`~spikeff.probe.FrozenFeatures`: spike counts averaged
+over noisy trials, and the input's own event counts as the raw-count representation.
+:func:`label_efficiency` (the bench) makes them in one pass per net, split and view
+(:func:`spikeff.probe.frozen_features`, with the evaluation trials); ``spikeff train``
+(:func:`compact_label_efficiency`) makes no pass of its own and reads those its run made anyway:
+the readout fit's over the training split and the evaluation's over the test split.
 """
 
 from __future__ import annotations
@@ -34,11 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import make_loader
 from .network import SpikingNet, device_of, init_fan_in_
 from .noise import EventThinning, Perturbation, Shift
 from .probe import PROBE_CS, FrozenFeatures, fit_probe, frozen_features
@@ -47,7 +48,7 @@ from .readout_fit import fit_linear_head, linear_head_accuracy
 
 __all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "COMPACT_C", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
            "perturbed", "view_batches", "describe", "energy_fit", "linear_curve", "energy_curve", "label_efficiency",
-           "compact_label_efficiency", "label_table"]
+           "label_readouts", "compact_label_efficiency", "label_table"]
 
 LABELS_PER_CLASS: tuple[int | None, ...] = (1, 10, 100, None)
 COMPACT_LABELS: tuple[int | None, ...] = (10, None)  # what `spikeff train` reports
@@ -243,6 +244,9 @@ def _representations(f: FrozenFeatures, per_layer: bool) -> dict[str, np.ndarray
     return reps
 
 
+NetFeatures = tuple[FrozenFeatures, Mapping[str, FrozenFeatures]]  # a net's training features; test view -> features
+
+
 def label_efficiency(
     nets: Mapping[str, SpikingNet], train: Iterable[Batch], test: Iterable[Batch], trials: int, *, seed: int = 0,
     ks: Sequence[int | None] = LABELS_PER_CLASS, draws: int = DRAWS, per_layer: bool = True,
@@ -251,7 +255,7 @@ def label_efficiency(
     """Label-efficient accuracy of every net in ``nets``, and of the raw event counts.
 
     Each net's features are computed once per split and view (:func:`frozen_features` with
-    ``trials``); the raw counts are the input representation of the first net's pass.
+    ``trials``), then read out by :func:`label_readouts`.
 
     Parameters
     ----------
@@ -259,11 +263,51 @@ def label_efficiency(
     train, test : re-iterable time-first batches (CPU) of the training and test splits.
     trials : evaluation trials averaged per input.
     seed : seeds the labelled draws, the perturbations, the neuron noise and the solvers.
+    ks, draws, per_layer, energy, cs : as in :func:`label_readouts`.
+    views : the test views scored, some of :data:`VIEWS` with ``"clean"`` (one test pass each).
+
+    Returns
+    -------
+    dict, as :func:`label_readouts`'s; ``seconds`` includes the feature passes.
+
+    Raises
+    ------
+    ValueError : an empty split, or as :func:`labelled_draws`.
+    """
+    t0 = time.perf_counter()
+    if "clean" not in views or set(views) - set(VIEWS):
+        raise ValueError(f"views must be some of {list(VIEWS)} with 'clean', got {list(views)}")
+    features: dict[str, NetFeatures] = {}
+    for j, (name, net) in enumerate(nets.items()):
+        keep = energy is not None and net.head.kind == "linear"
+        noise = lambda i, j=j, net=net: torch.Generator(device_of(net)).manual_seed(seed * 1000 + 700 + 10 * j + i)  # noqa: E731
+        features[name] = (frozen_features(net, train, trials, noise(0), keep_trials=keep),
+                          {v: frozen_features(net, batches, trials, noise(1 + i), keep_trials=keep)
+                           for i, (v, batches) in enumerate(view_batches(test, seed, views).items())})
+    out = label_readouts(nets, features, f"spike counts / T averaged over {trials} evaluation trials", seed=seed,
+                         ks=ks, draws=draws, per_layer=per_layer, energy=energy, cs=cs)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def label_readouts(
+    nets: Mapping[str, SpikingNet], features: Mapping[str, NetFeatures], described: str, *, seed: int = 0,
+    ks: Sequence[int | None] = LABELS_PER_CLASS, draws: int = DRAWS, per_layer: bool = True,
+    energy: EnergyFit | None = None, cs: Sequence[float] = PROBE_CS,
+) -> dict[str, Any]:
+    """The label-efficient readouts of every net's frozen features, and of the raw event counts (the
+    input representation of the first net's features).
+
+    Parameters
+    ----------
+    nets : name -> network (its class count and device, for the energy head).
+    features : name -> the net's training features and its test features per view (``"clean"`` first).
+    described : how the features were made (a phrase for the result's head).
+    seed : seeds the labelled draws and the solvers.
     ks : labels per class (``None``: all).
     draws : labelled sets per ``k``.
     per_layer : every layer (else only the top one), and all layers together (with two or more).
-    energy : fit the energy readout too (a linear head only), as :class:`EnergyFit` says.
-    views : the test views scored, some of :data:`VIEWS` with ``"clean"`` (one test pass each).
+    energy : fit the energy readout too, where a net's features kept their per-trial top layer.
     cs : the linear readouts' candidate inverse regularisations, cross-validated on the labelled
         inputs (one: fixed).
 
@@ -276,51 +320,44 @@ def label_efficiency(
 
     Raises
     ------
-    ValueError : an empty split, or as :func:`labelled_draws`.
+    ValueError : as :func:`labelled_draws`.
     """
     t0 = time.perf_counter()
-    if "clean" not in views or set(views) - set(VIEWS):
-        raise ValueError(f"views must be some of {list(VIEWS)} with 'clean', got {list(views)}")
-    out = describe(ks, draws, f"spike counts / T averaged over {trials} evaluation trials", views)
+    first_train, first_test = next(iter(features.values()))
+    out = describe(ks, draws, described, list(first_test))
+    if len(np.unique(first_train.labels)) < 2:  # a classifier needs two classes; the run warns of it already
+        return {**out, "results": {}, "skipped": "the training split holds one class only",
+                "seconds": time.perf_counter() - t0}
+    labels = labelled_draws(first_train.labels, ks, draws, torch.Generator().manual_seed(seed))
+    y_test = first_test["clean"].labels
+    raw = {"input": linear_curve(first_train.layers[0], first_train.labels,
+                                 {v: f.layers[0] for v, f in first_test.items()}, y_test, labels, seed, cs)}
     results: dict[str, Any] = {}
-    labels, raw = None, {}
-    for j, (name, net) in enumerate(nets.items()):
-        device = device_of(net)
-        keep = energy is not None and net.head.kind == "linear"
-        noise = lambda i, j=j, device=device: torch.Generator(device).manual_seed(seed * 1000 + 700 + 10 * j + i)  # noqa: E731
-        f_train = frozen_features(net, train, trials, noise(0), keep_trials=keep)
-        f_test = {v: frozen_features(net, batches, trials, noise(1 + i), keep_trials=keep)
-                  for i, (v, batches) in enumerate(view_batches(test, seed, views).items())}
-        if len(np.unique(f_train.labels)) < 2:  # a classifier needs two classes; the run warns of it already
-            return {**out, "results": {}, "skipped": "the training split holds one class only",
-                    "seconds": time.perf_counter() - t0}
-        if labels is None:
-            labels = labelled_draws(f_train.labels, ks, draws, torch.Generator().manual_seed(seed))
-            raw = {"input": linear_curve(f_train.layers[0], f_train.labels, {v: f.layers[0] for v, f in f_test.items()},
-                                         f_test["clean"].labels, labels, seed, cs)}
+    for name, (f_train, f_test) in features.items():
         reps = _representations(f_train, per_layer)
         tests = {v: _representations(f, per_layer) for v, f in f_test.items()}
-        results[name] = {r: linear_curve(a, f_train.labels, {v: t[r] for v, t in tests.items()}, f_test["clean"].labels,
-                                     labels, seed, cs) for r, a in reps.items()}
-        if keep:
+        results[name] = {r: linear_curve(a, f_train.labels, {v: t[r] for v, t in tests.items()}, y_test, labels,
+                                         seed, cs) for r, a in reps.items()}
+        if energy is not None and f_train.top_trials is not None:
+            net = nets[name]
             results[name]["energy"] = energy_curve(
-                f_train.top_trials, f_train.labels, {v: f.top_trials for v, f in f_test.items()},
-                f_test["clean"].labels, labels, net.config.n_classes, energy, torch.Generator().manual_seed(seed),
-                device)
+                f_train.top_trials, f_train.labels, {v: f.top_trials for v, f in f_test.items()}, y_test, labels,
+                net.config.n_classes, energy, torch.Generator().manual_seed(seed), device_of(net))
     out["results"] = {**results, "raw counts": raw}
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
-def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset, test: Iterable[Batch],
-                             config: RunConfig, batch_size: int = 64) -> dict[str, Any]:
-    """What ``spikeff train`` reports: :func:`label_efficiency` at :data:`COMPACT_LABELS`, the top
+def compact_label_efficiency(nets: Mapping[str, SpikingNet], features: Mapping[str, NetFeatures],
+                             config: RunConfig) -> dict[str, Any]:
+    """What ``spikeff train`` reports: :func:`label_readouts` at :data:`COMPACT_LABELS`, the top
     layer and all layers, with the energy readout at the run's readout budget, on the clean test
     inputs only (each robustness view would cost one more test pass per net; the bench scores them).
 
-    The features come from the evaluation trials (``config.test_trials``), the noise the reported
-    accuracy is measured with and the trials the energy head needs, in one pass per split; the
-    labelled draws and noise are seeded by ``config.seed``. The energy head is fitted at
+    The features are those of the run's own passes (no pass of their own): the readout fit's over
+    the training split (``config.train.trials`` trials, the noise the head was fitted on) and the
+    evaluation's over the test split (``config.test_trials``, the noise the reported accuracy is
+    measured with). The labelled draws are seeded by ``config.seed``. The energy head is fitted at
     ``config.eval.readout_lrs[0]`` (fixed: too few labels to choose it on), and the linear readouts
     at one fixed ``C`` (:data:`COMPACT_C`), not cross-validated as in the bench: cross-validation
     costs ten fits a readout, which would take longer than a small run's training.
@@ -328,19 +365,17 @@ def compact_label_efficiency(nets: Mapping[str, SpikingNet], train_set: Dataset,
     Parameters
     ----------
     nets : name -> network (``"trained"``, ``"control"``).
-    train_set : the training split (read in order, ``batch_size`` at a time).
-    test : batches of the test split.
-    config : the run's settings (``eval.label_draws``, ``seed``, ``test_trials``, the readout's).
-    batch_size : inputs per feature batch.
+    features : name -> its training features and ``{"clean": test features}``.
+    config : the run's settings (``eval.label_draws``, ``seed``, the trials, the readout's).
 
     Returns
     -------
-    dict, as :func:`label_efficiency`'s.
+    dict, as :func:`label_readouts`'s.
     """
-    train = make_loader(train_set, batch_size, shuffle=False, seed=config.seed)
-    return label_efficiency(nets, train, test, config.test_trials, seed=config.seed, ks=COMPACT_LABELS,
-                            draws=config.eval.label_draws, per_layer=False, energy=energy_fit(config), views=("clean",),
-                            cs=(COMPACT_C,))
+    described = (f"spike counts / T averaged over the readout fit's {config.train.trials} trials (training inputs) "
+                 f"and the evaluation's {config.test_trials} (test inputs)")
+    return label_readouts(nets, features, described, seed=config.seed, ks=COMPACT_LABELS,
+                          draws=config.eval.label_draws, per_layer=False, energy=energy_fit(config), cs=(COMPACT_C,))
 
 
 def label_table(result: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from .network import SpikingNet, device_of
 
-__all__ = ["PROBE_CS", "FrozenFeatures", "frozen_features", "layer_features", "fit_probe", "probe_accuracy",
-           "layer_probes"]
+__all__ = ["PROBE_CS", "FrozenFeatures", "FeatureCollector", "frozen_features", "layer_features", "fit_probe",
+           "probe_accuracy", "layer_probes"]
 
 PROBE_CS: tuple[float, ...] = (0.01, 0.1, 1.0)
 
@@ -40,6 +40,60 @@ class FrozenFeatures(NamedTuple):
     layers: list[np.ndarray]  # input event counts, then every layer's spike counts: (N, D) each, / T, trial mean
     labels: np.ndarray  # (N,)
     top_trials: Tensor | None  # the linear head's input per trial (trials, N, D), float16 on the CPU, if kept
+
+    def to_tensors(self) -> dict[str, Any]:
+        """The features as tensors (for a state file read with ``weights_only=True``)."""
+        return {"layers": [torch.from_numpy(a) for a in self.layers], "labels": torch.from_numpy(self.labels),
+                "top_trials": self.top_trials}
+
+    @classmethod
+    def from_tensors(cls, d: dict[str, Any]) -> FrozenFeatures:
+        """The inverse of :meth:`to_tensors`."""
+        return cls([t.numpy() for t in d["layers"]], d["labels"].numpy(), d["top_trials"])
+
+
+class FeatureCollector:
+    """Gathers :class:`FrozenFeatures` batch by batch from passes that run anyway (the readout fit's
+    over the training split, the evaluation's over the held-out one), so that no extra pass is needed.
+
+    Parameters
+    ----------
+    trials : noisy trials per input in the passes collected.
+    keep_trials : also keep the top layer's per-trial features.
+    """
+
+    def __init__(self, trials: int, keep_trials: bool = False) -> None:
+        self.trials, self.keep_trials = trials, keep_trials
+        self.layers: list[list[np.ndarray]] = []
+        self.labels: list[np.ndarray] = []
+        self.tops: list[Tensor] = []
+
+    @torch.no_grad()
+    def add(self, x: Tensor, outs: Sequence[Tensor], y: Tensor | None = None) -> None:
+        """One batch: inputs ``x`` ``(T, B, ...)``, every layer's spikes ``(T, trials * B, ...)``, labels ``(B,)``."""
+        per_trial = [s.flatten(2).mean(0).unflatten(0, (self.trials, x.shape[1])) for s in outs]
+        reps = [x.mean(0).flatten(1)] + [t.mean(0) for t in per_trial]
+        if not self.layers:
+            self.layers = [[] for _ in reps]
+        for acc, r in zip(self.layers, reps):
+            acc.append(r.float().cpu().numpy())
+        if self.keep_trials:
+            self.tops.append(per_trial[-1].to("cpu", torch.float16))
+        if y is not None:
+            self.labels.append(y.cpu().numpy())
+
+    def result(self, labels: Tensor | np.ndarray | None = None) -> FrozenFeatures:
+        """The features gathered, with ``labels`` (default: those given to :meth:`add`).
+
+        Raises
+        ------
+        ValueError : nothing was gathered.
+        """
+        if not self.layers:
+            raise ValueError("no batches to probe")
+        y = np.concatenate(self.labels) if labels is None else np.asarray(labels)
+        return FrozenFeatures([np.concatenate(f) for f in self.layers], y,
+                              torch.cat(self.tops, 1) if self.keep_trials else None)
 
 
 @torch.no_grad()
@@ -66,24 +120,11 @@ def frozen_features(
     """
     net.eval()
     device = device_of(net)
-    feats: list[list[np.ndarray]] = []
-    labels, tops = [], []
+    collect = FeatureCollector(trials, keep_trials)
     for x, y in tqdm(batches, desc="frozen features", leave=False, dynamic_ncols=True):
         x = x.to(device)
-        outs = net.layer_outputs(x, generator, trials)
-        per_trial = [s.flatten(2).mean(0).unflatten(0, (trials, x.shape[1])) for s in outs]
-        reps = [x.mean(0).flatten(1)] + [t.mean(0) for t in per_trial]
-        if not feats:
-            feats = [[] for _ in reps]
-        for acc, r in zip(feats, reps):
-            acc.append(r.float().cpu().numpy())
-        if keep_trials:
-            tops.append(per_trial[-1].to("cpu", torch.float16))
-        labels.append(y.numpy())
-    if not labels:
-        raise ValueError("no batches to probe")
-    return FrozenFeatures([np.concatenate(f) for f in feats], np.concatenate(labels),
-                          torch.cat(tops, 1) if keep_trials else None)
+        collect.add(x, net.layer_outputs(x, generator, trials), y)
+    return collect.result()
 
 
 def layer_features(

@@ -18,6 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .network import SpikingNet, device_of, init_fan_in_
+from .probe import FeatureCollector
 from .readout import Mode, scores
 from .trainer import TrainConfig, cosine_schedule, head_step, optimizer_step
 
@@ -85,13 +86,15 @@ def fit_readout(
 
     Returns
     -------
-    dict : ``losses`` (per epoch), ``lr`` (``None`` when ``epochs == 0``) and ``selection``
-    (candidate learning rate -> held-out accuracy; empty for a spiking head).
+    dict : ``losses`` (per epoch), ``lr`` (``None`` when ``epochs == 0``), ``selection``
+    (candidate learning rate -> held-out accuracy; empty for a spiking head) and ``features``: the
+    :class:`~spikeff.probe.FrozenFeatures` of the linear head's one pass (in the loader's order; ``None``
+    for a spiking head or without epochs), which the label-efficient readouts reuse.
     """
     device = device_of(net)
     net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)
     if epochs == 0:
-        return {"losses": [], "lr": None, "selection": {}}
+        return {"losses": [], "lr": None, "selection": {}, "features": None}
     if net.head.kind != "linear":
         opt = torch.optim.Adam(net.head.parameters(), lr=config.head_lr)
         sched = cosine_schedule(opt, epochs * len(batches))
@@ -106,16 +109,16 @@ def fit_readout(
                 sched.step()
                 n += 1
             losses.append(float(total) / max(n, 1))
-        return {"losses": losses, "lr": config.head_lr, "selection": {}}
+        return {"losses": losses, "lr": config.head_lr, "selection": {}, "features": None}
 
-    feats, labels, batch_size = [], [], 1
+    collect, batch_size = FeatureCollector(config.trials, keep_trials=True), 1
     with torch.no_grad():
         for x, y in tqdm(batches, desc="readout features", leave=False, dynamic_ncols=True):
-            top = net.layer_outputs(x.to(device), generator, config.trials)[-1]
-            feats.append(net.head.features(top).unflatten(0, (config.trials, y.shape[0])).to("cpu", torch.float16))
-            labels.append(y)
+            x = x.to(device)
+            collect.add(x, net.layer_outputs(x, generator, config.trials), y)
             batch_size = max(batch_size, y.shape[0])
-    features, targets = torch.cat(feats, 1), torch.cat(labels)
+    frozen = collect.result()
+    features, targets = frozen.top_trials, torch.from_numpy(frozen.labels)
     order_gen = torch.Generator().manual_seed(
         int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
     # A fresh head: the one trained beside the layers saw drifting features, and the control's is untrained.
@@ -134,7 +137,7 @@ def fit_readout(
         lr = max(lrs, key=lambda c: selection[c])  # the first of equals
         net.head.fc.load_state_dict(start)
     losses = fit.run(torch.arange(targets.shape[0]), lr)
-    return {"losses": losses, "lr": lr, "selection": selection}
+    return {"losses": losses, "lr": lr, "selection": selection, "features": frozen}
 
 
 def fit_linear_head(fc: torch.nn.Linear, features: Tensor, targets: Tensor, *, lr: float, epochs: int,

@@ -85,6 +85,22 @@ def test_timed_saves_do_not_change_the_run(digits, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(ref.net.state_dict().values(), res.net.state_dict().values()))
 
 
+def test_resume_after_the_readout_reads_the_same_features(digits, tmp_path):
+    # The state saved before the control holds the trained net's features, so the label-efficient
+    # readouts of a run resumed there are those of the uninterrupted run.
+    cfg = RunConfig(network=NetworkConfig(conv_channels=(4,)), train=TrainConfig(epochs=1, trials=2, batch_size=8),
+                    eval=EvalConfig(readout_epochs=1, label_draws=2), seed=1)
+    ref = train_and_evaluate(digits[False], cfg, state_path=tmp_path / "s.pt")
+    state = load_state(tmp_path / "s.pt")
+    assert state["phase"] == "control" and len(state["result"]["features"]) == 2
+    res = train_and_evaluate(digits[False], cfg, resume=state)
+
+    def strip(le):
+        return json.dumps({**le, "seconds": 0}, sort_keys=True)
+    assert strip(res.metrics["label_efficiency"]) == strip(ref.metrics["label_efficiency"])
+    assert res.metrics["control_accuracy"] == ref.metrics["control_accuracy"]
+
+
 def test_negative_interval_is_refused(digits):
     with pytest.raises(ValueError, match="checkpoint_minutes must be >= 0"):
         _run(digits[False], "greedy", checkpoint_seconds=-1.0)

@@ -16,8 +16,8 @@ Every method sees the same data, split, time bins and layer shapes, in the same 
 
 :func:`run_method` runs one method for all seeds and returns its raw per-seed results: test
 accuracy, op counts per inference, training wall time and peak memory, and for spikeff also the
-trials and noise curves, ED history, linear probes, the label-efficient readouts
-(:mod:`spikeff.label_efficiency`: k labels per class, per layer, trained, control and raw counts)
+trials and noise curves, ED history, the label-efficient readouts (:mod:`spikeff.label_efficiency`:
+k labels per class, per layer, trained, control and raw counts; the linear probes are their all-label row)
 and a spike raster; ``linear`` also its raw-count label-efficient readout. :func:`run_bench` runs
 each method in a fresh (spawned) process by default, saves its raw results as
 ``raw_<method>.json`` when it finishes, reuses matching ones with ``resume``, and hands them to
@@ -55,7 +55,7 @@ from ..fileio import write_json
 from ..label_efficiency import DRAWS, LABELS_PER_CLASS, energy_fit, label_efficiency, labelled_draws
 from ..lock import folder_lock
 from ..network import NetworkConfig, SpikingNet
-from ..probe import fit_probe, layer_probes
+from ..probe import fit_probe
 from ..provenance import git_commit
 from .aggregate import build_report
 from .report import write_outputs
@@ -130,22 +130,29 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         if seed == 0:
             x, _ = next(iter(test))
             rec["raster"] = _raster(net, x.to(device), g(300))
-        rec["probes"] = {"trained": layer_probes(net, train, test, trials, g(500))}
         nets = {"trained": net}
         if "random" in s.methods:
             ctrl = nets["control"] = untrained_control(net_cfg, seed, device, train, g(402))
-            rec["probes"]["control"] = layer_probes(ctrl, train, test, trials, g(501))
             c_acc = m["control_accuracy"]
             rec["control"] = {"accuracy": {mode: c_acc[mode] for mode in BENCH_MODES},
                               "layer_rates": m["control_layer_rates"],
                               "ops": {"energy": measure(ctrl, trials, g(400))[1],
                                       "deterministic": measure(ctrl, 1, g(401), True)[1]}}
-        rec["label_efficiency"] = label_efficiency(nets, train, test, trials, seed=seed, draws=draws,
-                                                   energy=energy_fit(s.run))
+        rec["label_efficiency"] = le = label_efficiency(nets, train, test, trials, seed=seed, draws=draws,
+                                                        energy=energy_fit(s.run))
+        rec["probes"] = {name: _probes(le, name, len(net.layers)) for name in nets if le["results"]}
         seeds_out.append(rec)
     return {"seeds": seeds_out, "network": to_dict(net_cfg),
             "train_config": {**asdict(train_cfg), **asdict(s.run.eval)},  # the layers' and the readout's settings
             "passes": _network_passes(s.run, net), "trials": train_cfg.trials, "eval_trials": trials}
+
+
+def _probes(le: dict[str, Any], name: str, layers: int) -> list[float]:
+    """The linear probes of the input and of every layer of net ``name``: the label-efficient readouts
+    fitted on every training label (C cross-validated on them), scored on the clean test inputs."""
+    res = le["results"]
+    return [res["raw counts"]["input"]["all"]["clean"]["mean"],
+            *(res[name][f"layer {i}"]["all"]["clean"]["mean"] for i in range(1, layers + 1))]
 
 
 def _run_seed(s: BenchSettings, splits: Splits, device: torch.device, models: list[CostModel]) -> dict[str, Any]:
