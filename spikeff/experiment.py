@@ -329,8 +329,8 @@ def train_and_evaluate(
         result = _summary(ev)
         result["readout"] = {k: readout[k] for k in ("lr", "selection")}
         # In the state file too, so that a resumed run's label-efficient readouts read the same features.
-        features = _net_features(net, readout, train_loader, train_config.trials, gens["train"], collect, ev)
-        result["features"] = None if features is None else [f.to_tensors() for f in features]
+        own = _net_features(net, readout, train_loader, train_config.trials, gens["train"], collect, ev)
+        result["features"] = None if own is None else [f.to_tensors() for f in own]
         save("control")
     history = trainer.history
 

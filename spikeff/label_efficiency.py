@@ -201,8 +201,8 @@ def energy_curve(train: Tensor, y_train: np.ndarray, tests: Mapping[str, Tensor]
     return _curve(scores, draws)
 
 
-def describe(ks: Sequence[int | None], draws: int, features: str, views: Sequence[str] = tuple(VIEWS)
-             ) -> dict[str, Any]:
+def describe(ks: Sequence[int | None], draws: int, features: str, views: Sequence[str] = tuple(VIEWS),
+             cs: Sequence[float] = PROBE_CS) -> dict[str, Any]:
     """The head of a label-efficiency result: the ``k`` names, the draws, the views and how the
     ``features`` were made (a phrase); ``results`` is filled by the caller.
 
@@ -211,6 +211,7 @@ def describe(ks: Sequence[int | None], draws: int, features: str, views: Sequenc
     ks, draws : as in :func:`labelled_draws`.
     features : what the readouts read.
     views : the test views scored.
+    cs : the linear readouts' candidate inverse regularisations (one: fixed).
 
     Returns
     -------
@@ -221,8 +222,9 @@ def describe(ks: Sequence[int | None], draws: int, features: str, views: Sequenc
                                         "shifted": f"each translated by up to +-{SHIFT_PX} px",
                                         "thinned": f"each event kept with probability {THIN_KEEP}"}.items()
                       if v in views},
-            "features": f"{features}; C cross-validated on the labelled inputs only (fixed when a class has fewer "
-                        "than 3)"}
+            "features": f"{features}; " + (f"C fixed at {cs[0]:g}" if len(cs) == 1 else
+                                           "C cross-validated on the labelled inputs only (fixed when a class has "
+                                           "fewer than 3)")}
 
 
 def energy_fit(config: RunConfig) -> EnergyFit | None:
@@ -324,7 +326,7 @@ def label_readouts(
     """
     t0 = time.perf_counter()
     first_train, first_test = next(iter(features.values()))
-    out = describe(ks, draws, described, list(first_test))
+    out = describe(ks, draws, described, list(first_test), cs)
     if len(np.unique(first_train.labels)) < 2:  # a classifier needs two classes; the run warns of it already
         return {**out, "results": {}, "skipped": "the training split holds one class only",
                 "seconds": time.perf_counter() - t0}
