@@ -322,7 +322,7 @@ def train_and_evaluate(
     if phase == "readout":
         calibrate_norm(net, train_loader, gens["train"])
         readout = fit_readout(net, train_loader, train_config, gens["train"], config.eval.readout_epochs,
-                              config.eval.readout_lrs)
+                              config.eval.readout_lrs, keep_layers=bool(config.eval.label_draws))
         train_seconds += time.perf_counter() - t0
         collect = _collector(config)
         ev = evaluate(net, test_loader, trials, gens["eval"], collect=collect)
@@ -363,7 +363,8 @@ def train_and_evaluate(
     if config.eval.control:
         ctrl = nets["control"] = untrained_control(net_config, seed, device, train_loader, gens["control"])
         ctrl_readout = fit_readout(ctrl, train_loader, train_config, gens["control"],
-                                   train_config.epochs + config.eval.readout_epochs, config.eval.readout_lrs)
+                                   train_config.epochs + config.eval.readout_epochs, config.eval.readout_lrs,
+                                   keep_layers=bool(config.eval.label_draws))
         collect = _collector(config)
         ev = evaluate(ctrl, test_loader, trials, gens["eval"], collect=collect)
         features["control"] = _net_features(ctrl, ctrl_readout, train_loader, train_config.trials, gens["control"],

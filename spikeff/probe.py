@@ -60,10 +60,13 @@ class FeatureCollector:
     ----------
     trials : noisy trials per input in the passes collected.
     keep_trials : also keep the top layer's per-trial features.
+    keep_layers : keep the input's and every layer's trial-mean counts (``False``: ``layers`` is empty,
+        for a pass that needs only the top layer's per-trial features, such as the readout fit's).
     """
 
-    def __init__(self, trials: int, keep_trials: bool = False) -> None:
-        self.trials, self.keep_trials = trials, keep_trials
+    def __init__(self, trials: int, keep_trials: bool = False, keep_layers: bool = True) -> None:
+        self.trials, self.keep_trials, self.keep_layers = trials, keep_trials, keep_layers
+        self.batches = 0
         self.layers: list[list[np.ndarray]] = []
         self.labels: list[np.ndarray] = []
         self.tops: list[Tensor] = []
@@ -71,16 +74,19 @@ class FeatureCollector:
     @torch.no_grad()
     def add(self, x: Tensor, outs: Sequence[Tensor], y: Tensor | None = None) -> None:
         """One batch: inputs ``x`` ``(T, B, ...)``, every layer's spikes ``(T, trials * B, ...)``, labels ``(B,)``."""
-        per_trial = [s.flatten(2).mean(0).unflatten(0, (self.trials, x.shape[1])) for s in outs]
-        reps = [x.mean(0).flatten(1)] + [t.mean(0) for t in per_trial]
-        if not self.layers:
-            self.layers = [[] for _ in reps]
-        for acc, r in zip(self.layers, reps):
-            acc.append(r.float().cpu().numpy())
+        kept = outs if self.keep_layers else outs[-1:]
+        per_trial = [s.flatten(2).mean(0).unflatten(0, (self.trials, x.shape[1])) for s in kept]
+        if self.keep_layers:
+            reps = [x.mean(0).flatten(1)] + [t.mean(0) for t in per_trial]
+            if not self.layers:
+                self.layers = [[] for _ in reps]
+            for acc, r in zip(self.layers, reps):
+                acc.append(r.float().cpu().numpy())
         if self.keep_trials:
             self.tops.append(per_trial[-1].to("cpu", torch.float16))
         if y is not None:
             self.labels.append(y.cpu().numpy())
+        self.batches += 1
 
     def result(self, labels: Tensor | np.ndarray | None = None) -> FrozenFeatures:
         """The features gathered, with ``labels`` (default: those given to :meth:`add`).
@@ -89,7 +95,7 @@ class FeatureCollector:
         ------
         ValueError : nothing was gathered.
         """
-        if not self.layers:
+        if not self.batches:
             raise ValueError("no batches to probe")
         y = np.concatenate(self.labels) if labels is None else np.asarray(labels)
         return FrozenFeatures([np.concatenate(f) for f in self.layers], y,

@@ -59,7 +59,7 @@ READOUT_HOLDOUT = 0.2  # share of the training inputs that picks the linear head
 
 def fit_readout(
     net: SpikingNet, batches: Collection[Batch], config: TrainConfig, generator: torch.Generator, epochs: int,
-    lrs: Sequence[float],
+    lrs: Sequence[float], keep_layers: bool = False,
 ) -> dict[str, Any]:
     """Train only the head for ``epochs`` passes with every layer frozen; returns the per-epoch
     losses, the learning rate used and, for the linear head, the held-out accuracy of each candidate.
@@ -83,13 +83,16 @@ def fit_readout(
     generator : the neuron noise, and the seed of the head's init and the shuffling.
     epochs : passes over the training inputs (0: nothing is trained).
     lrs : the linear head's candidate learning rates (``EvalConfig.readout_lrs``).
+    keep_layers : also keep every layer's trial-mean counts from the linear head's pass (for the
+        label-efficient readouts).
 
     Returns
     -------
     dict : ``losses`` (per epoch), ``lr`` (``None`` when ``epochs == 0``), ``selection``
-    (candidate learning rate -> held-out accuracy; empty for a spiking head) and ``features``: the
-    :class:`~spikeff.probe.FrozenFeatures` of the linear head's one pass (in the loader's order; ``None``
-    for a spiking head or without epochs), which the label-efficient readouts reuse.
+    (candidate learning rate -> held-out accuracy; empty for a spiking head) and ``features``: with
+    ``keep_layers``, the :class:`~spikeff.probe.FrozenFeatures` of the linear head's one pass (in the
+    loader's order), which the label-efficient readouts reuse; else, and for a spiking head or without
+    epochs, ``None``.
     """
     device = device_of(net)
     net.eval()  # the frozen layers as they run in evaluation (fixed normalisation statistics)
@@ -111,7 +114,7 @@ def fit_readout(
             losses.append(float(total) / max(n, 1))
         return {"losses": losses, "lr": config.head_lr, "selection": {}, "features": None}
 
-    collect, batch_size = FeatureCollector(config.trials, keep_trials=True), 1
+    collect, batch_size = FeatureCollector(config.trials, keep_trials=True, keep_layers=keep_layers), 1
     with torch.no_grad():
         for x, y in tqdm(batches, desc="readout features", leave=False, dynamic_ncols=True):
             x = x.to(device)
@@ -137,7 +140,7 @@ def fit_readout(
         lr = max(lrs, key=lambda c: selection[c])  # the first of equals
         net.head.fc.load_state_dict(start)
     losses = fit.run(torch.arange(targets.shape[0]), lr)
-    return {"losses": losses, "lr": lr, "selection": selection, "features": frozen}
+    return {"losses": losses, "lr": lr, "selection": selection, "features": frozen if keep_layers else None}
 
 
 def fit_linear_head(fc: torch.nn.Linear, features: Tensor, targets: Tensor, *, lr: float, epochs: int,
