@@ -130,6 +130,16 @@ class LIFParams:
         """:func:`lif_step` on the given noise."""
         return lif_step(current, state, self, noise=noise)
 
+    def step_saving(self, current: Tensor, state: LIFState, noise: LIFNoise) -> tuple[Tensor, LIFState, Tensor]:
+        """:meth:`step`'s values without autograd, and what :meth:`step_backward` needs (the surrogate)."""
+        hard, soft, new = _lif_forward(current, state, self, noise, surrogate=True)
+        return hard, new, soft
+
+    def step_backward(self, saved: Tensor, spikes: Tensor, grad_spikes: Tensor | None,
+                      grad_state: LIFState) -> tuple[Tensor | None, LIFState]:
+        """:func:`lif_step_backward`: the gradients of a step's current and of the state before it."""
+        return lif_step_backward(saved, spikes, grad_spikes, grad_state, self)
+
 
 class LIFState(NamedTuple):
     """Membrane potential after the reset of the previous step."""
@@ -171,22 +181,48 @@ def lif_step(
     if noise is None:
         noise = p.draw(tuple(torch.broadcast_shapes(state.v.shape, current.shape)), generator, current.device,
                        torch.promote_types(state.v.dtype, current.dtype))
+    # Without a graph the surrogate's value would be added as exactly 0: skip it (same spikes, same draws).
+    graph = torch.is_grad_enabled() and (current.requires_grad or state.v.requires_grad)
+    hard, soft, new = _lif_forward(current, state, p, noise, graph)
+    return (hard if soft is None else _straight_through(hard, soft)), new
+
+
+def _lif_forward(
+    current: Tensor, state: LIFState, p: LIFParams, noise: LIFNoise, surrogate: bool
+) -> tuple[Tensor, Tensor | None, LIFState]:
+    """One step's hard spikes, their surrogate (``None`` unless ``surrogate``) and the new state."""
     v = p.beta * state.v + current
     if p.sigma > 0:
         v = v + p.sigma * noise.normal
     x = v - p.threshold
-    # Without a graph the surrogate's value would be added as exactly 0: skip it (same spikes, same draws).
-    graph = torch.is_grad_enabled() and x.requires_grad
     if p.delta > 0:
-        u = noise.uniform
-        hard = (u < torch.sigmoid(x.detach() / p.delta)).to(v.dtype)
-        spikes = _straight_through(hard, escape_surrogate(x, u, p)) if graph else hard
+        hard = (noise.uniform < torch.sigmoid(x.detach() / p.delta)).to(v.dtype)
+        soft = escape_surrogate(x, noise.uniform, p) if surrogate else None
     else:
         hard = (x >= 0).to(v.dtype)
-        spikes = _straight_through(hard, torch.sigmoid(p.surrogate_slope * x)) if graph else hard
-    s = spikes.detach()
-    u = v * (1.0 - s) if p.reset == "zero" else v - p.threshold * s
-    return spikes, LIFState(u)
+        soft = torch.sigmoid(p.surrogate_slope * x) if surrogate else None
+    return hard, soft, LIFState(v * (1.0 - hard) if p.reset == "zero" else v - p.threshold * hard)
+
+
+def lif_step_backward(
+    soft: Tensor, spikes: Tensor, grad_spikes: Tensor | None, grad_state: LIFState, p: LIFParams
+) -> tuple[Tensor | None, LIFState]:
+    """The gradient of :func:`lif_step` by hand: the same ops, in the same order, as autograd's.
+
+    From the step's surrogate ``soft`` and its spikes, the gradients of its spikes and new state
+    give those of its current and of the state before it (``None`` where both are ``None``).
+    """
+    g_v = None
+    if grad_spikes is not None:  # through the surrogate: sigmoid, then its input's scale
+        g_v = torch.ops.aten.sigmoid_backward(grad_spikes, soft)
+        if p.delta > 0:
+            g_v = (g_v * p.sharpness if p.gradient == "pathwise" else g_v) / p.delta
+        else:
+            g_v = g_v * p.surrogate_slope
+    if grad_state.v is not None:  # through the reset (the spike itself is detached there)
+        g_r = grad_state.v * (1.0 - spikes) if p.reset == "zero" else grad_state.v
+        g_v = g_r if g_v is None else g_v + g_r
+    return g_v, LIFState(None if g_v is None else g_v * p.beta)
 
 
 def escape_surrogate(x: Tensor, u: Tensor, p: LIFParams) -> Tensor:

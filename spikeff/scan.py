@@ -6,6 +6,9 @@ gradient) and a noiseless copy of itself. Everything else here derives from ``st
 scans give the same spikes for the same generator state:
 
 * :func:`eager_scan`, the reference: draws each step's noise, then runs ``step`` under autograd;
+* :func:`adjoint_scan`, what ``"eager"`` runs: for a model with a hand-written step gradient
+  (:class:`AdjointModel`), the eager scan's draws and values without autograd's per-step graph; its
+  backward runs back through time keeping one saved tensor per step (the same gradients, bit for bit);
 * :func:`fused_scan`: all ``T`` steps' noise is drawn first (:func:`draw_noise`, same generator,
   same order), the forward runs ``step`` over time without autograd and keeps only the inputs;
   the backward reruns that loop under ``torch.func.vjp`` and pulls the gradients back through it;
@@ -29,8 +32,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "NeuronModel", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "state_dtype", "draw_noise", "eager_scan",
-    "fused_scan", "CompiledScan", "find_cxx_compiler", "auto_backend", "make_scan",
+    "NeuronModel", "AdjointModel", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "state_dtype", "draw_noise",
+    "eager_scan", "adjoint_scan", "fused_scan", "CompiledScan", "find_cxx_compiler", "auto_backend", "make_scan",
 ]
 
 ScanBackend = Literal["auto", "eager", "compiled"]
@@ -58,6 +61,19 @@ class NeuronModel(Protocol):
     @property
     def stochastic(self) -> bool:
         """Whether the model draws any noise."""
+
+
+class AdjointModel(NeuronModel, Protocol):
+    """A neuron model that also gives its step's gradient by hand (for :func:`adjoint_scan`)."""
+
+    def step_saving(self, current: Tensor, state: Any, noise: Any) -> tuple[Tensor, Any, Tensor]:
+        """``step``'s spikes and new state, computed without autograd, and the one tensor its
+        gradient needs."""
+
+    def step_backward(self, saved: Tensor, spikes: Tensor, grad_spikes: Tensor | None,
+                      grad_state: Any) -> tuple[Tensor | None, Any]:
+        """The gradients of the step's current and of the state before it, from those of its
+        spikes and new state (``None`` for zero), exactly as autograd would give them through ``step``."""
 
 
 ScanFn = Callable[..., tuple[Tensor, Any]]
@@ -141,6 +157,58 @@ def eager_scan(
         s, state = p.step(current, state, p.draw(tuple(current.shape), generator, current.device, dtype))
         out.append(s)
     return torch.stack(out), state
+
+
+class _AdjointScan(torch.autograd.Function):
+    """Inputs flattened for autograd: ``(p, generator, state_type, currents, *state0)``."""
+
+    @staticmethod
+    def forward(ctx, p, generator, state_type, currents, *state0):  # type: ignore[override]
+        state, dtype = _start(currents, p, state_type(*state0))
+        spikes, saved = None, []
+        for t, current in enumerate(currents.unbind(0)):
+            s, state, r = p.step_saving(current, state, p.draw(tuple(current.shape), generator, current.device, dtype))
+            if spikes is None:  # filled in place: no per-step list to stack
+                spikes = s.new_empty((len(currents), *s.shape))
+            spikes[t] = s
+            saved.append(r)  # kept per step: step-sized blocks are reused by the allocator, fresh large ones are not
+        ctx.save_for_backward(spikes, *saved)
+        ctx.spec = (p, state_type, currents.dtype, len(state0))
+        ctx.set_materialize_grads(False)
+        return spikes, *state
+
+    @staticmethod
+    def backward(ctx, grad_spikes, *grad_state):  # type: ignore[override]
+        spikes, *saved = ctx.saved_tensors
+        p, state_type, dtype, n_state = ctx.spec
+        grads, g_state = [], state_type(*grad_state)
+        for t in reversed(range(len(spikes))):
+            g, g_state = p.step_backward(saved[t], spikes[t], None if grad_spikes is None else grad_spikes[t], g_state)
+            grads.append(g)
+        # Stacked as autograd stacks the eager scan's per-step gradients (their layout decides how
+        # the sums below, e.g. over trials, are rounded); all or none are None.
+        grad_currents = None if grads[0] is None else torch.stack(grads[::-1]).to(dtype)
+        grad_state0 = [g if need else None for g, need in zip(g_state, ctx.needs_input_grad[4:])]
+        return None, None, None, grad_currents, *grad_state0
+
+
+def adjoint_scan(
+    currents: Tensor, p: NeuronModel, generator: torch.Generator | None = None, state: Any = None
+) -> tuple[Tensor, Any]:
+    """:func:`eager_scan` with a hand-written backward through time, for an :class:`AdjointModel`.
+
+    The same draws, spikes, final state and gradients as :func:`eager_scan`, bit for bit, with
+    less memory (one saved tensor per step, the spikes written into one output) and fewer ops.
+    Models without ``step_backward``, and calls that need no gradient, run :func:`eager_scan`.
+    Arguments, returns and errors as :func:`eager_scan`'s.
+    """
+    state = p.init_state(currents[0]) if state is None and currents.dim() >= 2 else state
+    needs_grad = torch.is_grad_enabled() and (
+        currents.requires_grad or any(s is not None and s.requires_grad for s in (state or ())))
+    if not needs_grad or not hasattr(p, "step_backward"):
+        return eager_scan(currents, p, generator, state)
+    spikes, *final = _AdjointScan.apply(p, generator, type(state), currents, *state)
+    return spikes, type(state)(*final)
 
 
 def fused_forward(currents: Tensor, noise: Any, state: Any, p: NeuronModel) -> tuple[Tensor, Any]:
@@ -298,7 +366,7 @@ def auto_backend() -> tuple[ScanBackend, str | None]:
 
 
 def make_scan(backend: ScanBackend) -> ScanFn:
-    """The scan for ``backend``: ``"eager"`` (:func:`eager_scan`), ``"compiled"`` (a new
+    """The scan for ``backend``: ``"eager"`` (:func:`adjoint_scan`: :func:`eager_scan`'s numbers), ``"compiled"`` (a new
     :class:`CompiledScan`) or ``"auto"`` (compiled where :func:`auto_backend` finds a compiler,
     else eager with one warning saying why and that ``--scan eager`` silences it).
 
@@ -320,7 +388,7 @@ def make_scan(backend: ScanBackend) -> ScanFn:
             warnings.warn(f"scan 'auto' runs the eager scan (same spikes, slower): {why}; "
                           "pass --scan eager (scan='eager') to silence this notice", RuntimeWarning, stacklevel=2)
     if backend == "eager":
-        return eager_scan
+        return adjoint_scan
     if backend == "compiled":
         return CompiledScan()
     raise ValueError(f"scan backend must be one of {SCAN_BACKENDS}, got {backend!r}")

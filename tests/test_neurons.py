@@ -3,6 +3,7 @@ import torch
 
 from spikeff.neurons import (
     CompiledLIFScan,
+    LIFNoise,
     LIFParams,
     LIFState,
     StochasticLIF,
@@ -12,6 +13,7 @@ from spikeff.neurons import (
     lif_step,
     make_scan,
 )
+from spikeff.scan import adjoint_scan
 
 
 def reference_lif(currents: torch.Tensor, beta: float, theta: float, reset: str) -> torch.Tensor:
@@ -187,6 +189,46 @@ def test_fused_scan_on_expanded_trials_and_without_state():
     assert_same_scan(run_scan(lif_scan, LIFParams(), x), run_scan(lif_scan_fused, LIFParams(), x))
 
 
+def assert_identical_scan(a, b):
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and torch.equal(a[3], b[3])
+    assert all(ga.dtype == gb.dtype and torch.equal(ga, gb) for ga, gb in zip(a[2], b[2]))
+
+
+@pytest.mark.parametrize("p", VARIANTS, ids=VARIANT_IDS)
+def test_adjoint_scan_is_the_eager_scan_bit_for_bit(p):
+    x = torch.rand(12, 4, 3, 5, generator=torch.Generator().manual_seed(3)) * 1.5
+    v0 = torch.rand(4, 3, 5, generator=torch.Generator().manual_seed(4))
+    assert_identical_scan(run_scan(lif_scan, p, x, v0), run_scan(adjoint_scan, p, x, v0))
+    # expanded trials (stride 0), bfloat16 currents, and no state given
+    e = (torch.rand(6, 1, 8, generator=torch.Generator().manual_seed(0)) * 1.5).expand(6, 4, 8)
+    assert_identical_scan(run_scan(lif_scan, p, e), run_scan(adjoint_scan, p, e))
+    assert_identical_scan(run_scan(lif_scan, p, e.to(torch.bfloat16)), run_scan(adjoint_scan, p, e.to(torch.bfloat16)))
+
+
+def test_adjoint_scan_gradient_of_the_final_state_alone():
+    x = (torch.rand(7, 3, 5, generator=torch.Generator().manual_seed(1)) * 1.5).requires_grad_()
+    grads = []
+    for scan in (lif_scan, adjoint_scan):
+        _, state = scan(x, LIFParams(), torch.Generator().manual_seed(2))
+        grads.append(torch.autograd.grad(state.v.sum(), x)[0])
+    assert torch.equal(*grads) and grads[0].abs().sum() > 0
+
+
+def test_lif_step_backward_is_autograds():
+    p = LIFParams(delta=0.2)
+    g = torch.Generator().manual_seed(0)
+    current, v = (torch.rand(50, generator=g) * 1.5).requires_grad_(), torch.rand(50, generator=g).requires_grad_()
+    noise = LIFNoise(torch.rand(50, generator=g), None)
+    gs, gv = torch.randn(50, generator=g), torch.randn(50, generator=g)
+    spikes, new = lif_step(current, LIFState(v), p, noise=noise)
+    ref = torch.autograd.grad((spikes * gs).sum() + (new.v * gv).sum(), [current, v])
+    with torch.no_grad():
+        hard, new2, saved = p.step_saving(current, LIFState(v), noise)
+    g_current, g_state = p.step_backward(saved, hard, gs, LIFState(gv))
+    assert torch.equal(hard, spikes) and torch.equal(new2.v, new.v)
+    assert torch.equal(g_current, ref[0]) and torch.equal(g_state.v, ref[1])
+
+
 def test_draw_noise_is_lif_steps_stream():
     p = LIFParams(delta=0.2, sigma=0.1)
     g = torch.Generator().manual_seed(5)
@@ -235,7 +277,7 @@ def test_compile_unavailable_falls_back(monkeypatch):
         scan = make_scan("compiled")
     x = torch.rand(4, 3, generator=torch.Generator().manual_seed(0)) * 2
     assert_same_scan(run_scan(lif_scan, LIFParams(), x), run_scan(scan, LIFParams(), x))
-    assert make_scan("eager") is lif_scan
+    assert make_scan("eager") is adjoint_scan
     with pytest.raises(ValueError, match="scan backend"):
         make_scan("triton")
 

@@ -13,6 +13,7 @@ from spikeff.config import from_args, from_dict, to_dict
 from spikeff.evaluation import evaluate
 from spikeff.network import NetworkConfig, SpikingNet
 from spikeff.neurons import CompiledLIFScan, LIFParams, lif_scan
+from spikeff.scan import adjoint_scan
 from spikeff.trainer import LayerTrainer, TrainConfig
 
 
@@ -43,14 +44,14 @@ def test_config_fields_and_old_dicts(tmp_path):
     payload["network"] = {k: v for k, v in payload["network"].items() if k not in ("scan", "precision")}
     torch.save(payload, tmp_path / "old.pt")
     loaded, _ = load_checkpoint(tmp_path / "old.pt")
-    assert loaded.config == replace(net.config, scan="eager") and loaded.layers[0].scan is lif_scan  # then default
+    assert loaded.config == replace(net.config, scan="eager") and loaded.layers[0].scan is adjoint_scan  # then default
 
 
 def test_scan_is_shared_by_layers_and_head():
     net = tiny_net(scan="compiled", readout="lif")
     assert isinstance(net.layers[0].scan, CompiledLIFScan)
     assert net.layers[0].scan is net.layers[1].scan is net.head.scan
-    assert tiny_net().layers[0].scan is lif_scan
+    assert tiny_net().layers[0].scan is adjoint_scan
     copy = pickle.loads(pickle.dumps(net))
     assert isinstance(copy.layers[0].scan, CompiledLIFScan) and copy.layers[0].scan is copy.head.scan
 
@@ -113,3 +114,16 @@ def test_cli_flags_reach_the_config():
     assert (cfg.scan, cfg.precision) == ("compiled", "bf16")
     with pytest.raises(SystemExit):
         bench_parser().parse_args(["--out", "o", "--precision", "fp8"])
+
+
+def test_default_scan_trains_the_reference_weights_bit_for_bit():
+    """The default ("eager": the adjoint scan) and the reference eager scan: the same weights after an epoch."""
+    nets = [tiny_net(), tiny_net()]
+    for layer in nets[1].layers:
+        layer.scan = lif_scan
+    for net in nets:
+        LayerTrainer(net, TrainConfig(trials=3), torch.Generator().manual_seed(5), progress=False).train_epoch(
+            tiny_batches(2))
+    a, b = (dict(net.named_parameters()) for net in nets)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["layers.0.synapse.weight"], tiny_net().layers[0].synapse.weight)  # it did train
