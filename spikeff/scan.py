@@ -165,13 +165,12 @@ class _AdjointScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p, generator, state_type, currents, *state0):  # type: ignore[override]
         state, dtype = _start(currents, p, state_type(*state0))
-        spikes, saved = None, []
-        for t, current in enumerate(currents.unbind(0)):
+        out, saved = [], []
+        for current in currents.unbind(0):
             s, state, r = p.step_saving(current, state, p.draw(tuple(current.shape), generator, current.device, dtype))
-            if spikes is None:  # filled in place: no per-step list to stack
-                spikes = s.new_empty((len(currents), *s.shape))
-            spikes[t] = s
+            out.append(s)
             saved.append(r)  # kept per step: step-sized blocks are reused by the allocator, fresh large ones are not
+        spikes = torch.stack(out)
         ctx.save_for_backward(spikes, *saved)
         ctx.spec = (p, state_type, currents.dtype, len(state0))
         ctx.set_materialize_grads(False)
