@@ -172,14 +172,14 @@ class _AdjointScan(torch.autograd.Function):
             saved.append(r)  # kept per step: step-sized blocks are reused by the allocator, fresh large ones are not
         spikes = torch.stack(out)
         ctx.save_for_backward(spikes, *saved)
-        ctx.spec = (p, state_type, currents.dtype, len(state0))
+        ctx.spec = (p, state_type, currents.dtype)
         ctx.set_materialize_grads(False)
         return spikes, *state
 
     @staticmethod
     def backward(ctx, grad_spikes, *grad_state):  # type: ignore[override]
         spikes, *saved = ctx.saved_tensors
-        p, state_type, dtype, n_state = ctx.spec
+        p, state_type, dtype = ctx.spec
         grads, g_state = [], state_type(*grad_state)
         for t in reversed(range(len(spikes))):
             g, g_state = p.step_backward(saved[t], spikes[t], None if grad_spikes is None else grad_spikes[t], g_state)
@@ -197,7 +197,7 @@ def adjoint_scan(
     """:func:`eager_scan` with a hand-written backward through time, for an :class:`AdjointModel`.
 
     The same draws, spikes, final state and gradients as :func:`eager_scan`, bit for bit, with
-    less memory (one saved tensor per step, the spikes written into one output) and fewer ops.
+    less memory (one saved tensor per step instead of autograd's per-step graph) and fewer ops.
     Models without ``step_backward``, and calls that need no gradient, run :func:`eager_scan`.
     Arguments, returns and errors as :func:`eager_scan`'s.
     """
