@@ -160,11 +160,11 @@ def eager_scan(
 
 
 class _AdjointScan(torch.autograd.Function):
-    """Inputs flattened for autograd: ``(p, generator, state_type, currents, *state0)``."""
+    """Inputs flattened for autograd: ``(p, generator, dtype, state_type, currents, *state0)``."""
 
     @staticmethod
-    def forward(ctx, p, generator, state_type, currents, *state0):  # type: ignore[override]
-        state, dtype = _start(currents, p, state_type(*state0))
+    def forward(ctx, p, generator, dtype, state_type, currents, *state0):  # type: ignore[override]
+        state = state_type(*state0)
         out, saved = [], []
         for current in currents.unbind(0):
             s, state, r = p.step_saving(current, state, p.draw(tuple(current.shape), generator, current.device, dtype))
@@ -172,7 +172,7 @@ class _AdjointScan(torch.autograd.Function):
             saved.append(r)  # kept per step: step-sized blocks are reused by the allocator, fresh large ones are not
         spikes = torch.stack(out)
         ctx.save_for_backward(spikes, *saved)
-        ctx.spec = (p, state_type, currents.dtype)
+        ctx.spec = (p, state_type, currents.dtype)  # the gradient goes back in the currents' dtype
         ctx.set_materialize_grads(False)
         return spikes, *state
 
@@ -187,8 +187,8 @@ class _AdjointScan(torch.autograd.Function):
         # Stacked as autograd stacks the eager scan's per-step gradients (their layout decides how
         # the sums below, e.g. over trials, are rounded); all or none are None.
         grad_currents = None if grads[0] is None else torch.stack(grads[::-1]).to(dtype)
-        grad_state0 = [g if need else None for g, need in zip(g_state, ctx.needs_input_grad[4:])]
-        return None, None, None, grad_currents, *grad_state0
+        grad_state0 = [g if need else None for g, need in zip(g_state, ctx.needs_input_grad[5:])]
+        return None, None, None, None, grad_currents, *grad_state0
 
 
 def adjoint_scan(
@@ -201,12 +201,11 @@ def adjoint_scan(
     Models without ``step_backward``, and calls that need no gradient, run :func:`eager_scan`.
     Arguments, returns and errors as :func:`eager_scan`'s.
     """
-    state = p.init_state(currents[0]) if state is None and currents.dim() >= 2 else state
-    needs_grad = torch.is_grad_enabled() and (
-        currents.requires_grad or any(s is not None and s.requires_grad for s in (state or ())))
+    state, dtype = _start(currents, p, state)
+    needs_grad = torch.is_grad_enabled() and (currents.requires_grad or any(s.requires_grad for s in state))
     if not needs_grad or not hasattr(p, "step_backward"):
         return eager_scan(currents, p, generator, state)
-    spikes, *final = _AdjointScan.apply(p, generator, type(state), currents, *state)
+    spikes, *final = _AdjointScan.apply(p, generator, dtype, type(state), currents, *state)
     return spikes, type(state)(*final)
 
 
