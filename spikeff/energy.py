@@ -499,7 +499,7 @@ def count_ops(
         unfused.append(0.0)
         macs.append(first_repeat * dense_macs(in_shapes[0], synapses[0], t, pools[0]))
     # Graded (non-binary) outputs, e.g. ReLU units: each nonzero one drives a MAC per connection, not an AC.
-    graded = [bool(((s != 0) & (s != 1)).any()) for s in spikes]
+    graded = [any(bool(((st != 0) & (st != 1)).any()) for st in s) for s in spikes]  # per step: small temporaries
     events = [(s != 0).to(torch.float32) if g else s for s, g in zip(spikes, graded)]
     for prev, syn, pool, g in zip(events[:-1], synapses[1:], pools[1:], graded):
         counts = prev.sum((0, 1)) / b

@@ -44,7 +44,7 @@ from .choices import check_choices
 from .neurons import LIFParams, neuron_class, neuron_to_dict
 from .noise import expand_trials
 from .readout import HeadKind, Readout
-from .scan import NeuronModel, ScanBackend, ScanFn, eager_scan, make_scan
+from .scan import NeuronModel, ScanBackend, ScanFn, eager_scan, make_scan, step_into
 
 __all__ = [
     "NetworkConfig", "Precision", "Norm", "device_of", "fold_norm", "init_fan_in_", "SpikingLayer",
@@ -242,8 +242,15 @@ class SpikingLayer(nn.Module):
         if isinstance(self.synapse, nn.Linear):
             x = x.flatten(2)
         bf16 = self.precision == "bf16"
+        graph = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in self.synapse.parameters()))
         with torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            y = synapse_pool(x.flatten(0, 1), self.synapse, self.pool)
+            if graph:
+                y = synapse_pool(x.flatten(0, 1), self.synapse, self.pool)
+            else:  # one step at a time, same values: the conv's copy of its input stays one step's size
+                y = None
+                for k, xt in enumerate(x.unbind(0)):
+                    y = step_into(y, k, synapse_pool(xt, self.synapse, self.pool), t)
+                y = y.flatten(0, 1)
         if self.norm is not None:  # in at least float32 (bf16 statistics are too coarse), then back
             y = self.norm(y.to(torch.promote_types(y.dtype, torch.float32))).to(y.dtype)
         return y.unflatten(0, (t, n))
@@ -264,8 +271,12 @@ class SpikingLayer(nn.Module):
         -------
         Tensor ``(T, trials * N, ...)`` of 0/1.
         """
-        i = expand_trials(self.currents(x), trials)
-        return self.scan(i, self.lif.deterministic() if deterministic else self.lif, generator)[0]
+        i, lif = self.currents(x), self.lif.deterministic() if deterministic else self.lif
+        if trials > 1 and not i.requires_grad:  # a view (T, trials, N, ...): the trials share one copy
+            return self.scan(i.unsqueeze(1).expand(i.shape[0], trials, *i.shape[1:]), lif, generator)[0].flatten(1, 2)
+        # With a graph, one copy per trial: its memory layout sets how the trials' gradients are summed,
+        # and so the last bits of the trained weights.
+        return self.scan(expand_trials(i, trials), lif, generator)[0]
 
 
 def spike_counts(spikes: Tensor, trials: int) -> Tensor:

@@ -33,7 +33,8 @@ from torch import Tensor
 
 __all__ = [
     "NeuronModel", "AdjointModel", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "state_dtype", "draw_noise",
-    "eager_scan", "adjoint_scan", "fused_scan", "CompiledScan", "find_cxx_compiler", "auto_backend", "make_scan",
+    "step_into", "eager_scan", "adjoint_scan", "fused_scan", "CompiledScan", "find_cxx_compiler", "auto_backend",
+    "make_scan",
 ]
 
 ScanBackend = Literal["auto", "eager", "compiled"]
@@ -150,6 +151,12 @@ def eager_scan(
     ValueError : ``currents`` has fewer than two dimensions or is not floating point.
     """
     state, dtype = _start(currents, p, state)
+    if not _needs_grad(currents, state):  # each step written into the output: no list of T steps beside it
+        spikes = None
+        for t, current in enumerate(currents.unbind(0)):
+            s, state = p.step(current, state, p.draw(tuple(current.shape), generator, current.device, dtype))
+            spikes = step_into(spikes, t, s, len(currents))
+        return spikes, state
     out = []
     # unbind, not currents[t]: indexing's backward writes each step's gradient into a zeroed
     # tensor of the full (T, ...) size, T times over; unbind's stacks them once.
@@ -159,30 +166,47 @@ def eager_scan(
     return torch.stack(out), state
 
 
+def _needs_grad(currents: Tensor, state: Any) -> bool:
+    return torch.is_grad_enabled() and (currents.requires_grad or any(s.requires_grad for s in state))
+
+
+def step_into(out: Tensor | None, t: int, s: Tensor, steps: int) -> Tensor:
+    """``out[t] = s``, allocating ``out`` ``(steps, ...)`` at the first step (``out is None``); returns ``out``.
+
+    Steps written as they come need no list of every step beside the stacked result.
+    """
+    out = s.new_empty((steps, *s.shape)) if out is None else out
+    out[t] = s
+    return out
+
+
 class _AdjointScan(torch.autograd.Function):
     """Inputs flattened for autograd: ``(p, generator, dtype, state_type, currents, *state0)``."""
 
     @staticmethod
     def forward(ctx, p, generator, dtype, state_type, currents, *state0):  # type: ignore[override]
         state = state_type(*state0)
-        out, saved = [], []
-        for current in currents.unbind(0):
+        spikes, saved = None, []
+        for t, current in enumerate(currents.unbind(0)):
             s, state, r = p.step_saving(current, state, p.draw(tuple(current.shape), generator, current.device, dtype))
-            out.append(s)
+            spikes = step_into(spikes, t, s, len(currents))
             saved.append(r)  # kept per step: step-sized blocks are reused by the allocator, fresh large ones are not
-        spikes = torch.stack(out)
-        ctx.save_for_backward(spikes, *saved)
+        ctx.save_for_backward(spikes)
+        ctx.steps = saved  # intermediates, kept on ctx so that the backward can free each one when used
         ctx.spec = (p, state_type, currents.dtype)  # the gradient goes back in the currents' dtype
         ctx.set_materialize_grads(False)
         return spikes, *state
 
     @staticmethod
     def backward(ctx, grad_spikes, *grad_state):  # type: ignore[override]
-        spikes, *saved = ctx.saved_tensors
+        (spikes,) = ctx.saved_tensors
         p, state_type, dtype = ctx.spec
+        if len(ctx.steps) != len(spikes):
+            raise RuntimeError("adjoint_scan's backward frees its saved steps as it goes: it runs once per forward")
         grads, g_state = [], state_type(*grad_state)
         for t in reversed(range(len(spikes))):
-            g, g_state = p.step_backward(saved[t], spikes[t], None if grad_spikes is None else grad_spikes[t], g_state)
+            g, g_state = p.step_backward(ctx.steps.pop(), spikes[t], None if grad_spikes is None else grad_spikes[t],
+                                         g_state)
             grads.append(g)
         # Stacked as autograd stacks the eager scan's per-step gradients (their layout decides how
         # the sums below, e.g. over trials, are rounded); all or none are None.
@@ -202,8 +226,7 @@ def adjoint_scan(
     Arguments, returns and errors as :func:`eager_scan`'s.
     """
     state, dtype = _start(currents, p, state)
-    needs_grad = torch.is_grad_enabled() and (currents.requires_grad or any(s.requires_grad for s in state))
-    if not needs_grad or not hasattr(p, "step_backward"):
+    if not _needs_grad(currents, state) or not hasattr(p, "step_backward"):
         return eager_scan(currents, p, generator, state)
     spikes, *final = _AdjointScan.apply(p, generator, dtype, type(state), currents, *state)
     return spikes, type(state)(*final)

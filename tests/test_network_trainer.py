@@ -83,6 +83,20 @@ def test_trials_in_one_batch_equal_separate_first_layer_currents():
     assert torch.equal(spikes.unflatten(1, (3, x.shape[1]))[:, 2], single)
 
 
+@pytest.mark.parametrize("trials", [1, 3])
+def test_a_pass_without_graph_gives_the_spikes_of_one_with_graph(trials):
+    """Without a graph the trials share one copy of the currents and the synapse runs one step at a
+    time: the same spikes, bit for bit, from the same draws."""
+    net = tiny_net(norm="batch").eval()
+    x, _ = tiny_batches(1)[0]
+    with_graph = net.layer_outputs(x, torch.Generator().manual_seed(0), trials)
+    assert with_graph[0].requires_grad
+    with torch.no_grad():
+        without = net.layer_outputs(x, torch.Generator().manual_seed(0), trials)
+    assert all(torch.equal(a.detach(), b) for a, b in zip(with_graph, without))
+    assert 0 < without[0].mean() < 1 and without[0].shape[1] == trials * x.shape[1]
+
+
 def test_no_gradient_crosses_layers():
     """Layer 1's gradients do not depend on layer 2's loss."""
     grads = []

@@ -205,6 +205,24 @@ def test_adjoint_scan_is_the_eager_scan_bit_for_bit(p):
     assert_identical_scan(run_scan(lif_scan, p, e.to(torch.bfloat16)), run_scan(adjoint_scan, p, e.to(torch.bfloat16)))
 
 
+def test_eager_scan_without_graph_writes_the_same_steps():
+    x = torch.rand(9, 4, 6, generator=torch.Generator().manual_seed(5)) * 1.5
+    with_graph = lif_scan(x.requires_grad_(), LIFParams(), torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        without = lif_scan(x, LIFParams(), torch.Generator().manual_seed(6))
+    assert torch.equal(with_graph[0].detach(), without[0]) and torch.equal(with_graph[1].v.detach(), without[1].v)
+    assert not without[0].requires_grad and 0 < without[0].mean() < 1
+
+
+def test_adjoint_scan_backward_frees_its_steps_and_refuses_a_second_run():
+    x = (torch.rand(5, 3, 4, generator=torch.Generator().manual_seed(1)) * 1.5).requires_grad_()
+    spikes, _ = adjoint_scan(x, LIFParams(), torch.Generator().manual_seed(2))
+    loss = (spikes * torch.arange(4.0)).sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="runs once per forward"):
+        loss.backward()
+
+
 def test_adjoint_scan_gradient_of_the_final_state_alone():
     x = (torch.rand(7, 3, 5, generator=torch.Generator().manual_seed(1)) * 1.5).requires_grad_()
     grads = []
