@@ -66,6 +66,8 @@ EXTRA: dict[str, tuple[str, str, dict[str, Any]]] = {
     "spikeff_depth3": ("spikeff, conv 16/32/64, pools 2,2,1", "spikeff",
                        {"network.conv_channels": (16, 32, 64), "network.pool": (2, 2, 1)}),
     "spikeff_32_64": ("spikeff, conv 32/64", "spikeff", {"network.conv_channels": (32, 64)}),
+    "supervised": ("spikeff, supervised consistency (every training label; a bound, not label-efficient)", "spikeff",
+                   {"train.loss": {**to_dict(EDLossConfig()), "supervised": True}}),
     "spikeff_64_128": ("spikeff, conv 64/128 (the N-MNIST default's width)", "spikeff",
                        {"network.conv_channels": (64, 128)}),
 }
