@@ -151,19 +151,16 @@ def eager_scan(
     ValueError : ``currents`` has fewer than two dimensions or is not floating point.
     """
     state, dtype = _start(currents, p, state)
-    if not _needs_grad(currents, state):  # each step written into the output: no list of T steps beside it
-        spikes = None
-        for t, current in enumerate(currents.unbind(0)):
-            s, state = p.step(current, state, p.draw(tuple(current.shape), generator, current.device, dtype))
-            spikes = step_into(spikes, t, s, len(currents))
-        return spikes, state
-    out = []
+    graph, out, spikes = _needs_grad(currents, state), [], None
     # unbind, not currents[t]: indexing's backward writes each step's gradient into a zeroed
     # tensor of the full (T, ...) size, T times over; unbind's stacks them once.
-    for current in currents.unbind(0):
+    for t, current in enumerate(currents.unbind(0)):
         s, state = p.step(current, state, p.draw(tuple(current.shape), generator, current.device, dtype))
-        out.append(s)
-    return torch.stack(out), state
+        if graph:  # stacked at the end, for autograd
+            out.append(s)
+        else:  # written as it comes: no list of T steps beside the output
+            spikes = step_into(spikes, t, s, len(currents))
+    return (torch.stack(out) if graph else spikes), state
 
 
 def _needs_grad(currents: Tensor, state: Any) -> bool:
