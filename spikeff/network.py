@@ -44,7 +44,7 @@ from .choices import check_choices
 from .neurons import LIFParams, neuron_class, neuron_to_dict
 from .noise import expand_trials
 from .readout import HeadKind, Readout
-from .scan import NeuronModel, ScanBackend, ScanFn, eager_scan, make_scan, step_into
+from .scan import NeuronModel, ScanBackend, ScanFn, eager_scan, make_scan, needs_graph, step_into
 
 __all__ = [
     "NetworkConfig", "Precision", "Norm", "device_of", "fold_norm", "init_fan_in_", "SpikingLayer",
@@ -242,9 +242,8 @@ class SpikingLayer(nn.Module):
         if isinstance(self.synapse, nn.Linear):
             x = x.flatten(2)
         bf16 = self.precision == "bf16"
-        graph = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in self.synapse.parameters()))
         with torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            if graph:
+            if needs_graph(x, *self.synapse.parameters()):
                 y = synapse_pool(x.flatten(0, 1), self.synapse, self.pool)
             else:  # one step at a time, same values: the conv's copy of its input stays one step's size
                 y = None

@@ -64,6 +64,7 @@ from .scan import (
     eager_scan,
     fused_scan,
     make_scan,
+    needs_graph,
     state_dtype,
 )
 
@@ -182,8 +183,7 @@ def lif_step(
         noise = p.draw(tuple(torch.broadcast_shapes(state.v.shape, current.shape)), generator, current.device,
                        torch.promote_types(state.v.dtype, current.dtype))
     # Without a graph the surrogate's value would be added as exactly 0: skip it (same spikes, same draws).
-    graph = torch.is_grad_enabled() and (current.requires_grad or state.v.requires_grad)
-    hard, soft, new = _lif_forward(current, state, p, noise, graph)
+    hard, soft, new = _lif_forward(current, state, p, noise, needs_graph(current, state.v))
     return (hard if soft is None else _straight_through(hard, soft)), new
 
 

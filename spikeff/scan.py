@@ -33,8 +33,8 @@ from torch import Tensor
 
 __all__ = [
     "NeuronModel", "AdjointModel", "ScanBackend", "SCAN_BACKENDS", "ScanFn", "state_dtype", "draw_noise",
-    "step_into", "eager_scan", "adjoint_scan", "fused_scan", "CompiledScan", "find_cxx_compiler", "auto_backend",
-    "make_scan",
+    "needs_graph", "step_into", "eager_scan", "adjoint_scan", "fused_scan", "CompiledScan", "find_cxx_compiler",
+    "auto_backend", "make_scan",
 ]
 
 ScanBackend = Literal["auto", "eager", "compiled"]
@@ -151,7 +151,7 @@ def eager_scan(
     ValueError : ``currents`` has fewer than two dimensions or is not floating point.
     """
     state, dtype = _start(currents, p, state)
-    graph, out, spikes = _needs_grad(currents, state), [], None
+    graph, out, spikes = needs_graph(currents, *state), [], None
     # unbind, not currents[t]: indexing's backward writes each step's gradient into a zeroed
     # tensor of the full (T, ...) size, T times over; unbind's stacks them once.
     for t, current in enumerate(currents.unbind(0)):
@@ -163,8 +163,9 @@ def eager_scan(
     return (torch.stack(out) if graph else spikes), state
 
 
-def _needs_grad(currents: Tensor, state: Any) -> bool:
-    return torch.is_grad_enabled() and (currents.requires_grad or any(s.requires_grad for s in state))
+def needs_graph(*tensors: Tensor) -> bool:
+    """Whether autograd records a graph through ops on ``tensors`` here (grad mode on, one of them requiring grad)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def step_into(out: Tensor | None, t: int, s: Tensor, steps: int) -> Tensor:
@@ -223,7 +224,7 @@ def adjoint_scan(
     Arguments, returns and errors as :func:`eager_scan`'s.
     """
     state, dtype = _start(currents, p, state)
-    if not _needs_grad(currents, state) or not hasattr(p, "step_backward"):
+    if not needs_graph(currents, *state) or not hasattr(p, "step_backward"):
         return eager_scan(currents, p, generator, state)
     spikes, *final = _AdjointScan.apply(p, generator, dtype, type(state), currents, *state)
     return spikes, type(state)(*final)
