@@ -21,7 +21,7 @@ The perturbation draws are seeded alike for every extractor. Nothing is chosen o
 The readouts (:func:`label_readouts`) read :class:`~spikeff.probe.FrozenFeatures`: spike counts averaged
 over noisy trials, and the input's own event counts as the raw-count representation.
 :func:`label_efficiency` (the bench) makes them in one pass per net, split and view
-(:func:`spikeff.probe.frozen_features`, with the evaluation trials); ``spikeff train``
+(:func:`spikeff.probe.frozen_features`, with the evaluation trials), one net's at a time; ``spikeff train``
 (:func:`compact_label_efficiency`) makes no pass of its own and reads those its run made anyway:
 the readout fit's over the training split and the evaluation's over the test split.
 """
@@ -279,21 +279,23 @@ def label_efficiency(
     t0 = time.perf_counter()
     if "clean" not in views or set(views) - set(VIEWS):
         raise ValueError(f"views must be some of {list(VIEWS)} with 'clean', got {list(views)}")
-    features: dict[str, NetFeatures] = {}
-    for j, (name, net) in enumerate(nets.items()):
-        keep = energy is not None and net.head.kind == "linear"
-        noise = lambda i, j=j, net=net: torch.Generator(device_of(net)).manual_seed(seed * 1000 + 700 + 10 * j + i)  # noqa: E731
-        features[name] = (frozen_features(net, train, trials, noise(0), keep_trials=keep),
-                          {v: frozen_features(net, batches, trials, noise(1 + i), keep_trials=keep)
-                           for i, (v, batches) in enumerate(view_batches(test, seed, views).items())})
-    out = label_readouts(nets, features, f"spike counts / T averaged over {trials} evaluation trials", seed=seed,
+
+    def features() -> Iterator[tuple[str, NetFeatures]]:  # one net's at a time: each is read out, then dropped
+        for j, (name, net) in enumerate(nets.items()):
+            keep = energy is not None and net.head.kind == "linear"
+            noise = lambda i, j=j, net=net: torch.Generator(device_of(net)).manual_seed(seed * 1000 + 700 + 10 * j + i)  # noqa: E731
+            yield name, (frozen_features(net, train, trials, noise(0), keep_trials=keep),
+                         {v: frozen_features(net, batches, trials, noise(1 + i), keep_trials=keep)
+                          for i, (v, batches) in enumerate(view_batches(test, seed, views).items())})
+
+    out = label_readouts(nets, features(), f"spike counts / T averaged over {trials} evaluation trials", seed=seed,
                          ks=ks, draws=draws, per_layer=per_layer, energy=energy, cs=cs)
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
 def label_readouts(
-    nets: Mapping[str, SpikingNet], features: Mapping[str, NetFeatures], described: str, *, seed: int = 0,
+    nets: Mapping[str, SpikingNet], features: Iterable[tuple[str, NetFeatures]], described: str, *, seed: int = 0,
     ks: Sequence[int | None] = LABELS_PER_CLASS, draws: int = DRAWS, per_layer: bool = True,
     energy: EnergyFit | None = None, cs: Sequence[float] = PROBE_CS,
 ) -> dict[str, Any]:
@@ -303,7 +305,8 @@ def label_readouts(
     Parameters
     ----------
     nets : name -> network (its class count and device, for the energy head).
-    features : name -> the net's training features and its test features per view (``"clean"`` first).
+    features : (name, the net's training features and its test features per view, ``"clean"`` first) per
+        net, read one at a time (a generator may make each when asked, so that one net's are alive at once).
     described : how the features were made (a phrase for the result's head).
     seed : seeds the labelled draws and the solvers.
     ks : labels per class (``None``: all).
@@ -322,31 +325,41 @@ def label_readouts(
 
     Raises
     ------
-    ValueError : as :func:`labelled_draws`.
+    ValueError : no features, or as :func:`labelled_draws`.
     """
     t0 = time.perf_counter()
-    first_train, first_test = next(iter(features.values()))
-    out = describe(ks, draws, described, list(first_test), cs)
-    if len(np.unique(first_train.labels)) < 2:  # a classifier needs two classes; the run warns of it already
-        return {**out, "results": {}, "skipped": "the training split holds one class only",
-                "seconds": time.perf_counter() - t0}
-    labels = labelled_draws(first_train.labels, ks, draws, torch.Generator().manual_seed(seed))
-    y_test = first_test["clean"].labels
-    raw = {"input": linear_curve(first_train.layers[0], first_train.labels,
-                                 {v: f.layers[0] for v, f in first_test.items()}, y_test, labels, seed, cs)}
     results: dict[str, Any] = {}
-    for name, (f_train, f_test) in features.items():
-        reps = _representations(f_train, per_layer)
-        tests = {v: _representations(f, per_layer) for v, f in f_test.items()}
-        results[name] = {r: linear_curve(a, f_train.labels, {v: t[r] for v, t in tests.items()}, y_test, labels,
-                                         seed, cs) for r, a in reps.items()}
-        if energy is not None and f_train.top_trials is not None:
-            net = nets[name]
-            results[name]["energy"] = energy_curve(
-                f_train.top_trials, f_train.labels, {v: f.top_trials for v, f in f_test.items()}, y_test, labels,
-                net.config.n_classes, energy, torch.Generator().manual_seed(seed), device_of(net))
+    for name, (f_train, f_test) in features:
+        if not results:  # the first net's features also hold the labels and the raw counts
+            out = describe(ks, draws, described, list(f_test), cs)
+            if len(np.unique(f_train.labels)) < 2:  # a classifier needs two classes; the run warns of it already
+                return {**out, "results": {}, "skipped": "the training split holds one class only",
+                        "seconds": time.perf_counter() - t0}
+            labels = labelled_draws(f_train.labels, ks, draws, torch.Generator().manual_seed(seed))
+            y_test = f_test["clean"].labels
+            raw = {"input": linear_curve(f_train.layers[0], f_train.labels,
+                                         {v: f.layers[0] for v, f in f_test.items()}, y_test, labels, seed, cs)}
+        results[name] = _net_readouts(nets[name], f_train, f_test, labels, y_test, seed, per_layer, energy, cs)
+        del f_train, f_test  # the next net's features are made without this one's alive
+    if not results:
+        raise ValueError("label_readouts needs the features of one net or more, got none")
     out["results"] = {**results, "raw counts": raw}
     out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _net_readouts(net: SpikingNet, f_train: FrozenFeatures, f_test: Mapping[str, FrozenFeatures], labels: Draws,
+                  y_test: np.ndarray, seed: int, per_layer: bool, energy: EnergyFit | None, cs: Sequence[float]
+                  ) -> dict[str, Any]:
+    """One net's readouts (:func:`label_readouts`'s ``results[name]``)."""
+    reps = _representations(f_train, per_layer)
+    tests = {v: _representations(f, per_layer) for v, f in f_test.items()}
+    out = {r: linear_curve(a, f_train.labels, {v: t[r] for v, t in tests.items()}, y_test, labels, seed, cs)
+           for r, a in reps.items()}
+    if energy is not None and f_train.top_trials is not None:
+        out["energy"] = energy_curve(f_train.top_trials, f_train.labels, {v: f.top_trials for v, f in f_test.items()},
+                                     y_test, labels, net.config.n_classes, energy, torch.Generator().manual_seed(seed),
+                                     device_of(net))
     return out
 
 
@@ -376,7 +389,7 @@ def compact_label_efficiency(nets: Mapping[str, SpikingNet], features: Mapping[s
     """
     described = (f"spike counts / T averaged over the readout fit's {config.train.trials} trials (training inputs) "
                  f"and the evaluation's {config.test_trials} (test inputs)")
-    return label_readouts(nets, features, described, seed=config.seed, ks=COMPACT_LABELS,
+    return label_readouts(nets, features.items(), described, seed=config.seed, ks=COMPACT_LABELS,
                           draws=config.eval.label_draws, per_layer=False, energy=energy_fit(config), cs=(COMPACT_C,))
 
 

@@ -1,4 +1,5 @@
 import json
+import weakref
 
 import numpy as np
 import torch
@@ -67,6 +68,26 @@ def test_label_efficiency_of_nets_and_raw_counts():
                                 energy=le.EnergyFit(epochs=1, lr=1e-2, batch_size=8))
     assert again.pop("seconds") > 0 and res.pop("seconds") > 0 and again == res  # every draw is seeded
     assert "raw counts input" in le.label_table(res) and "thinned all" in le.label_table(res)
+
+
+def test_readouts_free_each_nets_features_before_the_next_are_made():
+    train, _, y = _blobs(10, 0)
+    test, _, y_test = _blobs(10, 1)
+    alive = []
+
+    def kept(f: np.ndarray) -> np.ndarray:
+        alive.append(weakref.ref(f))
+        return f
+
+    def features():
+        for name in ("trained", "control"):
+            assert all(ref() is None for ref in alive)  # the nets read out before hold nothing any more
+            yield name, (le.FrozenFeatures([train[:, :5], kept(train.copy())], y, None),
+                         {"clean": le.FrozenFeatures([test[:, :5], test], y_test, None)})
+
+    res = le.label_readouts(dict.fromkeys(("trained", "control")), features(), "blobs", ks=(2,), draws=2, cs=(1.0,))
+    assert list(res["results"]) == ["trained", "control", "raw counts"] and len(alive) == 2
+    assert res["results"]["trained"] == res["results"]["control"]  # same features, same draws
 
 
 def test_train_run_reports_label_efficiency(tmp_path, capsys):
