@@ -204,6 +204,7 @@ def test_the_bench_takes_every_run_flag_but_those_it_sets_itself():
     [
         (["--dataset", "nmnist", "--data-dir", "/nonexistent/spikeff"], "spikeff-bench: error:"),
         (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--first-seed", "-1"], "--first-seed >= 0"),
         (["--trials-curve", "0,2"], "trials curve"),
     ],
 )

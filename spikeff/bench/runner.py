@@ -102,7 +102,7 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
     lif0 = net_cfg.lif
     levels = sorted(set(s.noise_levels) | {lif0.delta})
     seeds_out = []
-    for seed in tqdm(range(s.seeds), desc="spikeff seeds", dynamic_ncols=True):
+    for seed in tqdm(s.seed_range, desc="spikeff seeds", dynamic_ncols=True):
         # The full label-efficiency table is computed below; the run's compact one would repeat part of it.
         run_cfg = s.run_config(seed)
         run = train_and_evaluate(splits, replace(run_cfg, eval=replace(run_cfg.eval, label_draws=0)))
@@ -127,7 +127,7 @@ def _run_spikeff(s: BenchSettings, splits: Splits, device: torch.device, models:
         finally:
             net.with_lif(lif0)
         rec["noise_curve"] = noise
-        if seed == 0:
+        if seed == s.first_seed:
             x, _ = next(iter(test))
             rec["raster"] = _raster(net, x.to(device), g(300))
         nets = {"trained": net}
@@ -164,7 +164,7 @@ def _run_seed(s: BenchSettings, splits: Splits, device: torch.device, models: li
     train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
     trials, draws = run.test_trials, run.eval.label_draws or DRAWS
     seeds_out = []
-    for seed in tqdm(range(s.seeds), desc="seed seeds", dynamic_ncols=True):
+    for seed in tqdm(s.seed_range, desc="seed seeds", dynamic_ncols=True):
         cfg = replace(run, seed=seed, eval=replace(run.eval, control=False, label_draws=0))
         res = train_and_evaluate(splits, cfg)
         ev = evaluate(res.net, test, trials, _gen(device, seed * 1000 + 100), ("energy",), count=True,
@@ -206,7 +206,8 @@ def _run_baseline(method: str, s: BenchSettings, splits: Splits, device: torch.d
         out["config"] = asdict(ff)
         out["trials"] = 1 if ff.predict == "head" else net_cfg.n_classes  # a neutral pass, or one per label
     seeds_out = []
-    for seed in tqdm(range(1 if method == "linear" else s.seeds), desc=f"{method} seeds", dynamic_ncols=True):
+    seeds = s.seed_range[:1] if method == "linear" else s.seed_range
+    for seed in tqdm(seeds, desc=f"{method} seeds", dynamic_ncols=True):
         train = (make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0) if method == "linear"
                  else make_loader(splits.train, s.run.train.batch_size, shuffle=True, seed=seed))
         gen = seeded_generators(seed, device)["init"]

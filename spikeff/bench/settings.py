@@ -58,7 +58,9 @@ class BenchSettings:
 
     run: RunConfig = field(default_factory=RunConfig)
     methods: tuple[Method, ...] = field(default=METHODS, metadata={"help": "methods to run"})
-    seeds: int = field(default=3, metadata={"help": "number of seeds 0..K-1"})
+    seeds: int = field(default=3, metadata={"help": "number of seeds: first_seed..first_seed+K-1"})
+    first_seed: int = field(default=0, metadata={
+        "help": "the first seed (to split seeds over processes; `spikeff-bench --merge` joins their folders)"})
     quick: bool = field(default=False, metadata={
         "help": "small run: " + ", ".join(f"{k.removeprefix('run.')}={v}" for k, v in QUICK.items())
                 + " unless given"})
@@ -90,8 +92,8 @@ class BenchSettings:
         if self.bptt_epochs < 1 or not self.bptt_lrs or min(self.bptt_lrs) <= 0 or self.bptt_lr <= 0:
             raise ValueError(f"--bptt-epochs must be >= 1 and BPTT learning rates positive, got {self.bptt_epochs}, "
                              f"{self.bptt_lrs}, {self.bptt_lr}")
-        if self.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.seeds < 1 or self.first_seed < 0:
+            raise ValueError(f"--seeds must be >= 1 and --first-seed >= 0, got {self.seeds}, {self.first_seed}")
         if not self.trials_curve or min(self.trials_curve) < 1:
             raise ValueError(f"trials curve values must be >= 1, got {self.trials_curve}")
         if not self.noise_levels or min(self.noise_levels) < 0:
@@ -99,6 +101,11 @@ class BenchSettings:
         check_choices(self)
         for name in self.cost_models:
             get_cost_model(name)
+
+    @property
+    def seed_range(self) -> range:
+        """The seeds to run, ``first_seed`` .. ``first_seed + seeds - 1``."""
+        return range(self.first_seed, self.first_seed + self.seeds)
 
     @property
     def device(self) -> str:
