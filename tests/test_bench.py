@@ -232,3 +232,50 @@ def test_readme_blocks_are_regenerated_from_the_report(tmp_path: Path):
     readme.write_text("<!-- bench: results/missing -->\n<!-- /bench -->\n")
     with pytest.raises(ValueError, match="results/missing"):
         bench.update_readme(readme)
+
+
+def test_seeds_run_apart_and_merged_equal_one_run_over_all_seeds(tmp_path: Path):
+    s = tiny(tmp_path, methods=("spikeff", "random", "linear"))
+    whole = run_bench(s, tmp_path / "whole")
+    for first in (0, 1):
+        run_bench(overrides(s, {"seeds": 1, "first_seed": first}), tmp_path / f"part{first}")
+    merged = bench.merge_bench([tmp_path / "part1", tmp_path / "part0"], tmp_path / "merged")
+    assert merged["settings"] == whole["settings"]
+    assert [r["seed"] for r in merged["per_seed"]["spikeff"]] == [0, 1]
+    assert [r["seed"] for r in merged["per_seed"]["linear"]] == [0]
+    for key in ("methods", "label_efficiency", "probes", "trials_curve", "noise_curve"):
+        assert _untimed(merged[key]) == _untimed(whole[key]), key
+    resumed = run_bench(s, tmp_path / "merged", resume=True)  # the merged folder is that run's: nothing reruns
+    assert resumed["methods"]["spikeff"]["accuracy"] == whole["methods"]["spikeff"]["accuracy"]
+
+
+def _untimed(d):
+    """``d`` without timings, peaks and commits (each run's own)."""
+    if not isinstance(d, dict):
+        return d
+    return {k: _untimed(v) for k, v in d.items() if not any(w in k for w in ("second", "memory", "commit"))}
+
+
+@pytest.mark.parametrize("parts, message", [
+    ([{"first_seed": 0}, {"first_seed": 2}], r"seeds \[0\] and \[2\] leave a gap"),
+    ([{"first_seed": 0, "seeds": 2}, {"first_seed": 1}], r"seeds \[0, 1\] and \[1\] overlap"),
+    ([{"first_seed": 0}, {"first_seed": 1, "run.data.time_bins": 2}], r"ran other settings than .*--time-bins"),
+])
+def test_merge_refuses_folders_that_do_not_make_one_run(tmp_path: Path, parts, message):
+    s = tiny(tmp_path, seeds=1, methods=("linear",))
+    folders = [tmp_path / f"p{i}" for i in range(len(parts))]
+    for part, folder in zip(parts, folders):
+        run_bench(overrides(s, part), folder)
+    with pytest.raises(ValueError, match=message):
+        bench.merge_bench(folders, tmp_path / "merged")
+    assert not (tmp_path / "merged" / "report.json").exists()
+
+
+def test_merge_from_the_command_line_takes_no_settings(tmp_path: Path, capsys):
+    argv = ["--out", str(tmp_path / "m"), "--merge", str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main([*argv, "--epochs", "2"]) == 2
+    assert "--merge takes its settings from the merged folders; drop --epochs" in capsys.readouterr().err
+    assert main(argv) == 2
+    assert "no raw_<method>.json to merge" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "a"), "--merge", str(tmp_path / "a")]) == 2
+    assert "is one of the merged folders" in capsys.readouterr().err

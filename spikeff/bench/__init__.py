@@ -10,7 +10,8 @@ Modules:
 * :mod:`.settings`: the methods, default curves, ``--quick`` sizes, :class:`BenchSettings` and
   the settings key that ``--resume`` compares;
 * :mod:`.runner`: one method for all seeds
-  (:func:`run_method`), process isolation, raw-result files and ``--resume``, :func:`run_bench`;
+  (:func:`run_method`), process isolation, raw-result files and ``--resume``, :func:`run_bench`,
+  :func:`merge_bench` (``--merge``: seeds run apart with ``--first-seed``, joined);
 * :mod:`.aggregate`: raw results to the report dict (:func:`~spikeff.evaluation.wilson_interval`,
   :func:`build_report`, the frontier, ``NOTES``);
 * :mod:`.report`: tables, ``report.md``, README blocks (:func:`update_readme`),
@@ -24,12 +25,12 @@ from __future__ import annotations
 from .aggregate import NOTES, build_report, wilson_interval
 from .command import build_parser, main, settings_from_args
 from .report import summary_table, update_readme, write_outputs
-from .runner import run_bench, run_method
+from .runner import merge_bench, run_bench, run_method
 from .settings import BENCH_MODES, METHODS, NOISE_LEVELS, QUICK, TRIALS_CURVE, BenchSettings
 
 __all__ = [
     "METHODS", "BENCH_MODES", "QUICK", "TRIALS_CURVE", "NOISE_LEVELS", "BenchSettings",
-    "run_method", "run_bench",
+    "run_method", "run_bench", "merge_bench",
     "wilson_interval", "build_report", "NOTES",
     "summary_table", "update_readme", "write_outputs",
     "build_parser", "settings_from_args", "main",

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..cli import USER_ERRORS, exit_status
 from ..config import add_flags, from_args, given_flags
 from .report import summary_table
-from .runner import run_bench
+from .runner import merge_bench, run_bench
 from .settings import BenchSettings, bench_flags, with_quick
 
 __all__ = ["build_parser", "settings_from_args", "main"]
@@ -30,13 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
         The settings' options (:func:`~spikeff.bench.settings.bench_flags`), which appear in the
-        parsed namespace only when given, plus ``--out``, ``--resume`` and ``--overwrite``.
+        parsed namespace only when given, plus ``--out``, ``--resume``, ``--overwrite`` and ``--merge``.
     """
     p = argparse.ArgumentParser(prog="spikeff-bench", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--resume", action="store_true",
                    help="reuse the raw results in --out of methods run with the same settings")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                   help="join the results of folders run on consecutive seeds (--first-seed) into --out, as one "
+                        "run over all their seeds; the settings are theirs")
     add_flags(p, bench_flags(), defaults=False)
     return p
 
@@ -77,8 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     def run() -> int:
-        report = run_bench(settings_from_args(args), args.out, command=shlex.join(["spikeff-bench", *argv]),
-                           resume=args.resume, overwrite=args.overwrite)
+        command = shlex.join(["spikeff-bench", *argv])
+        if args.merge:
+            given = [f.name for f in bench_flags() if f.dest in vars(args)] + ["--resume"] * args.resume
+            if given:
+                raise ValueError(f"--merge takes its settings from the merged folders; drop {' '.join(given)}")
+            report = merge_bench(args.merge, args.out, command, overwrite=args.overwrite)
+        else:
+            report = run_bench(settings_from_args(args), args.out, command=command, resume=args.resume,
+                               overwrite=args.overwrite)
         print(f"\n{report['dataset']} ({report['data']['n_test']} {report['data']['test_split']} samples), "
               f"{report['device_name']}, {time.perf_counter() - t0:.0f}s")
         print(summary_table(report))

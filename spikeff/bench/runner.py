@@ -34,6 +34,7 @@ import multiprocessing as mp
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ from .aggregate import build_report
 from .report import write_outputs
 from .settings import BENCH_MODES, METHODS, BenchSettings, seed_run, settings_key
 
-__all__ = ["FEW_LABELS", "run_method", "run_bench"]
+__all__ = ["FEW_LABELS", "run_method", "run_bench", "merge_bench"]
 
 FEW_LABELS = 10  # labels per class that BPTT and FF are also trained on, for the label-efficiency table
 
@@ -335,21 +336,30 @@ def _settings_changes(saved: dict[str, Any], key: dict[str, Any]) -> list[str]:
             if a.get(k) != b.get(k)]
 
 
+def _read_raw(path: Path, hint: str) -> tuple[dict[str, Any], list[str] | BenchSettings]:
+    """The raw results at ``path`` and the settings they were made with, read as today's (keys added since
+    take their defaults, which is what the run had), or why they cannot be read as a list of one reason.
+    An unreadable file raises ``ValueError`` ending in ``hint``."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable raw result ({e}); {hint}") from None
+    saved = raw.get("settings") if isinstance(raw, dict) else None
+    if not isinstance(saved, dict) or "run" not in saved:
+        return raw, ["settings written by a pre-0.1 spikeff-bench"]
+    try:
+        return raw, from_dict(BenchSettings, saved)
+    except (ValueError, TypeError, AttributeError):
+        return raw, ["settings this spikeff cannot read"]
+
+
 def _load_raw(path: Path, key: dict[str, Any], overwrite: bool = False) -> dict[str, Any] | None:
     """The saved raw results at ``path`` if they were run with the settings ``key``; None if there are
     none (or, with ``overwrite``, none of these settings). Results of other settings are refused."""
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable raw result ({e}); move it away or run without --resume") from None
-    saved = raw.get("settings") if isinstance(raw, dict) else None
-    try:  # read as today's settings: keys added since take their defaults, which is what the run had
-        changes = (_settings_changes(settings_key(from_dict(BenchSettings, saved)), key) if "run" in saved
-                   else ["settings written by a pre-0.1 spikeff-bench"])
-    except (ValueError, TypeError, AttributeError):
-        changes = ["settings this spikeff cannot read"]
+    raw, saved = _read_raw(path, "move it away or run without --resume")
+    changes = saved if isinstance(saved, list) else _settings_changes(settings_key(saved), key)
     if not changes:
         return raw
     if overwrite:
@@ -448,3 +458,102 @@ def _run_bench(settings: BenchSettings, out: Path, command: str, resume: bool, o
     report = build_report(raw, s, command)
     write_outputs(report, raw, out)
     return report
+
+
+def merge_bench(folders: Sequence[str | Path], out: str | Path, command: str = "", *,
+                overwrite: bool = False) -> dict[str, Any]:
+    """Join bench folders that ran the same settings and methods on consecutive seeds (``--first-seed``)
+    into ``out``: the raw results and report of one run over all their seeds.
+
+    Each method's per-seed results are the folders' in seed order; its wall time is their sum, its peak
+    memory their largest and its commit theirs (joined when they differ); ``linear``, fitted once,
+    is the first folder's. Its other entries follow from the settings and are the first folder's.
+
+    Parameters
+    ----------
+    folders : the bench output folders to join, each with its ``raw_<method>.json``.
+    out : output folder, created if missing; not one of ``folders``.
+    command : the command line, recorded in the report.
+    overwrite : replace the results already in ``out``.
+
+    Returns
+    -------
+    dict
+        The report, as written to ``out/report.json``.
+
+    Raises
+    ------
+    ValueError
+        If a folder holds no raw results or an unreadable one, the folders differ in settings (other than
+        their seeds) or in methods, their seeds overlap or leave a gap, ``out`` is one of them, or ``out``
+        already holds results and ``overwrite`` is not set.
+    FolderLocked
+        If another running process writes to ``out``.
+    OSError
+        If ``out`` or a file in it cannot be written.
+    """
+    out = Path(out)
+    with folder_lock(out):
+        return _merge_bench([Path(f) for f in folders], out, command, overwrite)
+
+
+def _merge_bench(folders: list[Path], out: Path, command: str, overwrite: bool) -> dict[str, Any]:
+    if out.resolve() in {f.resolve() for f in folders}:
+        raise ValueError(f"--out {out} is one of the merged folders; choose a new one")
+    if not overwrite and out.is_dir() and (any(out.glob("raw_*.json")) or (out / "report.json").exists()):
+        raise ValueError(f"{out} already holds bench results; pass --overwrite to replace them")
+    parts = sorted(map(_read_folder, folders), key=lambda p: p[0].first_seed)  # (settings, raws, folder)
+    first, methods = parts[0][0], _ran(parts[0][1])
+    for s, raws, folder in parts:
+        if changes := _settings_changes(settings_key(replace(s, seeds=1, first_seed=0)),
+                                        settings_key(replace(first, seeds=1, first_seed=0))):
+            raise ValueError(f"{folder} ran other settings than {parts[0][2]}: {', '.join(changes)}")
+        if _ran(raws) != methods:
+            raise ValueError(f"{folder} ran {list(_ran(raws))}, {parts[0][2]} {list(methods)}: every merged "
+                             "folder must hold the same methods")
+    for (a, *_), (b, *_) in zip(parts, parts[1:]):
+        if b.first_seed != a.seed_range.stop:
+            how = "overlap" if b.first_seed < a.seed_range.stop else "leave a gap"
+            raise ValueError(f"seeds {list(a.seed_range)} and {list(b.seed_range)} {how}; the merged seeds must "
+                             "follow each other")
+    s = replace(first, seeds=sum(p[0].seeds for p in parts), methods=methods)
+    raw = {}
+    for m, head in parts[0][1].items():
+        runs = [raws[m] for _, raws, _ in parts][:1 if m == "linear" else None]
+        commits = dict.fromkeys(r.get("commit") for r in runs)
+        seeds = [rec if i == 0 else {k: v for k, v in rec.items() if k != "raster"}
+                 for i, rec in enumerate(rec for r in runs for rec in r["seeds"])]
+        raw[m] = {**head, "seeds": seeds, "wall_seconds": sum(r["wall_seconds"] for r in runs),
+                  "peak_memory_mib": max((r["peak_memory_mib"] for r in runs), key=lambda v: -1 if v is None else v),
+                  "isolated": all(r["isolated"] for r in runs), "commit": ", ".join(map(str, commits)),
+                  "dirty": any(r.get("dirty") for r in runs), "settings": settings_key(s)}
+    s = replace(s, isolate=all(r["isolated"] for r in raw.values()))  # not in the saved settings
+    out.mkdir(parents=True, exist_ok=True)
+    for m, r in raw.items():
+        write_json(_raw_path(out, m), r)
+    report = build_report(raw, s, command)
+    write_outputs(report, raw, out)
+    return report
+
+
+def _read_folder(folder: Path) -> tuple[BenchSettings, dict[str, dict[str, Any]], Path]:
+    """A bench folder's settings and raw results per method, refused unless they all share those settings."""
+    paths = sorted(folder.glob("raw_*.json"))
+    if not paths:
+        raise ValueError(f"{folder}: no raw_<method>.json to merge (is it a spikeff-bench --out folder?)")
+    raws, found = {}, []
+    for path in paths:
+        raws[path.stem.removeprefix("raw_")], saved = _read_raw(path, "move it away or leave its folder out")
+        if isinstance(saved, list):
+            raise ValueError(f"{path}: {saved[0]}; it cannot be merged")
+        found.append((path, saved))
+    for path, saved in found[1:]:
+        if changes := _settings_changes(settings_key(saved), settings_key(found[0][1])):
+            raise ValueError(f"{path} differs from {found[0][0]} in {', '.join(changes)}")
+    return found[0][1], raws, folder
+
+
+def _ran(raws: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """The methods a folder's raw results hold (``random`` when spikeff's seeds carry the control)."""
+    control = "spikeff" in raws and "control" in raws["spikeff"]["seeds"][0]
+    return tuple(m for m in METHODS if m in raws or (m == "random" and control))
