@@ -373,7 +373,8 @@ def _train(config: RunConfig, out: Path, resume: dict[str, Any] | None, check_st
     if "label_efficiency" in run.metrics:
         le = run.metrics["label_efficiency"]
         print(f"\nreadouts fitted on k labelled training inputs per class (test accuracy, mean ± std over "
-              f"{le['draws']} seeded draws; energy: the net's own head). Compare trained with control at k=10:\n"
+              f"{le['draws']} seeded draws; energy: the net's own head; thinned: the test inputs with half their "
+              "events, read out by the same fits). Compare trained with control at k=10, clean and thinned:\n"
               f"{label_table(le)}")
     print(f"\nwrote {out / 'metrics.json'} and {out / 'model.pt'} ({run.metrics['train_seconds']:.1f}s training)")
     return 0

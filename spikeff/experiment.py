@@ -376,6 +376,6 @@ def train_and_evaluate(
         metrics["control_readout"] = {k: ctrl_readout[k] for k in ("lr", "selection")}
     if config.eval.label_draws:
         metrics["label_efficiency"] = compact_label_efficiency(
-            nets, {name: (train, {"clean": test}) for name, (train, test) in features.items()}, config)
+            nets, {name: (train, {"clean": test}) for name, (train, test) in features.items()}, test_loader, config)
     warn_if_head_silent(metrics)
     return RunResult(net, metrics, history)

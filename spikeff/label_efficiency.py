@@ -22,8 +22,9 @@ The readouts (:func:`label_readouts`) read :class:`~spikeff.probe.FrozenFeatures
 over noisy trials, and the input's own event counts as the raw-count representation.
 :func:`label_efficiency` (the bench) makes them in one pass per net, split and view
 (:func:`spikeff.probe.frozen_features`, with the evaluation trials), one net's at a time; ``spikeff train``
-(:func:`compact_label_efficiency`) makes no pass of its own and reads those its run made anyway:
-the readout fit's over the training split and the evaluation's over the test split.
+(:func:`compact_label_efficiency`) reads the passes its run made anyway (the readout fit's over the
+training split, the evaluation's over the clean test split) and makes one of its own per net, over the
+thinned test split.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ from .readout_fit import fit_linear_head, linear_head_accuracy
 
 __all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "COMPACT_C", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
            "perturbed", "view_batches", "describe", "energy_fit", "linear_curve", "energy_curve", "label_efficiency",
-           "label_readouts", "compact_label_efficiency", "label_table"]
+           "label_readouts", "COMPACT_VIEWS", "compact_label_efficiency", "label_table"]
 
 LABELS_PER_CLASS: tuple[int | None, ...] = (1, 10, 100, None)
 COMPACT_LABELS: tuple[int | None, ...] = (10, None)  # what `spikeff train` reports
+COMPACT_VIEWS = ("clean", "thinned")  # and on which test views (the bench scores every view)
 COMPACT_C = PROBE_CS[len(PROBE_CS) // 2]  # its linear readouts' fixed C
 DRAWS = 5
 SHIFT_PX, THIN_KEEP = 3, 0.5
@@ -364,39 +366,49 @@ def _net_readouts(net: SpikingNet, f_train: FrozenFeatures, f_test: Mapping[str,
 
 
 def compact_label_efficiency(nets: Mapping[str, SpikingNet], features: Mapping[str, NetFeatures],
-                             config: RunConfig) -> dict[str, Any]:
+                             test: Iterable[Batch], config: RunConfig) -> dict[str, Any]:
     """What ``spikeff train`` reports: :func:`label_readouts` at :data:`COMPACT_LABELS`, the top
-    layer and all layers, with the energy readout at the run's readout budget, on the clean test
-    inputs only (each robustness view would cost one more test pass per net; the bench scores them).
+    layer and all layers, with the energy readout at the run's readout budget, on the test views
+    :data:`COMPACT_VIEWS` (each view costs one test pass per net; the bench scores every view).
 
-    The features are those of the run's own passes (no pass of their own): the readout fit's over
-    the training split (``config.train.trials`` trials, the noise the head was fitted on) and the
-    evaluation's over the test split (``config.test_trials``, the noise the reported accuracy is
-    measured with). The labelled draws are seeded by ``config.seed``. The energy head is fitted at
-    ``config.eval.readout_lrs[0]`` (fixed: too few labels to choose it on), and the linear readouts
-    at one fixed ``C`` (:data:`COMPACT_C`), not cross-validated as in the bench: cross-validation
-    costs ten fits a readout, which would take longer than a small run's training.
+    The clean features are those of the run's own passes: the readout fit's over the training split
+    (``config.train.trials`` trials, the noise the head was fitted on) and the evaluation's over the test
+    split (``config.test_trials``, the noise the reported accuracy is measured with). Each other view gets one
+    pass per net over ``test``, perturbed as :func:`view_batches` with ``config.seed``. The labelled draws
+    are seeded by ``config.seed``. The energy head is fitted at ``config.eval.readout_lrs[0]`` (fixed: too
+    few labels to choose it on), and the linear readouts at one fixed ``C`` (:data:`COMPACT_C`), not
+    cross-validated as in the bench: cross-validation costs ten fits a readout, which would take longer
+    than a small run's training.
 
     Parameters
     ----------
     nets : name -> network (``"trained"``, ``"control"``).
     features : name -> its training features and ``{"clean": test features}``.
+    test : re-iterable time-first batches (CPU) of the test split, in the order of the clean features.
     config : the run's settings (``eval.label_draws``, ``seed``, the trials, the readout's).
 
     Returns
     -------
     dict, as :func:`label_readouts`'s.
     """
+    def with_views() -> Iterator[tuple[str, NetFeatures]]:  # one net's view passes at a time
+        for j, (name, (train, tests)) in enumerate(features.items()):
+            net, keep = nets[name], tests["clean"].top_trials is not None
+            views = view_batches(test, config.seed, [v for v in COMPACT_VIEWS if v not in tests])
+            yield name, (train, {**tests, **{
+                v: frozen_features(net, batches, config.test_trials, torch.Generator(device_of(net)).manual_seed(
+                    config.seed * 1000 + 800 + 10 * j + i), keep_trials=keep)
+                for i, (v, batches) in enumerate(views.items())}})
+
     described = (f"spike counts / T averaged over the readout fit's {config.train.trials} trials (training inputs) "
                  f"and the evaluation's {config.test_trials} (test inputs)")
-    return label_readouts(nets, features.items(), described, seed=config.seed, ks=COMPACT_LABELS,
+    return label_readouts(nets, with_views(), described, seed=config.seed, ks=COMPACT_LABELS,
                           draws=config.eval.label_draws, per_layer=False, energy=energy_fit(config), cs=(COMPACT_C,))
 
 
 def label_table(result: Mapping[str, Any]) -> str:
     """A plain-text table of :func:`label_efficiency`'s result: one row per net and representation,
-    the clean accuracy per ``k`` (mean +- std over draws), then every other view's accuracy at the
-    last ``k``.
+    the clean accuracy per ``k`` (mean +- std over draws), then every other view's per ``k``.
 
     Parameters
     ----------
@@ -408,15 +420,15 @@ def label_table(result: Mapping[str, Any]) -> str:
     """
     if "skipped" in result:
         return f"(skipped: {result['skipped']})"
-    ks, last = result["labels_per_class"], result["labels_per_class"][-1]
+    ks = result["labels_per_class"]
     col = {k: "all" if k == "all" else f"k={k}" for k in ks}
     others = [v for v in result["views"] if v != "clean"]
-    head = ["", *col.values(), *[f"{v} {col[last]}" for v in others]]
+    head = ["", *col.values(), *[f"{v} {col[k]}" for v in others for k in ks]]
     rows = []
     for name, reps in result["results"].items():
         for rep, curve in reps.items():
-            cells = [f"{curve[k]['clean']['mean']:.3f}" + (f" ± {curve[k]['clean']['std']:.3f}"
-                                                            if len(curve[k]["n_labelled"]) > 1 else "") for k in ks]
-            rows.append([f"{name} {rep}", *cells, *[f"{curve[last][v]['mean']:.3f}" for v in others]])
+            cell = lambda k, v, c=curve: (f"{c[k][v]['mean']:.3f}"  # noqa: E731
+                                          + (f" ± {c[k][v]['std']:.3f}" if len(c[k]["n_labelled"]) > 1 else ""))
+            rows.append([f"{name} {rep}", *[cell(k, "clean") for k in ks], *[cell(k, v) for v in others for k in ks]])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head, *rows])

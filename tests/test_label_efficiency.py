@@ -96,7 +96,13 @@ def test_train_run_reports_label_efficiency(tmp_path, capsys):
                  "--limit", "40", "--epochs", "1", "--readout-epochs", "1", "--channels", "4,4", "--trials", "2",
                  "--time-bins", "4", "--batch-size", "16", "--label-draws", "2"]) == 0
     rec = json.loads((out / "metrics.json").read_text())["label_efficiency"]
-    assert rec["labels_per_class"] == ["10", "all"] and rec["draws"] == 2 and list(rec["views"]) == ["clean"]
+    assert rec["labels_per_class"] == ["10", "all"] and rec["draws"] == 2 and list(rec["views"]) == ["clean", "thinned"]
     assert set(rec["results"]["trained"]) == {"layer 2", "all layers", "energy"}
     assert set(rec["results"]) == {"trained", "control", "raw counts"}
-    assert "Compare trained with control at k=10" in capsys.readouterr().out
+    for curve in (rec["results"]["trained"]["energy"], rec["results"]["raw counts"]["input"]):
+        assert set(curve["10"]) == {"n_labelled", "clean", "thinned"}
+    # half the events: the raw counts' standardised readout, fitted on clean inputs, scores otherwise
+    raw = rec["results"]["raw counts"]["input"]["all"]
+    assert raw["thinned"] != raw["clean"]
+    printed = capsys.readouterr().out
+    assert "Compare trained with control at k=10" in printed and "thinned k=10" in printed
