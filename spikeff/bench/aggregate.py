@@ -250,7 +250,7 @@ def build_report(raw: dict[str, dict[str, Any]], settings: BenchSettings, comman
     report: dict[str, Any] = {
         "dataset": s.run.data.dataset,
         "device": str(torch.device(s.device)),
-        "device_name": device_name(s.device),
+        "device_name": " | ".join(dict.fromkeys(r.get("device_name") or device_name(s.device) for r in raw.values())),
         **git_commit(),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": command,

@@ -57,7 +57,7 @@ from ..label_efficiency import DRAWS, LABELS_PER_CLASS, energy_fit, label_effici
 from ..lock import folder_lock
 from ..network import NetworkConfig, SpikingNet
 from ..probe import fit_probe
-from ..provenance import git_commit
+from ..provenance import device_name, git_commit
 from .aggregate import build_report
 from .report import write_outputs
 from .settings import BENCH_MODES, METHODS, BenchSettings, seed_run, settings_key
@@ -266,8 +266,8 @@ def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
     Returns
     -------
     dict
-        Raw per-seed results with the run's data sizes, wall time, peak memory, settings key
-        and commit; JSON-ready, saved as ``raw_<method>.json``.
+        Raw per-seed results with the run's data sizes, machine, wall time, peak memory, settings
+        key and commit; JSON-ready, saved as ``raw_<method>.json``.
 
     Raises
     ------
@@ -294,7 +294,8 @@ def run_method(method: str, settings: BenchSettings) -> dict[str, Any]:
     else:
         raise ValueError(f"run_method runs {[m for m in METHODS if m != 'random']} ('random' runs inside "
                          f"'spikeff'), got {method!r}")
-    out.update(method=method, wall_seconds=time.perf_counter() - t0, peak_memory_mib=_peak_memory_mib(device),
+    out.update(method=method, device_name=device_name(device), wall_seconds=time.perf_counter() - t0,
+               peak_memory_mib=_peak_memory_mib(device),
                isolated=settings.isolate, n_train=len(splits.train), n_test=len(splits.test),
                time_bins=splits.n_time_bins, test_split=splits.test_name, frame_shape=list(splits.frame_shape),
                settings=settings_key(s), **git_commit())
@@ -466,7 +467,7 @@ def merge_bench(folders: Sequence[str | Path], out: str | Path, command: str = "
     into ``out``: the raw results and report of one run over all their seeds.
 
     Each method's per-seed results are the folders' in seed order; its wall time is their sum, its peak
-    memory their largest and its commit theirs (joined when they differ); ``linear``, fitted once,
+    memory their largest, its commit and machine theirs (joined when they differ); ``linear``, fitted once,
     is the first folder's. Its other entries follow from the settings and are the first folder's.
 
     Parameters
@@ -526,6 +527,7 @@ def _merge_bench(folders: list[Path], out: Path, command: str, overwrite: bool) 
         raw[m] = {**head, "seeds": seeds, "wall_seconds": sum(r["wall_seconds"] for r in runs),
                   "peak_memory_mib": max((r["peak_memory_mib"] for r in runs), key=lambda v: -1 if v is None else v),
                   "isolated": all(r["isolated"] for r in runs), "commit": ", ".join(map(str, commits)),
+                  "device_name": " | ".join(dict.fromkeys(str(r["device_name"]) for r in runs)),
                   "dirty": any(r.get("dirty") for r in runs), "settings": settings_key(s)}
     s = replace(s, isolate=all(r["isolated"] for r in raw.values()))  # not in the saved settings
     out.mkdir(parents=True, exist_ok=True)
@@ -547,6 +549,12 @@ def _read_folder(folder: Path) -> tuple[BenchSettings, dict[str, dict[str, Any]]
         if isinstance(saved, list):
             raise ValueError(f"{path}: {saved[0]}; it cannot be merged")
         found.append((path, saved))
+    try:  # raw results written before they named their device: the folder's report names it
+        machine = json.loads((folder / "report.json").read_text())["device_name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        machine = None
+    for raw in raws.values():
+        raw.setdefault("device_name", machine)
     for path, saved in found[1:]:
         if changes := _settings_changes(settings_key(saved), settings_key(found[0][1])):
             raise ValueError(f"{path} differs from {found[0][0]} in {', '.join(changes)}")
