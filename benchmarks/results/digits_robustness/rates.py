@@ -1,0 +1,31 @@
+"""Spike rates of a trained quickstart net and its untrained control on clean and thinned test digits.
+
+A diagnostic for digits_robustness.md: do the trained layers' rates depend less on the input's event
+count than the control's? Usage: python rates.py RUN_DIR (a `spikeff train --quickstart --out RUN_DIR`).
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from spikeff.checkpoint import load_checkpoint
+from spikeff.config import RunConfig, from_dict
+from spikeff.data import make_loader
+from spikeff.evaluation import evaluate
+from spikeff.experiment import EVAL_BATCH_SIZE, run_splits, untrained_control
+from spikeff.label_efficiency import view_batches
+
+run = Path(sys.argv[1])
+net, meta = load_checkpoint(run / "model.pt")
+config = from_dict(RunConfig, meta["config"])
+splits = run_splits(config)
+test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
+ctrl = untrained_control(net.config, config.seed, torch.device("cpu"), train, torch.Generator().manual_seed(1))
+print(f"{run}: seed {config.seed}; mean spike rate per layer (spikes per neuron and step), {len(splits.test)} test digits")
+for name, n in (("trained", net), ("control", ctrl)):
+    for view in ("clean", "thinned"):
+        batches = view_batches(test, config.seed, [view])[view]
+        ev = evaluate(n, batches, config.test_trials, torch.Generator().manual_seed(2), ("energy",))
+        print(f"{name:8s} {view:8s} " + "  ".join(f"layer {i + 1} {r:.4f}" for i, r in enumerate(ev.layer_rates)))
