@@ -23,7 +23,8 @@ splits = run_splits(config)
 test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
 train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
 ctrl = untrained_control(net.config, config.seed, torch.device("cpu"), train, torch.Generator().manual_seed(1))
-print(f"{run}: seed {config.seed}; mean spike rate per layer (spikes per neuron and step), {len(splits.test)} test digits")
+print(f"{run}: seed {config.seed}; mean spike rate per layer (spikes per neuron and step), "
+      f"{len(splits.test)} test digits")
 for name, n in (("trained", net), ("control", ctrl)):
     for view in ("clean", "thinned"):
         batches = view_batches(test, config.seed, [view])[view]
