@@ -337,6 +337,10 @@ def _settings_changes(saved: dict[str, Any], key: dict[str, Any]) -> list[str]:
             if a.get(k) != b.get(k)]
 
 
+def _holds_results(out: Path) -> bool:
+    return out.is_dir() and (any(out.glob("raw_*.json")) or (out / "report.json").exists())
+
+
 def _read_raw(path: Path, hint: str) -> tuple[dict[str, Any], list[str] | BenchSettings]:
     """The raw results at ``path`` and the settings they were made with, read as today's (keys added since
     take their defaults, which is what the run had), or why they cannot be read as a list of one reason.
@@ -431,7 +435,7 @@ def run_bench(settings: BenchSettings, out: str | Path, command: str = "", *, re
 
 def _run_bench(settings: BenchSettings, out: Path, command: str, resume: bool, overwrite: bool) -> dict[str, Any]:
     s = settings
-    if not (resume or overwrite) and out.is_dir() and (any(out.glob("raw_*.json")) or (out / "report.json").exists()):
+    if not (resume or overwrite) and _holds_results(out):
         raise ValueError(f"{out} already holds bench results; pass --resume to reuse them or --overwrite to "
                          "replace them")
     resolve_device(s.device)
@@ -501,7 +505,7 @@ def merge_bench(folders: Sequence[str | Path], out: str | Path, command: str = "
 def _merge_bench(folders: list[Path], out: Path, command: str, overwrite: bool) -> dict[str, Any]:
     if out.resolve() in {f.resolve() for f in folders}:
         raise ValueError(f"--out {out} is one of the merged folders; choose a new one")
-    if not overwrite and out.is_dir() and (any(out.glob("raw_*.json")) or (out / "report.json").exists()):
+    if not overwrite and _holds_results(out):
         raise ValueError(f"{out} already holds bench results; pass --overwrite to replace them")
     parts = sorted(map(_read_folder, folders), key=lambda p: p[0].first_seed)  # (settings, raws, folder)
     first, methods = parts[0][0], _ran(parts[0][1])
@@ -524,8 +528,9 @@ def _merge_bench(folders: list[Path], out: Path, command: str, overwrite: bool) 
         commits = dict.fromkeys(r.get("commit") for r in runs)
         seeds = [rec if i == 0 else {k: v for k, v in rec.items() if k != "raster"}
                  for i, rec in enumerate(rec for r in runs for rec in r["seeds"])]
+        peaks = [r["peak_memory_mib"] for r in runs if r["peak_memory_mib"] is not None]
         raw[m] = {**head, "seeds": seeds, "wall_seconds": sum(r["wall_seconds"] for r in runs),
-                  "peak_memory_mib": max((r["peak_memory_mib"] for r in runs), key=lambda v: -1 if v is None else v),
+                  "peak_memory_mib": max(peaks, default=None),
                   "isolated": all(r["isolated"] for r in runs), "commit": ", ".join(map(str, commits)),
                   "device_name": " | ".join(dict.fromkeys(str(r["device_name"]) for r in runs)),
                   "dirty": any(r.get("dirty") for r in runs), "settings": settings_key(s)}
