@@ -16,7 +16,7 @@ from spikeff.checkpoint import load_checkpoint
 from spikeff.config import RunConfig, from_dict
 from spikeff.data import make_loader
 from spikeff.experiment import EVAL_BATCH_SIZE, run_splits, untrained_control
-from spikeff.label_efficiency import COMPACT_C, labelled_draws, linear_curve, view_batches
+from spikeff.label_efficiency import COMPACT_C, DRAWS, labelled_draws, linear_curve, view_batches
 from spikeff.probe import frozen_features
 
 run = Path(sys.argv[1])
@@ -47,8 +47,9 @@ for j, (name, n) in enumerate(nets.items()):
     if j == 0:
         y, y_test = f_train.labels, f_test["clean"].labels
         reps["raw counts"] = (f_train.layers[0], {v: f.layers[0] for v, f in f_test.items()})
-draws = labelled_draws(y, (10, None), config.eval.label_draws, torch.Generator().manual_seed(config.seed))
-print(f"{run}: seed {config.seed}, C = {COMPACT_C}, {config.eval.label_draws} draws at k = 10; mean accuracy")
+n_draws = config.eval.label_draws or DRAWS  # a run with --label-draws 0: the default number
+draws = labelled_draws(y, (10, None), n_draws, torch.Generator().manual_seed(config.seed))
+print(f"{run}: seed {config.seed}, C = {COMPACT_C}, {n_draws} draws at k = 10; mean accuracy")
 print(f"{'features':22s} {'scaling':10s} {'clean k=10':>10s} {'thinned k=10':>12s} "
       f"{'clean all':>9s} {'thinned all':>11s}")
 for name, (a, tests) in reps.items():
