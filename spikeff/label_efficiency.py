@@ -48,8 +48,8 @@ from .readout import Mode
 from .readout_fit import fit_linear_head, linear_head_accuracy
 
 __all__ = ["LABELS_PER_CLASS", "COMPACT_LABELS", "COMPACT_C", "DRAWS", "VIEWS", "EnergyFit", "k_name", "labelled_draws",
-           "perturbed", "view_batches", "describe", "energy_fit", "linear_curve", "energy_curve", "label_efficiency",
-           "label_readouts", "COMPACT_VIEWS", "compact_label_efficiency", "label_table"]
+           "perturbed", "view_batches", "view_features", "describe", "energy_fit", "linear_curve", "energy_curve",
+           "label_efficiency", "label_readouts", "COMPACT_VIEWS", "compact_label_efficiency", "label_table"]
 
 LABELS_PER_CLASS: tuple[int | None, ...] = (1, 10, 100, None)
 COMPACT_LABELS: tuple[int | None, ...] = (10, None)  # what `spikeff train` reports
@@ -248,6 +248,18 @@ def _representations(f: FrozenFeatures, per_layer: bool) -> dict[str, np.ndarray
     return reps
 
 
+def _noise(net: SpikingNet, seed: int) -> torch.Generator:
+    return torch.Generator(device_of(net)).manual_seed(seed)
+
+
+def view_features(net: SpikingNet, test: Iterable[Batch], views: Sequence[str], trials: int, seed: int,
+                  noise_seed: int, keep_trials: bool) -> dict[str, FrozenFeatures]:
+    """``net``'s features of each test view: one :func:`frozen_features` pass per view, perturbed as
+    :func:`view_batches` with ``seed``, the i-th view's neuron noise seeded ``noise_seed + i``."""
+    return {v: frozen_features(net, batches, trials, _noise(net, noise_seed + i), keep_trials=keep_trials)
+            for i, (v, batches) in enumerate(view_batches(test, seed, views).items())}
+
+
 NetFeatures = tuple[FrozenFeatures, Mapping[str, FrozenFeatures]]  # a net's training features; test view -> features
 
 
@@ -285,10 +297,9 @@ def label_efficiency(
     def features() -> Iterator[tuple[str, NetFeatures]]:  # one net's at a time: each is read out, then dropped
         for j, (name, net) in enumerate(nets.items()):
             keep = energy is not None and net.head.kind == "linear"
-            noise = lambda i, j=j, net=net: torch.Generator(device_of(net)).manual_seed(seed * 1000 + 700 + 10 * j + i)  # noqa: E731
-            yield name, (frozen_features(net, train, trials, noise(0), keep_trials=keep),
-                         {v: frozen_features(net, batches, trials, noise(1 + i), keep_trials=keep)
-                          for i, (v, batches) in enumerate(view_batches(test, seed, views).items())})
+            noise = seed * 1000 + 700 + 10 * j
+            yield name, (frozen_features(net, train, trials, _noise(net, noise), keep_trials=keep),
+                         view_features(net, test, views, trials, seed, noise + 1, keep))
 
     out = label_readouts(nets, features(), f"spike counts / T averaged over {trials} evaluation trials", seed=seed,
                          ks=ks, draws=draws, per_layer=per_layer, energy=energy, cs=cs)
@@ -393,12 +404,10 @@ def compact_label_efficiency(nets: Mapping[str, SpikingNet], features: Mapping[s
     """
     def with_views() -> Iterator[tuple[str, NetFeatures]]:  # one net's view passes at a time
         for j, (name, (train, tests)) in enumerate(features.items()):
-            net, keep = nets[name], tests["clean"].top_trials is not None
-            views = view_batches(test, config.seed, [v for v in COMPACT_VIEWS if v not in tests])
-            yield name, (train, {**tests, **{
-                v: frozen_features(net, batches, config.test_trials, torch.Generator(device_of(net)).manual_seed(
-                    config.seed * 1000 + 800 + 10 * j + i), keep_trials=keep)
-                for i, (v, batches) in enumerate(views.items())}})
+            views = [v for v in COMPACT_VIEWS if v not in tests]
+            yield name, (train, {**tests, **view_features(nets[name], test, views, config.test_trials, config.seed,
+                                                          config.seed * 1000 + 800 + 10 * j,
+                                                          tests["clean"].top_trials is not None)})
 
     described = (f"spike counts / T averaged over the readout fit's {config.train.trials} trials (training inputs) "
                  f"and the evaluation's {config.test_trials} (test inputs)")
