@@ -11,26 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rates import load_run  # this folder's
 
-from spikeff.checkpoint import load_checkpoint
-from spikeff.config import RunConfig, from_dict
-from spikeff.data import make_loader
-from spikeff.experiment import EVAL_BATCH_SIZE, run_splits, untrained_control
-from spikeff.label_efficiency import COMPACT_C, DRAWS, labelled_draws, linear_curve, view_batches
+from spikeff.label_efficiency import COMPACT_C, DRAWS, labelled_draws, linear_curve, view_features
 from spikeff.probe import frozen_features
 
 run = Path(sys.argv[1])
-net, meta = load_checkpoint(run / "model.pt")
-config = from_dict(RunConfig, meta["config"])
-splits = run_splits(config)
-test = make_loader(splits.test, EVAL_BATCH_SIZE, shuffle=False, seed=0)
-train = make_loader(splits.train, EVAL_BATCH_SIZE, shuffle=False, seed=0)
-ctrl = untrained_control(net.config, config.seed, torch.device("cpu"), train, torch.Generator().manual_seed(1))
+config, net, ctrl, train, test = load_run(run)
 trials = config.test_trials
-
-
-def features(n, batches, i):
-    return frozen_features(n, batches, trials, torch.Generator().manual_seed(10 + i))
 
 
 def l1(a: np.ndarray) -> np.ndarray:
@@ -40,9 +28,8 @@ def l1(a: np.ndarray) -> np.ndarray:
 nets = {"trained": net, "control": ctrl}
 reps = {}
 for j, (name, n) in enumerate(nets.items()):
-    f_train = features(n, train, 3 * j)
-    views = view_batches(test, config.seed, ["clean", "thinned"])
-    f_test = {v: features(n, b, 3 * j + 1 + i) for i, (v, b) in enumerate(views.items())}
+    f_train = frozen_features(n, train, trials, torch.Generator().manual_seed(10 + 3 * j))
+    f_test = view_features(n, test, ["clean", "thinned"], trials, config.seed, 10 + 3 * j + 1, keep_trials=False)
     reps[f"{name} top layer"] = (f_train.layers[-1], {v: f.layers[-1] for v, f in f_test.items()})
     if j == 0:
         y, y_test = f_train.labels, f_test["clean"].labels
