@@ -131,7 +131,11 @@ class RunConfig:
 
     @property
     def test_trials(self) -> int:
-        """Trials per test input: ``eval.eval_trials``, or ``train.trials`` when it is unset."""
+        """Trials per test input: ``eval.eval_trials``, or ``train.trials`` when it is unset; 1 where the
+        neurons draw no noise (ReLU, a noiseless LIF): their trials would be identical copies, each one
+        charged in the op counts. Trial noise on the input is a training-time device."""
+        if not self.network.lif.stochastic:
+            return 1
         return self.eval.eval_trials or self.train.trials
 
 

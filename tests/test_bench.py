@@ -92,6 +92,7 @@ def test_tiny_bench_writes_every_output_and_key(tmp_path: Path):
         assert (out / f"raw_{m}.json").exists()
     seed = json.loads((out / "raw_seed.json").read_text())
     assert seed["config"]["objective"] == "seed" and seed["network"]["lif"] == {"neuron": "relu"}
+    assert seed["eval_trials"] == 1 and seed["trials"] > 1  # noiseless neurons: one test trial, not n copies
     assert on_disk["methods"]["seed"]["macs_per_inference"] > 0  # its graded outputs drive MACs
 
 
