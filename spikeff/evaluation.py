@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .data import DataError
 from .energy import InputOps, OpCounts, count_ops
-from .network import SpikingNet, device_of
+from .network import SpikingNet, device_of, input_parts
 from .probe import FeatureCollector
 from .readout import MODES, Mode, scores
 
@@ -109,7 +109,8 @@ def spikeff_infer(
     collect: FeatureCollector | None = None,
 ) -> Callable[[Tensor], Inference]:
     """``infer`` for a :class:`SpikingNet`: ``trials`` noisy trials score the energy and average
-    modes, one noise-free trial the deterministic mode.
+    modes, one noise-free trial the deterministic mode. A batch with more input-trials than
+    :data:`~spikeff.network.TRIAL_INPUTS` runs in parts of inputs (:func:`~spikeff.network.input_parts`).
 
     With ``count``, the batch's op counts (:func:`spikeff.energy.count_ops`) are those of the
     first mode's pass; ``input_per_trial`` charges the first layer's input once per trial
@@ -152,6 +153,20 @@ def spikeff_infer(
         return z.unflatten(0, (n, x.shape[1])), spikes, ops
 
     def infer(x: Tensor) -> Inference:
+        sizes = input_parts(x.shape[1], trials)
+        if len(sizes) == 1:
+            return infer_part(x)
+        parts = [infer_part(xp) for xp in x.split(sizes, dim=1)]  # the memory of one part, not of all trials
+
+        def mean(values: list[float]) -> float:
+            return sum(v * b for v, b in zip(values, sizes)) / sum(sizes)
+
+        return Inference({m: torch.cat([p.predictions[m] for p in parts]) for m in parts[0].predictions},
+                         None if parts[0].ops is None else OpCounts.mean([p.ops for p in parts], sizes),
+                         tuple(mean(list(r)) for r in zip(*(p.rates for p in parts))),
+                         None if parts[0].head_rate is None else mean([p.head_rate for p in parts]))
+
+    def infer_part(x: Tensor) -> Inference:
         preds, ops, rates, head_rate = {}, None, (), None
         stochastic = [m for m in modes if m != "deterministic"]
         for deterministic in ([False] if stochastic else []) + ([True] if "deterministic" in modes else []):

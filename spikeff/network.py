@@ -48,7 +48,7 @@ from .scan import NeuronModel, ScanBackend, ScanFn, eager_scan, make_scan, needs
 
 __all__ = [
     "NetworkConfig", "Precision", "Norm", "device_of", "fold_norm", "init_fan_in_", "SpikingLayer",
-    "SpikingNet", "expand_trials", "spike_counts", "synapse_pool",
+    "SpikingNet", "expand_trials", "spike_counts", "synapse_pool", "TRIAL_INPUTS", "input_parts",
 ]
 
 Precision = Literal["fp32", "bf16"]
@@ -483,6 +483,30 @@ def fold_norm(net: SpikingNet) -> SpikingNet:
         w.mul_(scale.view(-1, *[1] * (w.dim() - 1)))
         layer.synapse.bias.sub_(norm.running_mean).mul_(scale)
     return folded
+
+
+#: The most input-trials (inputs x trials) a pass without gradient runs at once: the evaluation batch of
+#: 64 inputs at the default 8 trials, so that passes with more trials keep that memory.
+TRIAL_INPUTS = 512
+
+
+def input_parts(batch: int, trials: int) -> list[int]:
+    """The sizes of the parts a batch of ``batch`` inputs is split into (in order) for a pass of ``trials``
+    trials per input without gradient: at most ``TRIAL_INPUTS // trials`` inputs each (at least one), so
+    that the pass's memory does not grow with the trials. ``[batch]`` when the batch fits: one pass, the
+    same noise draws as without the split.
+
+    Parameters
+    ----------
+    batch : inputs in the batch.
+    trials : trials per input.
+
+    Returns
+    -------
+    list of int, summing to ``batch``.
+    """
+    step = max(1, TRIAL_INPUTS // trials)
+    return [min(step, batch - i) for i in range(0, batch, step)]
 
 
 def check_input(x: Tensor, config: NetworkConfig) -> None:

@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .network import SpikingNet, device_of
+from .network import SpikingNet, device_of, input_parts
 
 __all__ = ["PROBE_CS", "FrozenFeatures", "FeatureCollector", "frozen_features", "layer_features", "fit_probe",
            "probe_accuracy", "layer_probes"]
@@ -128,8 +128,9 @@ def frozen_features(
     device = device_of(net)
     collect = FeatureCollector(trials, keep_trials)
     for x, y in tqdm(batches, desc="frozen features", leave=False, dynamic_ncols=True):
-        x = x.to(device)
-        collect.add(x, net.layer_outputs(x, generator, trials), y)
+        sizes = input_parts(x.shape[1], trials)
+        for xp, yp in zip(x.to(device).split(sizes, dim=1), y.split(sizes)):
+            collect.add(xp, net.layer_outputs(xp, generator, trials), yp)
     return collect.result()
 
 

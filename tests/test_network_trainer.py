@@ -3,9 +3,11 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
+from spikeff import network
 from spikeff.data import DataError
 from spikeff.ed import EDLossConfig
 from spikeff.evaluation import evaluate
@@ -14,12 +16,14 @@ from spikeff.network import (
     SpikingNet,
     expand_trials,
     fold_norm,
+    input_parts,
     spike_counts,
     synapse_pool,
 )
 from spikeff.neurons import LIFParams
 from spikeff.noise import trial_noise
 from spikeff.objectives import EDObjective
+from spikeff.probe import frozen_features
 from spikeff.readout import scores
 from spikeff.readout_fit import calibrate_norm
 from spikeff.records import EpochRecord, LayerStats, warn_if_head_silent, warn_if_silent
@@ -234,6 +238,29 @@ def test_evaluate_reports_all_modes(readout):
     if readout == "lif":  # spike-count outputs are non-negative, and the head is not silent at init
         z = net(tiny_batches(1)[0][0], torch.Generator().manual_seed(0), trials=2)
         assert torch.all(z >= 0) and z.sum() > 0
+
+
+def test_passes_with_many_trials_run_in_parts_of_inputs(monkeypatch):
+    """Above TRIAL_INPUTS input-trials a pass without gradient runs in parts of inputs; reassembled, a
+    noiseless net gives what one pass gives (predictions, op counts, rates, features), in order."""
+    assert input_parts(64, 8) == [64] and input_parts(64, 16) == [32, 32] and input_parts(5, 10**6) == [1] * 5
+    for readout in ("linear", "lif"):
+        cfg = NetworkConfig((2, 8, 8), 3, conv_channels=(4,), hidden=(6,), lif=LIFParams(delta=0.0), readout=readout)
+        net, batches = SpikingNet(cfg, torch.Generator().manual_seed(0)), tiny_batches(b=7)
+        runs = []
+        for limit in (network.TRIAL_INPUTS, 4):  # 3 trials: one pass of 7 inputs, then parts of 1
+            monkeypatch.setattr(network, "TRIAL_INPUTS", limit)
+            ev = evaluate(net, batches, 3, torch.Generator().manual_seed(0), count=True)
+            runs.append((ev, frozen_features(net, batches, 3, torch.Generator().manual_seed(0), keep_trials=True)))
+        (one, f1), (parts, f2) = runs
+        for m in one.predictions:
+            assert torch.equal(one.predictions[m], parts.predictions[m])
+        assert parts.layer_rates == pytest.approx(one.layer_rates) and parts.ops.synops == pytest.approx(one.ops.synops)
+        assert (parts.head_rate is None) == (one.head_rate is None) and one.layer_rates[0] > 0
+        if one.head_rate is not None:
+            assert parts.head_rate == pytest.approx(one.head_rate)
+        assert all(np.array_equal(a, b) for a, b in zip(f1.layers, f2.layers)) and np.array_equal(f1.labels, f2.labels)
+        assert torch.equal(f1.top_trials, f2.top_trials)
 
 
 def test_bad_input_shapes_and_configs():
