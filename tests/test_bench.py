@@ -280,3 +280,18 @@ def test_merge_from_the_command_line_takes_no_settings(tmp_path: Path, capsys):
     assert "no raw_<method>.json to merge" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "a"), "--merge", str(tmp_path / "a")]) == 2
     assert "is one of the merged folders" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_peak_memory_of_an_isolated_method_is_its_own():
+    """A spawned child's ru_maxrss starts at its parent's RSS; the bench reads the child's own peak."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    import torch
+
+    cpu = torch.device("cpu")
+    ballast = bytearray(b"\x01") * (400 * 2**20)  # written: 400 MiB resident in this process
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        child = pool.submit(runner._peak_memory_mib, cpu).result()
+    assert child < runner._peak_memory_mib(cpu) - 300 and len(ballast) > 0

@@ -311,6 +311,6 @@ NOTES = [
     "The energy mode of a head trained on energy scores is reported; its average-mode score is not (that head "
     "was not trained for it). deterministic: one noise-free trial through the same head.",
     "Wall-clock timings depend on the load of the machine; on a shared CPU they are noisy. Peak memory: CUDA max "
-    "allocated, or on CPU the process peak RSS; with isolation each method runs in a fresh process; random "
-    "shares spikeff's process.",
+    "allocated, or on CPU the process's own peak RSS (VmHWM on Linux); with isolation each method runs in a fresh "
+    "process; random shares spikeff's process.",
 ]
