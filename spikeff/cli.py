@@ -438,8 +438,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         test, test_name, frame_shape = splits.test, splits.test_name, splits.frame_shape
     if tuple(frame_shape) != tuple(net.config.input_shape):
         raise DataError(f"the data give frames {frame_shape}, the model expects {net.config.input_shape}")
-    trials = next(t for t in (args.trials, meta.get("eval_trials"), config.test_trials) if t is not None)
-    trials = trials if net.config.lif.stochastic else 1  # identical copies otherwise (RunConfig.test_trials)
+    trials = net.config.test_trials(next(t for t in (args.trials, meta.get("eval_trials"), config.test_trials)
+                                         if t is not None))
     seed = config.seed if args.seed is None else args.seed
     loader = make_loader(test, EVAL_BATCH_SIZE, shuffle=False, seed=seed)
     res = evaluate(net, loader, trials, seeded_generators(seed, device)["eval"])

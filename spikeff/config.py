@@ -131,12 +131,9 @@ class RunConfig:
 
     @property
     def test_trials(self) -> int:
-        """Trials per test input: ``eval.eval_trials``, or ``train.trials`` when it is unset; 1 where the
-        neurons draw no noise (ReLU, a noiseless LIF): their trials would be identical copies, each one
-        charged in the op counts. Trial noise on the input is a training-time device."""
-        if not self.network.lif.stochastic:
-            return 1
-        return self.eval.eval_trials or self.train.trials
+        """Trials per test input: ``eval.eval_trials``, or ``train.trials`` when it is unset, as the network
+        scores them (:meth:`~spikeff.network.NetworkConfig.test_trials`: 1 for neurons without noise)."""
+        return self.network.test_trials(self.eval.eval_trials or self.train.trials)
 
 
 #: Run-level settings that version 0.1 saved under ``train``: old dotted path -> today's.

@@ -108,6 +108,12 @@ class NetworkConfig:
         """The average-pool size after each conv layer."""
         return self.pool * len(self.conv_channels) if len(self.pool) == 1 else self.pool
 
+    def test_trials(self, trials: int) -> int:
+        """The trials to score a test input with when ``trials`` are asked for: 1 where the neurons draw no
+        noise (ReLU, a noiseless LIF), whose trials would be identical copies, each one charged in the op
+        counts (trial noise on the input is a training-time device)."""
+        return trials if self.lif.stochastic else 1
+
     def for_data(self, input_shape: tuple[int, int, int], n_classes: int) -> NetworkConfig:
         """This architecture for frames of ``input_shape`` and ``n_classes`` classes.
 
