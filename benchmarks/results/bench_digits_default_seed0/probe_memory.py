@@ -1,11 +1,35 @@
-import resource, sys, time, numpy as np
-def hwm():
-    for l in open('/proc/self/status'):
-        if l.startswith('VmHWM'): return int(l.split()[1])//1024
-    return 0
+"""Peak resident memory of one layer probe fit (spikeff.probe.fit_probe) on features of the bench's shape.
+
+usage: OMP_NUM_THREADS=1 python probe_memory.py N D   (N inputs, D features; random, 10 % non-zero)
+"""
+
+import sys
+import time
+
+import numpy as np
+
 from spikeff.probe import fit_probe
-n, d = int(sys.argv[1]), int(sys.argv[2])
-rng = np.random.default_rng(0)
-x = (rng.random((n, d), dtype=np.float32) < 0.1).astype(np.float32); y = np.arange(n) % 10
-print('before fit', hwm(), 'MiB; features', x.nbytes >> 20, 'MiB', flush=True)
-t = time.time(); fit_probe(x, y); print('after fit', hwm(), 'MiB', round(time.time()-t,1), 's')
+
+
+def peak_mib() -> int:
+    """The process's peak resident memory (VmHWM, Linux) in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def main() -> None:
+    n, d = int(sys.argv[1]), int(sys.argv[2])
+    rng = np.random.default_rng(0)
+    x = (rng.random((n, d), dtype=np.float32) < 0.1).astype(np.float32)
+    y = np.arange(n) % 10
+    print("before fit", peak_mib(), "MiB; features", x.nbytes >> 20, "MiB", flush=True)
+    t = time.time()
+    fit_probe(x, y)
+    print("after fit", peak_mib(), "MiB", round(time.time() - t, 1), "s")
+
+
+if __name__ == "__main__":
+    main()

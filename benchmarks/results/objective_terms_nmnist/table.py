@@ -33,8 +33,9 @@ def main() -> None:
     print("|" + "---|" * (len(cols) + 5))
     for o in rows:
         cells = [f"{o[c][0]:.3f} / {o[c][1]:.3f}, {', '.join(f'{v:+.1f}' for v in o[c][2])}" for c in cols]
-        print(f"| {o['setting']} | {','.join(map(str, o['seeds']))} | " + " | ".join(cells)
-              + f" | {', '.join(f'{a:.3f}' for a in o['energy'])} | {o['div ED L1/L2 (last epoch)']} | {o['cons ED L1/L2 (last epoch)']} |")
+        energy = ", ".join(f"{a:.3f}" for a in o["energy"])
+        eds = f"{o['div ED L1/L2 (last epoch)']} | {o['cons ED L1/L2 (last epoch)']}"
+        print(f"| {o['setting']} | {','.join(map(str, o['seeds']))} | " + " | ".join(cells) + f" | {energy} | {eds} |")
 
 
 if __name__ == "__main__":
