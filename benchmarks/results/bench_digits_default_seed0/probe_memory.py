@@ -7,17 +7,14 @@ import sys
 import time
 
 import numpy as np
+import torch
 
+from spikeff.bench.runner import _peak_memory_mib  # the bench's peak-memory column, measured the same way
 from spikeff.probe import fit_probe
 
 
 def peak_mib() -> int:
-    """The process's peak resident memory (VmHWM, Linux) in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) // 1024
-    return 0
+    return int(_peak_memory_mib(torch.device("cpu")))
 
 
 def main() -> None:

@@ -22,10 +22,8 @@ def main() -> None:
             co = [cell(r, "control", "layer 2", k, view) for r in runs]
             out[f"{view} k={k}"] = (st.mean(tr), st.mean(co), [round(100 * (a - b), 1) for a, b in zip(tr, co)])
         out["energy"] = [r["test_accuracy"]["energy"] for r in runs]
-        out["div ED L1/L2 (last epoch)"] = [(round(r["history"][-1]["layer1/ed_diversity"], 1),
-                                             round(r["history"][-1]["layer2/ed_diversity"], 1)) for r in runs]
-        out["cons ED L1/L2 (last epoch)"] = [(round(r["history"][-1]["layer1/ed_consistency"], 1),
-                                              round(r["history"][-1]["layer2/ed_consistency"], 1)) for r in runs]
+        for term in ("diversity", "consistency"):  # the last epoch's training means, layer 1 and layer 2
+            out[term] = [tuple(round(r["history"][-1][f"layer{i}/ed_{term}"], 1) for i in (1, 2)) for r in runs]
         rows.append(out)
     cols = ["clean k=10", "clean k=all", "thinned k=10", "thinned k=all"]
     print("| setting | seeds | " + " | ".join(f"{c}: trained / control, paired per seed" for c in cols)
@@ -34,7 +32,7 @@ def main() -> None:
     for o in rows:
         cells = [f"{o[c][0]:.3f} / {o[c][1]:.3f}, {', '.join(f'{v:+.1f}' for v in o[c][2])}" for c in cols]
         energy = ", ".join(f"{a:.3f}" for a in o["energy"])
-        eds = f"{o['div ED L1/L2 (last epoch)']} | {o['cons ED L1/L2 (last epoch)']}"
+        eds = f"{o['diversity']} | {o['consistency']}"
         print(f"| {o['setting']} | {','.join(map(str, o['seeds']))} | " + " | ".join(cells) + f" | {energy} | {eds} |")
 
 
